@@ -1,0 +1,31 @@
+"""Local Sphinx extension for the course book.
+
+* Removes the duplicated sphinx-thebe configuration script that jupyter-book 1.0.4 adds to every
+  page (the browser otherwise logs ``Identifier 'THEBE_JS_URL' has already been declared``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _drop_duplicate_scripts(app: Any, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
+    """Keep only the first copy of each inline script body on a page."""
+    scripts = context.get("script_files")
+    if not scripts:
+        return
+    seen: set[str] = set()
+    kept = []
+    for script in scripts:
+        body = getattr(script, "attributes", {}).get("body")
+        key = body if body else str(script)
+        if body and key in seen:
+            continue
+        seen.add(key)
+        kept.append(script)
+    context["script_files"] = kept
+
+
+def setup(app: Any) -> dict[str, Any]:
+    app.connect("html-page-context", _drop_duplicate_scripts)
+    return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "0.1"}

@@ -1,0 +1,34 @@
+"""Where the code runs: a live Jupyter front end (JupyterLab, Binder) or a headless execution (book, CI)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+__all__ = ["is_live_frontend", "progress"]
+
+T = TypeVar("T")
+
+
+def is_live_frontend() -> bool:
+    """True in a kernel started by a Jupyter server (JupyterLab, Notebook, Binder); False when headless.
+
+    ``GDSEC_WIDGETS=live`` or ``=static`` overrides the guess. A server-started kernel carries
+    ``JPY_SESSION_NAME``; kernels run by nbclient (Jupyter Book, nbval, CI) do not.
+    """
+    forced = os.environ.get("GDSEC_WIDGETS", "").strip().lower()
+    if forced in {"live", "static"}:
+        return forced == "live"
+    if os.environ.get("CI"):
+        return False
+    return "JPY_SESSION_NAME" in os.environ
+
+
+def progress(iterable: Iterable[T], **kwargs: object) -> Iterator[T] | Iterable[T]:
+    """Wrap a loop in a ``tqdm.auto`` bar in a live front end; a bare iterable otherwise (no text leaks)."""
+    if not is_live_frontend():
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, **kwargs)

@@ -1,0 +1,80 @@
+"""Small PyTorch models for 8x8 digits and tabular inputs; every one maps inputs to logits."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from gdsec.validation import check_int
+
+__all__ = ["count_parameters", "digits_cnn", "logistic_regression", "mlp"]
+
+
+def _init_from(model: nn.Module, seed: int | None) -> nn.Module:
+    """Re-initialise ``model`` deterministically from ``seed`` (no global state touched)."""
+    if seed is None:
+        return model
+    check_int("seed", seed, low=0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for module in model.modules():
+            if hasattr(module, "reset_parameters") and module is not model:
+                module.reset_parameters()
+    return model
+
+
+def logistic_regression(n_features: int = 64, n_classes: int = 10, *, seed: int | None = 0) -> nn.Module:
+    """Multinomial logistic regression: flatten, then one linear layer to ``n_classes`` logits."""
+    check_int("n_features", n_features, low=1)
+    check_int("n_classes", n_classes, low=2)
+    return _init_from(nn.Sequential(nn.Flatten(), nn.Linear(n_features, n_classes)), seed)
+
+
+def mlp(
+    n_features: int = 64,
+    n_classes: int = 10,
+    *,
+    hidden: int = 64,
+    depth: int = 1,
+    activation: str = "relu",
+    seed: int | None = 0,
+) -> nn.Module:
+    """A fully connected net: ``depth`` hidden layers of width ``hidden``, then logits."""
+    check_int("n_features", n_features, low=1)
+    check_int("n_classes", n_classes, low=2)
+    check_int("hidden", hidden, low=1)
+    check_int("depth", depth, low=1, high=16)
+    acts = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
+    if activation not in acts:
+        raise ValueError(f"activation must be one of {list(acts)}, got {activation!r}")
+    layers: list[nn.Module] = [nn.Flatten()]
+    width = n_features
+    for _ in range(depth):
+        layers += [nn.Linear(width, hidden), acts[activation]()]
+        width = hidden
+    layers.append(nn.Linear(width, n_classes))
+    return _init_from(nn.Sequential(*layers), seed)
+
+
+def digits_cnn(n_classes: int = 10, *, channels: int = 16, seed: int | None = 0) -> nn.Module:
+    """A small CNN for (N, 1, 8, 8) digits: two 3x3 convolutions, a pool, a linear head."""
+    check_int("n_classes", n_classes, low=2)
+    check_int("channels", channels, low=1, high=256)
+    model = nn.Sequential(
+        nn.Conv2d(1, channels, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(channels, 2 * channels, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(2 * channels * 16, 64),
+        nn.ReLU(),
+        nn.Linear(64, n_classes),
+    )
+    return _init_from(model, seed)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters in ``model``."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+

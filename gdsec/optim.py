@@ -1,0 +1,151 @@
+"""Hand-written update rules (SGD, momentum, RMSprop, Adam) that match ``torch.optim`` step for step.
+
+Each rule is a pure function ``(param, grad, state, *, lr, ...) -> (new_param, new_state)``: no object
+holds hidden state, so the notebook can print every quantity the update uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import torch
+
+from gdsec.validation import check_choice, check_int, check_number
+
+__all__ = [
+    "OPTIMIZERS",
+    "adam_step",
+    "minimize",
+    "momentum_step",
+    "rmsprop_step",
+    "sgd_step",
+    "step",
+    "torch_optimizer",
+]
+
+OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
+State = dict[str, torch.Tensor | int]
+
+
+def sgd_step(param: torch.Tensor, grad: torch.Tensor, state: State, *, lr: float) -> tuple[torch.Tensor, State]:
+    """Plain gradient descent: w <- w - lr * g."""
+    return param - lr * grad, state
+
+
+def momentum_step(
+    param: torch.Tensor, grad: torch.Tensor, state: State, *, lr: float, beta: float = 0.9
+) -> tuple[torch.Tensor, State]:
+    """Heavy-ball momentum as in ``torch.optim.SGD``: v <- beta v + g; w <- w - lr v (v starts at g)."""
+    velocity = grad.clone() if "velocity" not in state else beta * state["velocity"] + grad
+    return param - lr * velocity, {"velocity": velocity}
+
+
+def rmsprop_step(
+    param: torch.Tensor,
+    grad: torch.Tensor,
+    state: State,
+    *,
+    lr: float,
+    alpha: float = 0.99,
+    eps: float = 1e-8,
+) -> tuple[torch.Tensor, State]:
+    """RMSprop: s <- alpha s + (1 - alpha) g^2; w <- w - lr g / (sqrt(s) + eps)."""
+    square_avg = state.get("square_avg", torch.zeros_like(grad))
+    square_avg = alpha * square_avg + (1 - alpha) * grad * grad
+    return param - lr * grad / (square_avg.sqrt() + eps), {"square_avg": square_avg}
+
+
+def adam_step(
+    param: torch.Tensor,
+    grad: torch.Tensor,
+    state: State,
+    *,
+    lr: float,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    eps: float = 1e-8,
+) -> tuple[torch.Tensor, State]:
+    """Adam: bias-corrected running means of g and g^2; w <- w - lr m_hat / (sqrt(v_hat) + eps)."""
+    t = int(state.get("t", 0)) + 1
+    m = beta1 * state.get("m", torch.zeros_like(grad)) + (1 - beta1) * grad
+    v = beta2 * state.get("v", torch.zeros_like(grad)) + (1 - beta2) * grad * grad
+    m_hat = m / (1 - beta1**t)
+    v_hat = v / (1 - beta2**t)
+    return param - lr * m_hat / (v_hat.sqrt() + eps), {"m": m, "v": v, "t": t}
+
+
+_RULES: dict[str, Callable[..., tuple[torch.Tensor, State]]] = {
+    "sgd": sgd_step,
+    "momentum": momentum_step,
+    "rmsprop": rmsprop_step,
+    "adam": adam_step,
+}
+
+
+def step(
+    name: str, param: torch.Tensor, grad: torch.Tensor, state: State, *, lr: float, **hyper: float
+) -> tuple[torch.Tensor, State]:
+    """Apply the update rule called ``name`` (one of ``OPTIMIZERS``) once."""
+    check_choice("optimizer", name, OPTIMIZERS)
+    check_number("lr", lr, low=0.0, low_open=True)
+    return _RULES[name](param, grad, state, lr=lr, **hyper)
+
+
+def torch_optimizer(
+    name: str, params: Iterable[torch.nn.Parameter], *, lr: float, **hyper: float
+) -> torch.optim.Optimizer:
+    """The ``torch.optim`` optimizer equivalent to the hand-written rule ``name``, same hyper-parameters."""
+    check_choice("optimizer", name, OPTIMIZERS)
+    check_number("lr", lr, low=0.0, low_open=True)
+    weight_decay = hyper.pop("weight_decay", 0.0)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
+    if name == "momentum":
+        return torch.optim.SGD(params, lr=lr, momentum=hyper.get("beta", 0.9), weight_decay=weight_decay)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(
+            params, lr=lr, alpha=hyper.get("alpha", 0.99), eps=hyper.get("eps", 1e-8), weight_decay=weight_decay
+        )
+    betas = (hyper.get("beta1", 0.9), hyper.get("beta2", 0.999))
+    return torch.optim.Adam(params, lr=lr, betas=betas, eps=hyper.get("eps", 1e-8), weight_decay=weight_decay)
+
+
+def minimize(
+    loss_fn: Callable[[torch.Tensor], torch.Tensor],
+    start: Iterable[float] | torch.Tensor,
+    *,
+    optimizer: str = "sgd",
+    lr: float,
+    steps: int,
+    grad_noise: float = 0.0,
+    seed: int = 0,
+    blowup: float = 1e6,
+    **hyper: float,
+) -> torch.Tensor:
+    """Run a hand-written optimizer on ``loss_fn`` from ``start``; return the path, shape (k, d).
+
+    ``grad_noise`` adds Gaussian noise of that standard deviation to each gradient (a stand-in for
+    mini-batch noise). The path stops early (k < steps + 1) once the iterate leaves the ball of
+    radius ``blowup`` or becomes non-finite: that is divergence.
+    """
+    check_choice("optimizer", optimizer, OPTIMIZERS)
+    check_number("lr", lr, low=0.0, low_open=True)
+    check_int("steps", steps, low=1)
+    check_number("grad_noise", grad_noise, low=0.0)
+    check_number("blowup", blowup, low=0.0, low_open=True)
+    point = torch.as_tensor(start, dtype=torch.float64).detach().clone().reshape(-1)
+    if not torch.isfinite(point).all():
+        raise ValueError("start must be finite")
+    generator = torch.Generator().manual_seed(check_int("seed", seed, low=0))
+    path = [point.clone()]
+    state: State = {}
+    for _ in range(steps):
+        current = point.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(loss_fn(current), current)
+        if grad_noise:
+            grad = grad + grad_noise * torch.randn(grad.shape, generator=generator, dtype=grad.dtype)
+        point, state = _RULES[optimizer](point, grad, state, lr=lr, **hyper)
+        if not torch.isfinite(point).all() or point.norm() > blowup:
+            break
+        path.append(point.clone())
+    return torch.stack(path)
