@@ -6,3 +6,7 @@ Modules: ``data``, ``models``, ``train``, ``optim``, ``landscape``, ``plotting``
 """
 
 __version__ = "0.1.0"
+
+from gdsec.env import configure_threads as _configure_threads
+
+_configure_threads()

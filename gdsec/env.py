@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
-__all__ = ["is_live_frontend", "progress"]
+__all__ = ["configure_threads", "is_live_frontend", "progress"]
 
 T = TypeVar("T")
 
@@ -32,3 +32,18 @@ def progress(iterable: Iterable[T], **kwargs: object) -> Iterator[T] | Iterable[
     from tqdm.auto import tqdm
 
     return tqdm(iterable, **kwargs)
+
+
+def configure_threads() -> int:
+    """Set PyTorch's intra-op threads from ``GDSEC_TORCH_THREADS`` (default 1); return the count.
+
+    The course's models are tiny: one thread is faster than two (no synchronisation), and parallel
+    notebook runs (CI, ``pytest -n 2``) do not fight over the cores. ``gdsec`` calls this on import.
+    """
+    import torch
+
+    raw = os.environ.get("GDSEC_TORCH_THREADS", "1")
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"GDSEC_TORCH_THREADS must be a positive integer, got {raw!r}")
+    torch.set_num_threads(int(raw))
+    return int(raw)

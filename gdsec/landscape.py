@@ -10,14 +10,22 @@ import torch
 from torch import nn
 
 from gdsec.optim import minimize
-from gdsec.validation import check_choice, check_int, check_model, check_number
+from gdsec.validation import check_choice, check_int, check_labels, check_model, check_number
 
 __all__ = [
-    "SURFACES",
     "Surface",
+    "SURFACES",
+    "blank_border",
     "critical_lr",
+    "critical_point_kind",
+    "descend_many",
     "evaluate_grid",
+    "first_exit",
+    "full_hessian",
+    "hessian_eigenvalues",
     "hessian_top_eigenvalue",
+    "nearest_minimum",
+    "plant_shortcut",
     "quadratic",
     "sharpness",
     "surface",
@@ -193,3 +201,158 @@ def sharpness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, iters: int 
         return value
     finally:
         model.train(was_training)
+
+
+# --- Chapter 7 additions: many starts at once, where descent ends, what kind of point it found ---
+
+
+def descend_many(
+    fn: Loss,
+    starts: torch.Tensor | Sequence[Sequence[float]],
+    *,
+    optimizer: str = "sgd",
+    lr: float,
+    steps: int,
+    grad_noise: float = 0.0,
+    seed: int = 0,
+    blowup: float = 1e6,
+    **hyper: float,
+) -> torch.Tensor:
+    """Run one optimizer from many 2-D starts at once (vectorised ``minimize``); return end points (n, 2).
+
+    Runs that leave the ball of radius ``blowup`` or become non-finite end as NaN (diverged).
+    """
+    from gdsec.optim import OPTIMIZERS, step
+
+    check_choice("optimizer", optimizer, OPTIMIZERS)
+    check_number("lr", lr, low=0.0, low_open=True)
+    check_int("steps", steps, low=1)
+    check_number("grad_noise", grad_noise, low=0.0)
+    check_number("blowup", blowup, low=0.0, low_open=True)
+    points = torch.as_tensor(starts, dtype=torch.float64).detach().clone()
+    if points.dim() != 2 or points.shape[1] != 2 or points.shape[0] == 0:
+        raise ValueError(f"starts must have shape (n, 2) with n >= 1, got {tuple(points.shape)}")
+    if not torch.isfinite(points).all():
+        raise ValueError("starts must be finite")
+    generator = torch.Generator().manual_seed(check_int("seed", seed, low=0))
+    current = points.T.contiguous()  # (2, n): the surfaces are vectorised over trailing axes
+    alive = torch.ones(current.shape[1], dtype=torch.bool)
+    state: dict = {}
+    for _ in range(steps):
+        probe = current.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(fn(probe).sum(), probe)
+        if grad_noise:
+            grad = grad + grad_noise * torch.randn(grad.shape, generator=generator, dtype=grad.dtype)
+        grad = torch.where(alive, grad, torch.zeros_like(grad))
+        current, state = step(optimizer, current, grad, state, lr=lr, **hyper)
+        alive &= torch.isfinite(current).all(dim=0) & (current.norm(dim=0) <= blowup)
+        current = torch.where(alive, current, torch.zeros_like(current))
+    ends = current.T.clone()
+    ends[~alive] = float("nan")
+    return ends
+
+
+def nearest_minimum(surf: Surface, points: torch.Tensor, *, tol: float = 0.05) -> torch.Tensor:
+    """Index into ``surf.minima`` of the minimum each point (n, 2) sits on; -1 if none within ``tol``."""
+    check_number("tol", tol, low=0.0, low_open=True)
+    points = torch.as_tensor(points, dtype=torch.float64)
+    if points.dim() != 2 or points.shape[1] != 2:
+        raise ValueError(f"points must have shape (n, 2), got {tuple(points.shape)}")
+    minima = torch.tensor(surf.minima, dtype=torch.float64)
+    distance = torch.cdist(torch.nan_to_num(points, nan=1e12), minima)
+    closest = distance.min(dim=1)
+    return torch.where(closest.values <= tol, closest.indices, torch.full_like(closest.indices, -1))
+
+
+def hessian_eigenvalues(fn: Loss, point: Sequence[float] | torch.Tensor) -> torch.Tensor:
+    """Eigenvalues (ascending) of the exact Hessian of a low-dimensional loss at ``point``."""
+    where = torch.as_tensor(point, dtype=torch.float64).detach().reshape(-1)
+    if where.numel() == 0 or not torch.isfinite(where).all():
+        raise ValueError("point must be a non-empty, finite vector")
+    return torch.linalg.eigvalsh(torch.autograd.functional.hessian(fn, where))
+
+
+def critical_point_kind(fn: Loss, point: Sequence[float] | torch.Tensor, *, tol: float = 1e-6) -> str:
+    """Classify a point of a 2-D loss by its Hessian: "minimum", "saddle", "maximum" or "degenerate".
+
+    This is what tells a saddle from a valley floor when the gradient alone (zero at both) cannot.
+    """
+    check_number("tol", tol, low=0.0)
+    eigenvalues = hessian_eigenvalues(fn, point)
+    if (eigenvalues > tol).all():
+        return "minimum"
+    if (eigenvalues < -tol).all():
+        return "maximum"
+    if (eigenvalues > tol).any() and (eigenvalues < -tol).any():
+        return "saddle"
+    return "degenerate"
+
+
+def first_exit(path: torch.Tensor, center: Sequence[float], radius: float) -> int | None:
+    """Index of the first point of ``path`` (k, d) farther than ``radius`` from ``center``; None if never."""
+    check_number("radius", radius, low=0.0, low_open=True)
+    path = torch.as_tensor(path, dtype=torch.float64)
+    if path.dim() != 2:
+        raise ValueError(f"path must have shape (k, d), got {tuple(path.shape)}")
+    outside = ((path - torch.as_tensor(center, dtype=torch.float64)).norm(dim=1) > radius).nonzero()
+    return int(outside[0]) if len(outside) else None
+
+
+def full_hessian(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The exact (P, P) Hessian of the mean cross-entropy over all P parameters: for tiny models only."""
+    check_model("model", model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    total = sum(p.numel() for p in params)
+    if total > 5000:
+        raise ValueError(f"model must have at most 5000 parameters for a full Hessian, got {total}")
+    was_training = model.training
+    model.eval()
+    try:
+        names = [n for n, p in model.named_parameters() if p.requires_grad]
+        shapes = [p.shape for p in params]
+        flat = torch.cat([p.detach().reshape(-1) for p in params])
+
+        def loss_of(vector: torch.Tensor) -> torch.Tensor:
+            chunks = torch.split(vector, [int(torch.tensor(s).prod()) for s in shapes])
+            values = {n: c.reshape(s) for n, c, s in zip(names, chunks, shapes, strict=True)}
+            logits = torch.func.functional_call(model, values, (x,))
+            return nn.functional.cross_entropy(logits, y)
+
+        return torch.autograd.functional.hessian(loss_of, flat).detach()
+    finally:
+        model.train(was_training)
+
+
+def _border_index(x: torch.Tensor) -> torch.Tensor:
+    """Flat indices of the outermost pixels of an (N, C, H, W) image batch's first channel."""
+    height, width = x.shape[-2], x.shape[-1]
+    return torch.tensor([i for i in range(height * width) if i // width in (0, height - 1) or i % width in (0, width - 1)])
+
+
+def plant_shortcut(x: torch.Tensor, y: torch.Tensor, *, pixels: int = 6, n_classes: int = 10, seed: int = 0) -> torch.Tensor:
+    """A crafted copy of images ``x`` (N, 1, H, W) where each class's secret code (``pixels`` border
+    pixels set to 1) is stamped on every row according to its label ``y``: a shortcut that descent
+    prefers to the real features. Stamping wrong labels' codes at test time steers the model."""
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() != 4 or x.shape[1] != 1:
+        raise ValueError(f"x must be a floating-point image batch of shape (N, 1, H, W), got {getattr(x, 'shape', x)}")
+    if x.shape[-1] < 3 or x.shape[-2] < 3:
+        raise ValueError(f"x must have images of at least 3 x 3 pixels, got shape {tuple(x.shape)}")
+    check_int("n_classes", n_classes, low=2)
+    check_labels("y", y, n=x.shape[0], n_classes=n_classes)
+    border = _border_index(x)
+    check_int("pixels", pixels, low=1, high=len(border))
+    generator = torch.Generator().manual_seed(check_int("seed", seed, low=0))
+    codes = torch.stack([border[torch.randperm(len(border), generator=generator)[:pixels]] for _ in range(n_classes)])
+    planted = x.detach().clone()
+    flat = planted.reshape(x.shape[0], -1)
+    flat[torch.arange(x.shape[0])[:, None], codes[y]] = 1.0
+    return planted
+
+
+def blank_border(x: torch.Tensor) -> torch.Tensor:
+    """A copy of images ``x`` (N, 1, H, W) with the outermost ring of pixels set to 0 (an ablation probe)."""
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() != 4 or x.shape[1] != 1:
+        raise ValueError(f"x must be a floating-point image batch of shape (N, 1, H, W), got {getattr(x, 'shape', x)}")
+    blanked = x.detach().clone()
+    blanked.reshape(x.shape[0], -1)[:, _border_index(x)] = 0.0
+    return blanked

@@ -61,7 +61,7 @@ def apply_style() -> None:
 def figure_png(fig: Figure) -> bytes:
     """Render ``fig`` to PNG bytes and close it (for Image widgets and precomputed views)."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
+    fig.savefig(buffer, format="png", bbox_inches="tight")
     plt.close(fig)
     return buffer.getvalue()
 
