@@ -15,7 +15,6 @@ from gdsec.validation import check_choice, check_int, check_labels, check_model,
 __all__ = [
     "Surface",
     "SURFACES",
-    "blank_border",
     "critical_lr",
     "critical_point_kind",
     "descend_many",
@@ -28,6 +27,7 @@ __all__ = [
     "plant_shortcut",
     "quadratic",
     "sharpness",
+    "shuffle_border",
     "surface",
 ]
 
@@ -185,7 +185,9 @@ def hessian_top_eigenvalue(
     return eigenvalue
 
 
-def sharpness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, iters: int = 50, seed: int = 0) -> float:
+def sharpness(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, iters: int = 50, tol: float = 1e-4, seed: int = 0
+) -> float:
     """Top Hessian eigenvalue of the mean cross-entropy of ``model`` on (x, y): how sharp the minimum is."""
     check_model("model", model)
     was_training = model.training
@@ -194,7 +196,7 @@ def sharpness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, iters: int 
         params = [p for p in model.parameters() if p.requires_grad]
         saved = [None if p.grad is None else p.grad.clone() for p in params]
         value = hessian_top_eigenvalue(
-            lambda: nn.functional.cross_entropy(model(x), y), params, iters=iters, seed=seed
+            lambda: nn.functional.cross_entropy(model(x), y), params, iters=iters, tol=tol, seed=seed
         )
         for p, g in zip(params, saved, strict=True):
             p.grad = g
@@ -349,10 +351,17 @@ def plant_shortcut(x: torch.Tensor, y: torch.Tensor, *, pixels: int = 6, n_class
     return planted
 
 
-def blank_border(x: torch.Tensor) -> torch.Tensor:
-    """A copy of images ``x`` (N, 1, H, W) with the outermost ring of pixels set to 0 (an ablation probe)."""
+def shuffle_border(x: torch.Tensor, *, seed: int = 0) -> torch.Tensor:
+    """A copy of images ``x`` (N, 1, H, W) whose outermost ring of pixels is taken from another, randomly
+    chosen row: an ablation probe that keeps the pixel statistics but breaks any label code hidden there."""
     if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() != 4 or x.shape[1] != 1:
         raise ValueError(f"x must be a floating-point image batch of shape (N, 1, H, W), got {getattr(x, 'shape', x)}")
-    blanked = x.detach().clone()
-    blanked.reshape(x.shape[0], -1)[:, _border_index(x)] = 0.0
-    return blanked
+    if x.shape[-1] < 3 or x.shape[-2] < 3:
+        raise ValueError(f"x must have images of at least 3 x 3 pixels, got shape {tuple(x.shape)}")
+    generator = torch.Generator().manual_seed(check_int("seed", seed, low=0))
+    border = _border_index(x)
+    source = torch.randperm(x.shape[0], generator=generator)
+    shuffled = x.detach().clone()
+    flat = shuffled.reshape(x.shape[0], -1)
+    flat[:, border] = x.detach().reshape(x.shape[0], -1)[source][:, border]
+    return shuffled

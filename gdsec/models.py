@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -10,24 +12,23 @@ from gdsec.validation import check_int
 __all__ = ["count_parameters", "digits_cnn", "logistic_regression", "mlp"]
 
 
-def _init_from(model: nn.Module, seed: int | None) -> nn.Module:
-    """Re-initialise ``model`` deterministically from ``seed`` (no global state touched)."""
+def _build(builder: Callable[[], nn.Module], seed: int | None) -> nn.Module:
+    """Construct a model; with a seed, inside a forked RNG so the global torch seed is untouched."""
     if seed is None:
-        return model
+        return builder()
     check_int("seed", seed, low=0)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        for module in model.modules():
-            if hasattr(module, "reset_parameters") and module is not model:
-                module.reset_parameters()
-    return model
+        return builder()
 
 
-def logistic_regression(n_features: int = 64, n_classes: int = 10, *, seed: int | None = 0) -> nn.Module:
+def logistic_regression(
+    n_features: int = 64, n_classes: int = 10, *, seed: int | None = 0
+) -> nn.Module:
     """Multinomial logistic regression: flatten, then one linear layer to ``n_classes`` logits."""
     check_int("n_features", n_features, low=1)
     check_int("n_classes", n_classes, low=2)
-    return _init_from(nn.Sequential(nn.Flatten(), nn.Linear(n_features, n_classes)), seed)
+    return _build(lambda: nn.Sequential(nn.Flatten(), nn.Linear(n_features, n_classes)), seed)
 
 
 def mlp(
@@ -47,34 +48,39 @@ def mlp(
     acts = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
     if activation not in acts:
         raise ValueError(f"activation must be one of {list(acts)}, got {activation!r}")
-    layers: list[nn.Module] = [nn.Flatten()]
-    width = n_features
-    for _ in range(depth):
-        layers += [nn.Linear(width, hidden), acts[activation]()]
-        width = hidden
-    layers.append(nn.Linear(width, n_classes))
-    return _init_from(nn.Sequential(*layers), seed)
+
+    def builder() -> nn.Module:
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = n_features
+        for _ in range(depth):
+            layers += [nn.Linear(width, hidden), acts[activation]()]
+            width = hidden
+        layers.append(nn.Linear(width, n_classes))
+        return nn.Sequential(*layers)
+
+    return _build(builder, seed)
 
 
 def digits_cnn(n_classes: int = 10, *, channels: int = 16, seed: int | None = 0) -> nn.Module:
     """A small CNN for (N, 1, 8, 8) digits: two 3x3 convolutions, a pool, a linear head."""
     check_int("n_classes", n_classes, low=2)
     check_int("channels", channels, low=1, high=256)
-    model = nn.Sequential(
-        nn.Conv2d(1, channels, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(channels, 2 * channels, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(2 * channels * 16, 64),
-        nn.ReLU(),
-        nn.Linear(64, n_classes),
+    return _build(
+        lambda: nn.Sequential(
+            nn.Conv2d(1, channels, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(channels, 2 * channels, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(2 * channels * 16, 64),
+            nn.ReLU(),
+            nn.Linear(64, n_classes),
+        ),
+        seed,
     )
-    return _init_from(model, seed)
 
 
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters in ``model``."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-

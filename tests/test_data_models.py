@@ -1,0 +1,76 @@
+"""Bundled data and the course's models."""
+
+import pytest
+import torch
+
+from gdsec import data, models
+
+
+def test_load_digits_contract():
+    split = data.load_digits()
+    assert split.x_train.shape[1:] == (1, 8, 8) and split.x_train.dtype == torch.float32
+    assert split.y_train.dtype == torch.int64
+    assert len(split.x_train) + len(split.x_test) == 1797
+    assert abs(len(split.x_test) / 1797 - 0.25) < 0.01
+    for x in (split.x_train, split.x_test):
+        assert 0.0 <= x.min() and x.max() <= 1.0
+    assert set(split.y_test.tolist()) == set(range(10))
+
+
+def test_load_digits_is_deterministic_and_seeded():
+    a, b, c = data.load_digits(), data.load_digits(), data.load_digits(seed=1)
+    assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_test, b.y_test)
+    assert not torch.equal(a.x_train, c.x_train)
+
+
+@pytest.mark.parametrize("kwargs", [{"test_size": 0.0}, {"test_size": 1.0}, {"seed": -1}, {"test_size": "a"}])
+def test_load_digits_rejects(kwargs):
+    with pytest.raises(ValueError):
+        data.load_digits(**kwargs)
+
+
+def test_two_digits():
+    split = data.two_digits(3, 8)
+    assert set(split.y_train.tolist()) == {0, 1}
+    assert 300 < len(split.x_train) + len(split.x_test) < 400
+    with pytest.raises(ValueError, match="different"):
+        data.two_digits(3, 3)
+    with pytest.raises(ValueError, match="b"):
+        data.two_digits(3, 10)
+
+
+def test_blobs():
+    split = data.make_blobs_2d(100, n_classes=3)
+    assert split.x_train.shape[1] == 2
+    assert 0 <= split.x_train.min() and split.x_train.max() <= 1
+    with pytest.raises(ValueError, match="spread"):
+        data.make_blobs_2d(spread=0)
+
+
+@pytest.mark.parametrize("factory", [models.logistic_regression, models.mlp, models.digits_cnn])
+def test_models_map_digits_to_logits_and_are_seeded(factory):
+    x = data.load_digits().x_test[:5]
+    a, b, c = factory(seed=0), factory(seed=0), factory(seed=1)
+    assert a(x).shape == (5, 10)
+    assert torch.equal(a(x), b(x))
+    assert not torch.equal(a(x), c(x))
+    assert models.count_parameters(a) > 0
+
+
+def test_seeded_models_leave_global_rng_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(1)
+    torch.manual_seed(123)
+    models.digits_cnn(seed=5)
+    assert torch.equal(torch.rand(1), expected)
+
+
+def test_model_arguments_are_validated():
+    with pytest.raises(ValueError, match="activation"):
+        models.mlp(activation="swish")
+    with pytest.raises(ValueError, match="hidden"):
+        models.mlp(hidden=0)
+    with pytest.raises(ValueError, match="n_classes"):
+        models.logistic_regression(n_classes=1)
+    with pytest.raises(ValueError, match="seed"):
+        models.digits_cnn(seed=-1)

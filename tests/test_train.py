@@ -1,0 +1,112 @@
+"""Training loops, evaluation and gradient measurements."""
+
+import pytest
+import torch
+
+from gdsec import data, models, train
+
+
+@pytest.fixture(scope="module")
+def split():
+    return data.load_digits()
+
+
+@pytest.mark.parametrize("optimizer, lr", [("sgd", 0.1), ("momentum", 0.05), ("rmsprop", 0.01), ("adam", 0.01)])
+def test_every_optimizer_trains_logistic_regression(split, optimizer, lr):
+    model = models.logistic_regression(seed=0)
+    history = train.train(model, split.x_train, split.y_train, optimizer=optimizer, lr=lr, epochs=5, batch_size=64)
+    assert history.loss[-1] < history.loss[0]
+    assert len(history.loss) == len(history.seconds) == 5
+    assert len(history.step_loss) == 5 * ((len(split.x_train) + 63) // 64)
+    assert train.accuracy(model, split.x_test, split.y_test) > 0.8
+    assert not model.training
+
+
+def test_full_batch_is_one_step_per_epoch_and_deterministic(split):
+    a, b = models.logistic_regression(seed=0), models.logistic_regression(seed=0)
+    ha = train.train(a, split.x_train, split.y_train, lr=0.5, epochs=3)
+    hb = train.train(b, split.x_train, split.y_train, lr=0.5, epochs=3)
+    assert len(ha.step_loss) == 3 and ha.loss == hb.loss
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+
+
+def test_minibatch_order_depends_on_seed(split):
+    a, b = models.logistic_regression(seed=0), models.logistic_regression(seed=0)
+    train.train(a, split.x_train, split.y_train, lr=0.1, epochs=1, batch_size=32, seed=0)
+    train.train(b, split.x_train, split.y_train, lr=0.1, epochs=1, batch_size=32, seed=1)
+    assert not torch.equal(a[1].weight, b[1].weight)
+
+
+def test_adversary_hook_sees_every_batch_and_eval_data_is_recorded(split):
+    seen = []
+
+    def adversary(model, xb, yb):
+        seen.append(len(xb))
+        return xb.clamp(0, 1)
+
+    model = models.logistic_regression(seed=0)
+    history = train.train(
+        model, split.x_train, split.y_train, lr=0.1, epochs=2, batch_size=500, adversary=adversary,
+        eval_data=(split.x_test, split.y_test),
+    )
+    assert sum(seen) == 2 * len(split.x_train)
+    assert len(history.test_accuracy) == 2
+
+
+def test_train_raises_on_divergence_instead_of_nan(split):
+    x = split.x_train * 1e30
+    with pytest.raises((FloatingPointError, ValueError)):
+        train.train(models.mlp(seed=0), x, split.y_train, lr=1e10, epochs=3)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"lr": 0}, "lr"),
+        ({"epochs": 0}, "epochs"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"batch_size": 10**6}, "batch_size"),
+        ({"optimizer": "newton"}, "optimizer"),
+        ({"seed": -1}, "seed"),
+    ],
+)
+def test_train_rejects_bad_arguments(split, kwargs, message):
+    args = {"lr": 0.1, "epochs": 1, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        train.train(models.logistic_regression(), split.x_train, split.y_train, **args)
+
+
+def test_train_rejects_bad_data(split):
+    model = models.logistic_regression()
+    with pytest.raises(ValueError, match="y"):
+        train.train(model, split.x_train, split.y_train[:-1], lr=0.1, epochs=1)
+    bad = split.x_train.clone()
+    bad[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        train.train(model, bad, split.y_train, lr=0.1, epochs=1)
+
+
+def test_accuracy_and_predict_restore_mode(split):
+    model = models.mlp(seed=0)
+    model.train()
+    acc = train.accuracy(model, split.x_test, split.y_test)
+    assert 0.0 <= acc <= 1.0 and model.training
+
+
+def test_loss_gradient_leaves_grads_and_matches_backward(split):
+    model = models.logistic_regression(seed=0)
+    flat = train.loss_gradient(model, split.x_test, split.y_test)
+    assert all(p.grad is None for p in model.parameters())
+    torch.nn.functional.cross_entropy(model(split.x_test), split.y_test).backward()
+    reference = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
+    assert torch.allclose(flat, reference, atol=1e-6)
+
+
+def test_gradient_noise_falls_with_batch_size(split):
+    model = models.logistic_regression(seed=0)
+    small = train.gradient_noise(model, split.x_train, split.y_train, batch_size=2, samples=32)
+    large = train.gradient_noise(model, split.x_train, split.y_train, batch_size=200, samples=32)
+    full = train.gradient_noise(model, split.x_train, split.y_train, batch_size=len(split.x_train), samples=2)
+    assert small > 20 * large and full < 1e-10
+    with pytest.raises(ValueError, match="samples"):
+        train.gradient_noise(model, split.x_train, split.y_train, batch_size=2, samples=0)
