@@ -1,0 +1,108 @@
+"""Repository hygiene and chapter conventions that need no execution."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from helpers import NOTEBOOKS, ROOT, in_ci
+
+
+def _cells(notebook):
+    return json.loads(notebook.read_text())["cells"]
+
+
+def _markdown(notebook):
+    return "\n".join("".join(c["source"]) for c in _cells(notebook) if c["cell_type"] == "markdown")
+
+
+def _code(notebook):
+    return "\n".join("".join(c["source"]) for c in _cells(notebook) if c["cell_type"] == "code")
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
+def test_notebook_is_committed_without_outputs(notebook):
+    data = json.loads(notebook.read_text())
+    assert data["metadata"]["kernelspec"]["name"] == "python3"
+    for cell in data["cells"]:
+        if cell["cell_type"] == "code":
+            assert cell["outputs"] == [], f"{notebook.name} has stored outputs"
+            assert cell["execution_count"] is None, f"{notebook.name} has execution counts"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
+def test_chapter_follows_the_conventions(notebook):
+    markdown, code = _markdown(notebook), _code(notebook)
+    assert re.match(r"# \d+\. ", "".join(_cells(notebook)[0]["source"])), "first cell: '# N. Title'"
+    assert "Learning objectives" in markdown
+    assert "## Checking the chapter's claims" in markdown and "assert " in code
+    exercises = re.findall(r":::\{exercise\}\n:label: (\S+)", markdown)
+    solutions = re.findall(r"::::?\{solution\} (\S+)\n:class: dropdown", markdown)
+    assert len(exercises) >= 3, "at least three exercises"
+    assert set(exercises) <= set(solutions), "every exercise needs a hidden (dropdown) solution"
+    assert "## Key takeaways" in markdown
+    assert "{cite}" in markdown, "cite the sources"
+    assert "glue(" in code and "{glue:" in markdown, "glue every cited number"
+    assert "gdsec.widgets" in code, "one explorer from gdsec.widgets"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
+def test_glued_keys_are_defined(notebook):
+    used = set(re.findall(r"\{glue:(?:text|)\}`([A-Za-z0-9_]+)", _markdown(notebook)))
+    code = _code(notebook)
+    missing = {key for key in used if f'"{key}"' not in code and f"'{key}'" not in code and "glue(f" not in code}
+    assert not missing, f"prose cites unglued keys: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
+def test_no_measured_percentages_typed_into_prose(notebook):
+    prose = re.sub(r"\{glue:[a-z]*\}`[^`]*`|\$[^$]*\$|```.*?```", "", _markdown(notebook), flags=re.S)
+    typed = [p for p in re.findall(r"\b\d+(?:\.\d+)?\s?%", prose) if p.replace(" ", "") not in ("0%", "100%")]
+    assert not typed, f"percentages typed into prose (glue them): {typed}"
+
+
+def test_toc_lists_every_notebook_and_nothing_missing():
+    toc = (ROOT / "_toc.yml").read_text()
+    listed = re.findall(r"file: (\S+)", toc)
+    for notebook in NOTEBOOKS:
+        assert f"notebooks/{notebook.stem}" in listed, f"{notebook.name} is not in _toc.yml"
+    for entry in listed:
+        assert list(ROOT.glob(entry + ".*")), f"_toc.yml lists {entry}, which does not exist"
+
+
+def test_requirements_are_pinned():
+    for name in ("requirements.txt", "requirements-test.txt"):
+        for line in (ROOT / name).read_text().splitlines():
+            line = line.split("#")[0].strip()
+            if not line or line.startswith(("-e", "-r", "--")):
+                continue
+            assert re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+==[A-Za-z0-9_.+\-]+", line), f"{name}: unpinned {line!r}"
+    assert "torch==2.13.0" in (ROOT / "requirements.txt").read_text()
+
+
+def test_gitignore_keeps_build_outputs_out():
+    ignored = (ROOT / ".gitignore").read_text()
+    for entry in ("_build/", "__pycache__/", ".jupyter_cache/", "node_modules/"):
+        assert entry in ignored
+
+
+def test_ruff_is_clean():
+    ruff = shutil.which("ruff") or str(ROOT / ".venv" / "bin" / "ruff")
+    if not shutil.which("ruff"):
+        if in_ci():
+            pytest.fail("ruff is required (requirements-test.txt)")
+        pytest.skip("ruff not installed")
+    done = subprocess.run(
+        [ruff, "check", "gdsec", "tests", "bench", "notebooks"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_package_imports_without_side_effects_on_sys_path():
+    done = subprocess.run([sys.executable, "-c", "import gdsec; print(gdsec.__version__)"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0 and done.stdout.strip()
