@@ -303,6 +303,9 @@ def first_exit(path: torch.Tensor, center: Sequence[float], radius: float) -> in
 def full_hessian(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The exact (P, P) Hessian of the mean cross-entropy over all P parameters: for tiny models only."""
     check_model("model", model)
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() < 2 or x.shape[0] == 0:
+        raise ValueError("x must be a non-empty floating-point tensor with a batch axis, shape (N, ...)")
+    check_labels("y", y, n=x.shape[0])
     params = [p for p in model.parameters() if p.requires_grad]
     total = sum(p.numel() for p in params)
     if total > 5000:
