@@ -21,7 +21,7 @@ import math
 import torch
 from torch import nn
 
-from gdsec.attacks import _check_attack_inputs, _eval_mode, _logits, margin
+from gdsec.attacks import check_attack_inputs, checked_logits, eval_mode, margin
 from gdsec.validation import check_int, check_number
 
 __all__ = ["square_attack", "spsa"]
@@ -59,7 +59,7 @@ def square_attack(
     Uses at most ``queries`` forward passes per row (one for the start, one per iteration; rows
     that are already misclassified stop querying). Works on any input shape.
     """
-    _check_attack_inputs(model, x, y)
+    check_attack_inputs(model, x, y)
     eps = check_number("eps", eps, low=0.0)
     queries = check_int("queries", queries, low=1)
     p_init = check_number("p_init", p_init, low=0.0, high=1.0, low_open=True)
@@ -69,10 +69,10 @@ def square_attack(
         return x.clone()
     images = _as_images(x)
     n, channels, height, width = images.shape
-    with _eval_mode(model):
+    with eval_mode(model):
         stripes = torch.randint(0, 2, (n, channels, 1, width), generator=generator).to(x.dtype) * 2 - 1
         best = (images + eps * stripes).clamp(0.0, 1.0)
-        best_margin = margin(_logits(model, best.reshape(x.shape)), y)
+        best_margin = margin(checked_logits(model, best.reshape(x.shape)), y)
         rows_h = torch.arange(height).reshape(1, 1, height, 1)
         cols_w = torch.arange(width).reshape(1, 1, 1, width)
         for i in range(queries - 1):
@@ -88,7 +88,7 @@ def square_attack(
             base = images[active]
             candidate = torch.where(window, base + eps * signs, best[active]).clamp(0.0, 1.0)
             candidate = torch.minimum(torch.maximum(candidate, base - eps), base + eps)
-            new_margin = margin(_logits(model, candidate.reshape(len(active), *x.shape[1:])), y[active])
+            new_margin = margin(checked_logits(model, candidate.reshape(len(active), *x.shape[1:])), y[active])
             better = new_margin < best_margin[active]
             best[active[better]] = candidate[better]
             best_margin[active[better]] = new_margin[better]
@@ -114,7 +114,7 @@ def spsa(
     Costs ``2 * samples`` queries per row and step. Per row the iterate with the smallest margin
     seen is returned, so more steps never weaken it.
     """
-    _check_attack_inputs(model, x, y)
+    check_attack_inputs(model, x, y)
     eps = check_number("eps", eps, low=0.0)
     steps = check_int("steps", steps, low=1)
     samples = check_int("samples", samples, low=1)
@@ -126,20 +126,20 @@ def spsa(
         return x.clone()
     n = x.shape[0]
     shape = x.shape[1:]
-    with _eval_mode(model):
+    with eval_mode(model):
         current = x.clone()
         best = x.clone()
-        best_margin = margin(_logits(model, x), y)
+        best_margin = margin(checked_logits(model, x), y)
         labels = y.repeat_interleave(2 * samples)
         for _ in range(steps):
             probes = torch.randint(0, 2, (n, samples, *shape), generator=generator).to(x.dtype) * 2 - 1
             both = torch.cat([current[:, None] + delta * probes, current[:, None] - delta * probes], dim=1)
-            values = margin(_logits(model, both.reshape(n * 2 * samples, *shape)), labels).reshape(n, 2 * samples)
+            values = margin(checked_logits(model, both.reshape(n * 2 * samples, *shape)), labels).reshape(n, 2 * samples)
             slope = (values[:, :samples] - values[:, samples:]) / (2 * delta)
             estimate = (slope.reshape(n, samples, *([1] * len(shape))) * probes).mean(dim=1)
             current = current - alpha * estimate.sign()
             current = torch.minimum(torch.maximum(current, x - eps), x + eps).clamp(0.0, 1.0)
-            new_margin = margin(_logits(model, current), y)
+            new_margin = margin(checked_logits(model, current), y)
             better = new_margin < best_margin
             best[better] = current[better]
             best_margin[better] = new_margin[better]

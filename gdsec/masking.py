@@ -27,7 +27,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from gdsec.attacks import _check_attack_inputs, fgsm, pgd, robust_accuracy
+from gdsec.attacks import check_attack_inputs, fgsm, pgd, robust_accuracy
 from gdsec.blackbox import square_attack
 from gdsec.validation import check_choice, check_int, check_model, check_number
 
@@ -160,7 +160,7 @@ def transfer(surrogate: nn.Module, attack: Callable[..., torch.Tensor] = pgd, **
 
 def input_gradient_zero_fraction(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, atol: float = 1e-12) -> float:
     """Fraction of rows whose cross-entropy gradient w.r.t. the input is zero (within ``atol``)."""
-    _check_attack_inputs(model, x, y)
+    check_attack_inputs(model, x, y)
     check_number("atol", atol, low=0.0)
     was_training = model.training
     model.eval()
@@ -209,7 +209,7 @@ def sanity_checks(
     ``masked`` is True when any check fails. ``evidence`` holds every accuracy measured and the
     fraction of rows whose input gradient is exactly zero.
     """
-    _check_attack_inputs(model, x, y)
+    check_attack_inputs(model, x, y)
     eps = check_number("eps", eps, low=0.0, high=1.0, low_open=True)
     steps = check_int("steps", steps, low=1)
     queries = check_int("queries", queries, low=1)

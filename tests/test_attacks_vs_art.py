@@ -1,0 +1,100 @@
+"""Cross-check gdsec.attacks against IBM's Adversarial Robustness Toolbox (ART) on a small digits CNN.
+
+FGSM must match ART exactly; PGD must leave no more robust accuracy than ART (+2 points); C&W L2
+and DeepFool must succeed at least as often as ART with a mean L2 no larger than 1.15x ART's.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from gdsec import attacks, data, models, train
+
+from helpers import in_ci
+
+if not in_ci():
+    pytest.importorskip("art", reason="adversarial-robustness-toolbox is a test requirement")
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from art.attacks.evasion import (
+        CarliniL2Method,
+        DeepFool,
+        FastGradientMethod,
+        ProjectedGradientDescent,
+    )
+    from art.estimators.classification import PyTorchClassifier
+
+N_POINTS = 150
+
+
+@pytest.fixture(scope="module")
+def setting() -> dict:
+    """A seeded digits CNN, its ART wrapper and the first 150 test digits."""
+    split = data.load_digits()
+    model = models.digits_cnn(channels=8, seed=0)
+    train.train(model, split.x_train, split.y_train, optimizer="adam", lr=3e-3, epochs=10, batch_size=64, seed=0, progress=False)
+    classifier = PyTorchClassifier(
+        model=model, loss=torch.nn.CrossEntropyLoss(), input_shape=(1, 8, 8), nb_classes=10, clip_values=(0.0, 1.0)
+    )
+    x, y = split.x_test[:N_POINTS], split.y_test[:N_POINTS]
+    return {"model": model, "art": classifier, "x": x, "y": y, "xn": x.numpy(), "yn": y.numpy()}
+
+
+def _fooled(model: torch.nn.Module, x_adv: np.ndarray | torch.Tensor, target: torch.Tensor) -> np.ndarray:
+    with torch.no_grad():
+        return (model(torch.as_tensor(x_adv)).argmax(1) != target).numpy()
+
+
+def _l2(x: np.ndarray, x_adv: np.ndarray | torch.Tensor) -> np.ndarray:
+    return np.linalg.norm((np.asarray(x_adv) - x).reshape(len(x), -1), axis=1)
+
+
+@pytest.mark.parametrize("eps", [0.05, 0.1, 0.2])
+def test_fgsm_identical(setting: dict, eps: float) -> None:
+    ours = attacks.fgsm(setting["model"], setting["x"], setting["y"], eps).numpy()
+    theirs = FastGradientMethod(setting["art"], eps=eps, batch_size=N_POINTS).generate(setting["xn"], setting["yn"])
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(("norm", "eps"), [("inf", 0.05), ("inf", 0.1), ("2", 0.5), ("2", 1.0)])
+def test_pgd_at_least_as_strong(setting: dict, norm: str, eps: float) -> None:
+    model, x, y = setting["model"], setting["x"], setting["y"]
+    steps = 40
+    alpha = max(2.5 * eps / steps, eps / 10)  # our default step, given to ART explicitly
+    ours = attacks.robust_accuracy(model, x, y, "pgd", eps=eps, norm=norm, steps=steps, seed=0)
+    art = ProjectedGradientDescent(
+        setting["art"], norm=np.inf if norm == "inf" else 2, eps=eps, eps_step=alpha, max_iter=steps,
+        num_random_init=1, batch_size=N_POINTS, verbose=False,
+    )
+    torch.manual_seed(0)
+    np.random.seed(0)
+    x_art = art.generate(setting["xn"], setting["yn"])
+    theirs = attacks.robust_accuracy(model, x, y, lambda m, a, b: torch.as_tensor(x_art))
+    assert ours <= theirs + 0.02, f"PGD-{norm} eps={eps}: ours {ours:.3f} vs ART {theirs:.3f}"
+
+
+def test_cw_l2_at_least_as_strong(setting: dict) -> None:
+    model, x, y, xn = setting["model"], setting["x"], setting["y"], setting["xn"]
+    ours = attacks.cw_l2(model, x, y)  # our defaults
+    theirs = CarliniL2Method(setting["art"], batch_size=N_POINTS, verbose=False).generate(xn, setting["yn"])  # ART's defaults
+    ok_ours, ok_art = _fooled(model, ours, y), _fooled(model, theirs, y)
+    assert ok_ours.mean() >= ok_art.mean()
+    both = ok_ours & ok_art
+    assert _l2(xn, ours)[both].mean() <= 1.15 * _l2(xn, theirs)[both].mean()
+
+
+def test_deepfool_at_least_as_strong(setting: dict) -> None:
+    model, x, xn = setting["model"], setting["x"], setting["xn"]
+    with torch.no_grad():
+        predicted = model(x).argmax(1)
+    ours = attacks.deepfool(model, x, overshoot=0.02, max_iter=50)
+    theirs = DeepFool(setting["art"], epsilon=0.02, max_iter=50, batch_size=N_POINTS, verbose=False).generate(xn)
+    ok_ours, ok_art = _fooled(model, ours, predicted), _fooled(model, theirs, predicted)
+    assert ok_ours.mean() >= ok_art.mean()
+    both = ok_ours & ok_art
+    assert _l2(xn, ours)[both].mean() <= 1.15 * _l2(xn, theirs)[both].mean()
