@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 IGNORED = shutil.ignore_patterns(
     "_build", ".git", ".jupyter_cache", "jupyter_execute", "node_modules", "__pycache__",
-    ".pytest_cache", ".ruff_cache", ".hypothesis", ".ipynb_checkpoints", "test-artifacts", "*.egg-info",
+    ".pytest_cache", ".ruff_cache", ".hypothesis", ".ipynb_checkpoints", "test-artifacts", "*.egg-info", "_vendor",
 )
 
 

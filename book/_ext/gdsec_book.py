@@ -2,6 +2,8 @@
 
 * Removes the duplicated sphinx-thebe configuration script that jupyter-book 1.0.4 adds to every
   page (the browser otherwise logs ``Identifier 'THEBE_JS_URL' has already been declared``).
+* Loads :mod:`gdsec_vendor`, which serves require.js, the ipywidgets html-manager and MathJax from
+  the book's own ``_static`` folder (fetched from npm at build time), so pages work offline.
 """
 
 from __future__ import annotations
@@ -28,4 +30,5 @@ def _drop_duplicate_scripts(app: Any, pagename: str, templatename: str, context:
 
 def setup(app: Any) -> dict[str, Any]:
     app.connect("html-page-context", _drop_duplicate_scripts)
+    app.setup_extension("gdsec_vendor")
     return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "0.1"}
