@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import importlib
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
+from gdsec.models import eval_mode
 from gdsec.validation import (
     check_choice,
     check_int,
@@ -57,17 +57,6 @@ _TINY = 1e-12
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put ``model`` in eval mode for the duration of the block, then restore its mode."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
 
 
 def checked_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

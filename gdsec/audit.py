@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from gdsec.data import Split
+from gdsec.models import eval_mode
 from gdsec.validation import (
     check_choice,
     check_fraction,
@@ -457,13 +458,8 @@ def check_convergence_properties(model: nn.Module, data: Split, config: AuditCon
     from gdsec.train import accuracy, loss_gradient
 
     x, y = data.x_train, data.y_train
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            final_loss = nn.functional.cross_entropy(model(x), y).item()
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.no_grad():
+        final_loss = nn.functional.cross_entropy(model(x), y).item()
     grad_norm = loss_gradient(model, x, y).norm().item()
     rows = min(config.sharpness_rows, len(y))
     top_eigenvalue = sharpness(model, x[:rows], y[:rows], iters=20, seed=config.seed)
@@ -580,14 +576,13 @@ def audit(
             raise ValueError(f"checks[{key!r}] must be a callable (model, data, config) -> Finding")
         chosen[key] = fn
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    was_training = model.training
     findings = []
-    for key in QUESTIONS:
-        finding = chosen[key](model, data, config)
-        if not isinstance(finding, Finding) or finding.question != key or finding.severity not in SEVERITIES:
-            raise ValueError(f"checks[{key!r}] must return a Finding for {key!r} with a severity in {SEVERITIES}")
-        findings.append(finding)
-    model.train(was_training)
+    with eval_mode(model):
+        for key in QUESTIONS:
+            finding = chosen[key](model, data, config)
+            if not isinstance(finding, Finding) or finding.question != key or finding.severity not in SEVERITIES:
+                raise ValueError(f"checks[{key!r}] must return a Finding for {key!r} with a severity in {SEVERITIES}")
+            findings.append(finding)
     if any(not torch.equal(v, state[k]) for k, v in model.state_dict().items()):
         raise RuntimeError("an audit check modified the model's parameters")
     return AuditReport(str(name), tuple(findings), config.public())

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from gdsec.models import eval_mode
 from gdsec.optim import minimize
 from gdsec.validation import check_choice, check_int, check_labels, check_model, check_number
 
@@ -190,9 +191,7 @@ def sharpness(
 ) -> float:
     """Top Hessian eigenvalue of the mean cross-entropy of ``model`` on (x, y): how sharp the minimum is."""
     check_model("model", model)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         params = [p for p in model.parameters() if p.requires_grad]
         saved = [None if p.grad is None else p.grad.clone() for p in params]
         value = hessian_top_eigenvalue(
@@ -201,8 +200,6 @@ def sharpness(
         for p, g in zip(params, saved, strict=True):
             p.grad = g
         return value
-    finally:
-        model.train(was_training)
 
 
 # --- Chapter 7 additions: many starts at once, where descent ends, what kind of point it found ---
@@ -310,9 +307,7 @@ def full_hessian(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Te
     total = sum(p.numel() for p in params)
     if total > 5000:
         raise ValueError(f"model must have at most 5000 parameters for a full Hessian, got {total}")
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         names = [n for n, p in model.named_parameters() if p.requires_grad]
         shapes = [p.shape for p in params]
         flat = torch.cat([p.detach().reshape(-1) for p in params])
@@ -324,8 +319,6 @@ def full_hessian(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Te
             return nn.functional.cross_entropy(logits, y)
 
         return torch.autograd.functional.hessian(loss_of, flat).detach()
-    finally:
-        model.train(was_training)
 
 
 def _border_index(x: torch.Tensor) -> torch.Tensor:

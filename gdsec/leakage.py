@@ -18,6 +18,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
+from gdsec.models import eval_mode
 from gdsec.validation import (
     check_choice,
     check_int,
@@ -86,13 +87,9 @@ def client_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list
     The model's mode and the parameters' ``.grad`` are left as they were.
     """
     _check_batch(model, x, y)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         loss = nn.functional.cross_entropy(model(x), y)
         return [g.detach().clone() for g in torch.autograd.grad(loss, _params(model))]
-    finally:
-        model.train(was_training)
 
 
 def _last_layer(grads: Sequence[torch.Tensor], n_classes: int) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -196,12 +193,8 @@ def dlg(
             best["distance"], best["x"] = gap.item(), dummy.detach().clone()
         return gap.detach()
 
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         optimizer.step(closure)
-    finally:
-        model.train(was_training)
     return best["x"].clamp(0, 1).to(torch.float32), y_rec
 
 

@@ -29,6 +29,7 @@ from torch import nn
 
 from gdsec.attacks import check_attack_inputs, fgsm, pgd, robust_accuracy
 from gdsec.blackbox import square_attack
+from gdsec.models import eval_mode
 from gdsec.validation import check_choice, check_int, check_model, check_number
 
 __all__ = [
@@ -162,14 +163,10 @@ def input_gradient_zero_fraction(model: nn.Module, x: torch.Tensor, y: torch.Ten
     """Fraction of rows whose cross-entropy gradient w.r.t. the input is zero (within ``atol``)."""
     check_attack_inputs(model, x, y)
     check_number("atol", atol, low=0.0)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         probe = x.detach().clone().requires_grad_(True)
         loss = nn.functional.cross_entropy(model(probe), y, reduction="sum")
         (grad,) = torch.autograd.grad(loss, probe)
-    finally:
-        model.train(was_training)
     return (grad.reshape(len(x), -1).abs().amax(dim=1) <= atol).float().mean().item()
 
 

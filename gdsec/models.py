@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
 
 from gdsec.validation import check_int
 
-__all__ = ["count_parameters", "digits_cnn", "logistic_regression", "mlp"]
+__all__ = ["count_parameters", "digits_cnn", "eval_mode", "logistic_regression", "mlp"]
 
 
 def _build(builder: Callable[[], nn.Module], seed: int | None) -> nn.Module:
@@ -84,3 +85,14 @@ def digits_cnn(n_classes: int = 10, *, channels: int = 16, seed: int | None = 0)
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters in ``model``."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode for the duration of the block, then restore the mode it had."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)

@@ -17,6 +17,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from gdsec.models import eval_mode
 from gdsec.optim import OPTIMIZERS, torch_optimizer
 from gdsec.validation import (
     check_choice,
@@ -60,13 +61,9 @@ def layer_gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> 
     weights = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     if not weights:
         raise ValueError("model must have at least one weight matrix or kernel (a parameter with dim >= 2)")
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         loss = nn.functional.cross_entropy(model(x), y)
         grads = torch.autograd.grad(loss, weights)
-    finally:
-        model.train(was_training)
     return [g.norm().item() for g in grads]
 
 
@@ -89,13 +86,10 @@ def unit_activity(model: nn.Module, x: torch.Tensor, *, saturation: float = 0.99
         for kind, cls in (("relu", nn.ReLU), ("sigmoid", nn.Sigmoid), ("tanh", nn.Tanh)):
             if isinstance(module, cls):
                 hooks.append(module.register_forward_hook(lambda _m, _i, out, k=kind: outputs.append((k, out))))
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             model(x)
     finally:
-        model.train(was_training)
         for hook in hooks:
             hook.remove()
     dead = total_relu = saturated = total_bounded = 0

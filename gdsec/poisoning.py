@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from gdsec.models import eval_mode
 from gdsec.validation import (
     check_choice,
     check_fraction,
@@ -240,15 +241,12 @@ def penultimate_features(model: nn.Module, x: torch.Tensor, *, batch_size: int =
         raise ValueError("model must end in an nn.Linear layer to expose a representation")
     captured: list[torch.Tensor] = []
     handle = linears[-1].register_forward_hook(lambda _m, inputs, _out: captured.append(inputs[0].detach()))
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             for i in range(0, x.shape[0], batch_size):
                 model(x[i : i + batch_size])
     finally:
         handle.remove()
-        model.train(was_training)
     return torch.cat(captured).flatten(1)
 
 
@@ -294,13 +292,9 @@ def detect_poison(
     if method == "spectral":
         scores = _spectral_scores(penultimate_features(model, x), y)
     else:
-        was_training = model.training
-        model.eval()
-        try:
+        with eval_mode(model):
             with torch.no_grad():
                 scores = nn.functional.cross_entropy(model(x), y, reduction="none")
-        finally:
-            model.train(was_training)
     k = min(x.shape[0], max(1, _count(removal * expected_fraction, x.shape[0])))
     flagged = torch.topk(scores, k).indices.sort().values
     return Detection(flagged, scores)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from gdsec.env import progress as progress_bar
+from gdsec.models import eval_mode
 from gdsec.optim import OPTIMIZERS, torch_optimizer
 from gdsec.validation import check_choice, check_int, check_labels, check_model, check_number
 
@@ -109,13 +110,9 @@ def predict(model: nn.Module, x: torch.Tensor, *, batch_size: int = 1024) -> tor
     """Predicted class of each row of ``x``, computed in eval mode without gradients."""
     check_model("model", model)
     check_int("batch_size", batch_size, low=1)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         with torch.no_grad():
             return torch.cat([model(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
-    finally:
-        model.train(was_training)
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:

@@ -74,3 +74,18 @@ def test_model_arguments_are_validated():
         models.logistic_regression(n_classes=1)
     with pytest.raises(ValueError, match="seed"):
         models.digits_cnn(seed=-1)
+
+
+def test_eval_mode_restores_the_mode_even_on_error():
+    model = models.mlp(seed=0)
+    model.train()
+    with models.eval_mode(model):
+        assert not model.training
+    assert model.training
+    with pytest.raises(RuntimeError), models.eval_mode(model):
+        raise RuntimeError("boom")
+    assert model.training
+    model.eval()
+    with models.eval_mode(model):
+        pass
+    assert not model.training
