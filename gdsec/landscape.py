@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from gdsec.models import eval_mode
-from gdsec.optim import minimize
+from gdsec.optim import check_descent_args, minimize, step
 from gdsec.validation import check_choice, check_int, check_labels, check_model, check_number
 
 __all__ = [
@@ -221,13 +221,7 @@ def descend_many(
 
     Runs that leave the ball of radius ``blowup`` or become non-finite end as NaN (diverged).
     """
-    from gdsec.optim import OPTIMIZERS, step
-
-    check_choice("optimizer", optimizer, OPTIMIZERS)
-    check_number("lr", lr, low=0.0, low_open=True)
-    check_int("steps", steps, low=1)
-    check_number("grad_noise", grad_noise, low=0.0)
-    check_number("blowup", blowup, low=0.0, low_open=True)
+    check_descent_args(optimizer, lr, steps, grad_noise, blowup)
     points = torch.as_tensor(starts, dtype=torch.float64).detach().clone()
     if points.dim() != 2 or points.shape[1] != 2 or points.shape[0] == 0:
         raise ValueError(f"starts must have shape (n, 2) with n >= 1, got {tuple(points.shape)}")

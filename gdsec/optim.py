@@ -15,6 +15,7 @@ from gdsec.validation import check_choice, check_int, check_number
 __all__ = [
     "OPTIMIZERS",
     "adam_step",
+    "check_descent_args",
     "minimize",
     "momentum_step",
     "rmsprop_step",
@@ -110,6 +111,15 @@ def torch_optimizer(
     return torch.optim.Adam(params, lr=lr, betas=betas, eps=hyper.get("eps", 1e-8), weight_decay=weight_decay)
 
 
+def check_descent_args(optimizer: str, lr: float, steps: int, grad_noise: float, blowup: float) -> None:
+    """Validate the arguments shared by :func:`minimize` and ``landscape.descend_many``."""
+    check_choice("optimizer", optimizer, OPTIMIZERS)
+    check_number("lr", lr, low=0.0, low_open=True)
+    check_int("steps", steps, low=1)
+    check_number("grad_noise", grad_noise, low=0.0)
+    check_number("blowup", blowup, low=0.0, low_open=True)
+
+
 def minimize(
     loss_fn: Callable[[torch.Tensor], torch.Tensor],
     start: Iterable[float] | torch.Tensor,
@@ -128,11 +138,7 @@ def minimize(
     mini-batch noise). The path stops early (k < steps + 1) once the iterate leaves the ball of
     radius ``blowup`` or becomes non-finite: that is divergence.
     """
-    check_choice("optimizer", optimizer, OPTIMIZERS)
-    check_number("lr", lr, low=0.0, low_open=True)
-    check_int("steps", steps, low=1)
-    check_number("grad_noise", grad_noise, low=0.0)
-    check_number("blowup", blowup, low=0.0, low_open=True)
+    check_descent_args(optimizer, lr, steps, grad_noise, blowup)
     point = torch.as_tensor(start, dtype=torch.float64).detach().clone().reshape(-1)
     if not torch.isfinite(point).all():
         raise ValueError("start must be finite")
