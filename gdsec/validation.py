@@ -8,7 +8,10 @@ from collections.abc import Sequence
 import torch
 
 __all__ = [
+    "check_batch",
     "check_choice",
+    "check_keywords",
+    "check_seed",
     "check_fraction",
     "check_int",
     "check_labels",
@@ -106,3 +109,33 @@ def check_model(name: str, model: object) -> torch.nn.Module:
     if not isinstance(model, torch.nn.Module):
         raise ValueError(f"{name} must be a torch.nn.Module, got {type(model).__name__}")
     return model
+
+
+def check_seed(seed: object) -> torch.Generator:
+    """A private ``torch.Generator`` seeded with ``seed`` (an int >= 0), or ``ValueError`` naming ``seed``."""
+    return torch.Generator().manual_seed(check_int("seed", seed, low=0))
+
+
+def check_batch(name: str, x: object, *, unit: bool = False, min_rows: int = 1) -> torch.Tensor:
+    """``x`` as a finite floating-point tensor with a batch axis (N, ...), N >= ``min_rows``.
+
+    With ``unit=True`` the values must also lie in [0, 1]. Raises ``ValueError`` naming ``name``.
+    """
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() < 2:
+        raise ValueError(f"{name} must be a floating-point tensor with a batch axis, shape (N, ...)")
+    if x.shape[0] < min_rows:
+        raise ValueError(f"{name} must hold at least {min_rows} row(s), got {x.shape[0]}")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name} must not contain NaN or Inf")
+    if unit and (x.min() < 0 or x.max() > 1):
+        raise ValueError(f"{name} must have values in [0, 1], got [{x.min().item():.3g}, {x.max().item():.3g}]")
+    return x
+
+
+def check_keywords(name: str, given: dict[str, object], allowed: Sequence[str]) -> None:
+    """Raise ``ValueError`` naming every key of ``given`` that is not in ``allowed`` (``name`` is the function)."""
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"{name} got unknown setting(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed)) or 'none'}"
+        )

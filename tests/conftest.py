@@ -1,14 +1,78 @@
-"""Fixtures shared by the test suite. The book is built once per test session (per xdist group)."""
+"""Fixtures shared by the test suite.
+
+Session fixtures train each small model once per test process; tests must not modify them (train a
+copy with ``copy.deepcopy`` when a test needs to). The book is built once per test session (per
+xdist group).
+"""
 
 from __future__ import annotations
 
 import os
 
 import pytest
+import torch
 
 from helpers import build_book, copy_course
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+#: The test tiers, by module: everything not listed here is ``unit`` (fast, no notebook, no browser).
+TIERS = {
+    "test_notebooks": "notebooks",
+    "test_book": "book",
+    "test_offline_assets": "book",
+    "test_browser_book": "browser",
+    "test_jupyterlab": "browser",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test with its tier (unit, notebooks, book, browser), so ``-m unit`` is the fast loop."""
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        tier = TIERS.get(module, "unit")
+        if tier == "unit" and item.get_closest_marker("slow"):
+            tier = "notebooks"
+        item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """The course's digits split (1,347 training and 450 test images, 8x8, values in [0, 1])."""
+    from gdsec import data
+
+    return data.load_digits()
+
+
+@pytest.fixture(scope="session")
+def digits_cnn(digits) -> torch.nn.Module:
+    """A seeded digits CNN (8 channels) trained with Adam for 10 epochs: about 97 % test accuracy."""
+    from gdsec import models, train
+
+    model = models.digits_cnn(channels=8, seed=0)
+    train.train(model, digits.x_train, digits.y_train, optimizer="adam", lr=3e-3, epochs=10, batch_size=64, seed=0, progress=False)
+    return model
+
+
+@pytest.fixture(scope="session")
+def digits_mlp(digits) -> torch.nn.Module:
+    """A seeded 64-32-10 MLP trained with Adam for 30 epochs: about 96 % test accuracy."""
+    from gdsec import models, train
+
+    model = models.mlp(64, 10, hidden=32, seed=0)
+    train.train(model, digits.x_train, digits.y_train, optimizer="adam", lr=1e-2, epochs=30, batch_size=64, seed=0, progress=False)
+    return model
+
+
+@pytest.fixture(scope="session")
+def blobs_mlp():
+    """(model, x_test, y_test): an MLP on 2-D blobs with 3 classes, for tabular (N, d) inputs."""
+    from gdsec import data, models, train
+
+    split = data.make_blobs_2d(200, n_classes=3, seed=1)
+    model = models.mlp(2, 3, hidden=16, seed=0)
+    train.train(model, split.x_train, split.y_train, optimizer="adam", lr=0.05, epochs=60, progress=False)
+    return model, split.x_test, split.y_test
 
 
 @pytest.fixture(scope="session")
@@ -22,4 +86,3 @@ def built_book(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "returncode": process.returncode,
         "output": process.stdout + process.stderr,
     }
-
