@@ -1,0 +1,181 @@
+"""The shape of the ``gdsec`` package: no import cycles, no hidden caches, small modules, documented names.
+
+These tests read the source (AST), so they are fast and fail with the file and line to fix.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+import pkgutil
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import ROOT
+
+PACKAGE = ROOT / "gdsec"
+MAX_LINES = 300
+SOURCES = sorted(PACKAGE.rglob("*.py"))
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(path): path for path in SOURCES}
+
+
+def _resolve(module: str, node: ast.ImportFrom) -> str | None:
+    """The absolute module an ``ImportFrom`` names (relative imports resolved against ``module``)."""
+    if node.level == 0:
+        return node.module
+    package = module if MODULES[module].name == "__init__.py" else module.rsplit(".", 1)[0]
+    base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+    return f"{base}.{node.module}" if node.module else base
+
+
+def _gdsec_imports(module: str, tree: ast.Module) -> list[tuple[str, int, bool]]:
+    """(imported gdsec module, line, at top level?) for every import of a gdsec module in ``tree``."""
+    top = {id(node) for node in tree.body}
+    found = []
+    for node in ast.walk(tree):
+        targets: list[str] = []
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = _resolve(module, node)
+            if base is None:
+                continue
+            # `from gdsec.attacks import gradient` imports the submodule when there is one
+            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names]
+        for target in targets:
+            if target == "gdsec" or target.startswith("gdsec."):
+                found.append((target, node.lineno, id(node) in top))
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {name: set() for name in MODULES}
+    for name, path in MODULES.items():
+        for target, _, _ in _gdsec_imports(name, ast.parse(path.read_text())):
+            if target in MODULES and target != name:
+                graph[name].add(target)
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle in ``graph`` as a list of modules, or None."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt) :] + [nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_cycle_finder_finds_a_cycle():
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_import_cycle_in_gdsec():
+    cycle = _cycle(_graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_no_lazy_gdsec_imports():
+    lazy = []
+    for name, path in MODULES.items():
+        source = path.read_text()
+        lazy += [f"{path.relative_to(ROOT)}:{line} imports {target} inside a function"
+                 for target, line, top in _gdsec_imports(name, ast.parse(source)) if not top]
+        lazy += [f"{path.relative_to(ROOT)}: uses importlib" for _ in re.findall(r"importlib\.import_module", source)]
+        lazy += [f"{path.relative_to(ROOT)}: module-level __getattr__"
+                 for node in ast.parse(source).body if isinstance(node, ast.FunctionDef) and node.name == "__getattr__"]
+    assert not lazy, "\n".join(lazy)
+
+
+def test_every_module_imports_on_its_own():
+    code = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\n"
+    # one fresh interpreter per group keeps it fast; the order is reversed so packages import before leaves
+    names = sorted(MODULES, reverse=True)
+    done = subprocess.run([sys.executable, "-c", code, *names], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_no_module_level_caches_or_global_state():
+    problems = []
+    for path in SOURCES:
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                for decorator in node.decorator_list:
+                    name = ast.unparse(decorator)
+                    if re.search(r"\b(lru_cache|cache)\b", name):
+                        problems.append(f"{path.relative_to(ROOT)}:{node.lineno} @{name} on {node.name}")
+            if isinstance(node, ast.Global):
+                problems.append(f"{path.relative_to(ROOT)}:{node.lineno} global {', '.join(node.names)}")
+        for node in tree.body:  # mutable module-level settings such as SETTINGS = {...}
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict | ast.List | ast.Set):
+                names = [ast.unparse(t) for t in node.targets]
+                if any(re.search(r"SETTINGS|CONFIG|CACHE", n) for n in names):
+                    problems.append(f"{path.relative_to(ROOT)}:{node.lineno} mutable module-level {names}")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=[str(p.relative_to(PACKAGE)) for p in SOURCES])
+def test_module_is_small(path: Path):
+    lines = len(path.read_text().splitlines())
+    assert lines <= MAX_LINES, f"{path.relative_to(ROOT)} has {lines} lines (split it by responsibility, <= {MAX_LINES})"
+
+
+def _public_objects():
+    for name in sorted(MODULES):
+        module = importlib.import_module(name)
+        for attr in getattr(module, "__all__", []):
+            obj = getattr(module, attr)
+            if (inspect.isfunction(obj) or inspect.isclass(obj)) and obj.__module__ == name:
+                yield f"{name}.{attr}", obj
+
+
+def test_public_functions_name_the_chapter_that_teaches_them():
+    missing = [qualname for qualname, obj in _public_objects()
+               if not re.search(r"(Taught|Used) in chapters? \d", inspect.getdoc(obj) or "")]
+    assert not missing, "docstrings without 'Taught in chapter N.':\n" + "\n".join(missing)
+
+
+def test_every_all_name_exists():
+    broken = []
+    for name in sorted(MODULES):
+        module = importlib.import_module(name)
+        broken += [f"{name}.{attr}" for attr in getattr(module, "__all__", []) if not hasattr(module, attr)]
+        broken += [f"{name}.{attr} (not in dir)" for attr in getattr(module, "__all__", []) if attr not in dir(module)]
+    assert not broken, broken
+
+
+def test_package_docstring_lists_every_module():
+    import gdsec
+
+    listed = set(re.findall(r"``(\w+)``", gdsec.__doc__ or ""))
+    present = {info.name for info in pkgutil.iter_modules([str(PACKAGE)]) if not info.name.startswith("_")}
+    assert present <= listed, f"gdsec/__init__.py does not list: {sorted(present - listed)}"
+    assert listed <= present, f"gdsec/__init__.py lists modules that do not exist: {sorted(listed - present)}"
