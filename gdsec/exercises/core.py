@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -146,6 +147,15 @@ def mismatch(label: str, expected: object, got: object, *, hint: str = "") -> Fa
     Used in chapters 1, 2, 3, 4, 5, 6, 7, 8, 9 and 10.
     """
     text = f"for {label}: the reference returns {describe(expected)} but yours returned {describe(got)}"
+    if isinstance(expected, torch.Tensor) and isinstance(got, torch.Tensor) and expected.shape == got.shape:
+        if expected.numel() > 12:
+            expected, got = expected.detach(), got.detach()
+            gap = (expected.double() - got.double()).abs()
+            where = tuple(int(i) for i in torch.unravel_index(gap.argmax(), gap.shape))
+            text = (
+                f"for {label}: your answer differs from the reference most at index {where}: "
+                f"expected {float(expected[where]):.4g}, got {float(got[where]):.4g}"
+            )
     return Failure(text + (f". {hint}" if hint else ""))
 
 
@@ -165,7 +175,8 @@ def checker(name: str, reference: str, body: Callable[[Callable[..., object], to
         try:
             summary = body(fn, generator)
         except Failure as failure:
-            return Result(False, f"Not yet ({name}, cases drawn with seed={seed}): {failure}")
+            text = re.sub(r"\. ([a-z])", lambda match: ". " + match.group(1).upper(), str(failure))
+            return Result(False, f"Not yet ({name}, cases drawn with seed={seed}): {text}")
         except Exception as error:  # noqa: BLE001 - an answer the checker cannot read is still feedback
             return Result(
                 False,

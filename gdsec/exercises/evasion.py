@@ -116,20 +116,20 @@ def _pgd_project(fn: Callable[..., object], generator: torch.Generator) -> str:
         if matches(got, expected):
             continue
         size = float(attacks.perturbation_norm(x, got, norm="inf").max())
-        if got.min() < -1e-6 or got.max() > 1 + 1e-6:
+        delta = x_adv - x
+        scale = (eps / delta.abs().flatten(1).amax(1).clamp_min(1e-12)).clamp(max=1.0).reshape(-1, 1)
+        hint = diagnose(got, [
+            ("you rescaled the whole perturbation: the L-inf projection clips each pixel on its own",
+             (x + delta * scale).clamp(0, 1)),
+            ("you projected x onto a ball around x_adv: the arguments are (x_adv, x, eps)", _projection(x, x_adv, eps)),
+            ("you allowed only perturbations that brighten pixels: clip to [x - eps, x + eps]",
+             torch.minimum(torch.maximum(x_adv, x), x + eps).clamp(0, 1)),
+        ])
+        if hint is None and (got.min() < -1e-6 or got.max() > 1 + 1e-6):
             hint = f"your result leaves the box [0, 1] (min {float(got.min()):.3g}, max {float(got.max()):.3g}): clip to [0, 1] too"
-        elif size > eps + 1e-6:
+        elif hint is None and size > eps + 1e-6:
             hint = f"a pixel moved {size:.3g} from x, more than eps={eps}: clip x_adv to [x - eps, x + eps]"
-        else:
-            delta = x_adv - x
-            scale = (eps / delta.abs().flatten(1).amax(1).clamp_min(1e-12)).clamp(max=1.0).reshape(-1, 1)
-            hint = diagnose(got, [
-                ("you rescaled the whole perturbation: the L-inf projection clips each pixel on its own",
-                 (x + delta * scale).clamp(0, 1)),
-                ("you projected x onto a ball around x_adv: the arguments are (x_adv, x, eps)", _projection(x, x_adv, eps)),
-                ("you allowed only perturbations that brighten pixels: clip to [x - eps, x + eps]",
-                 torch.minimum(torch.maximum(x_adv, x), x + eps).clamp(0, 1)),
-            ]) or "pixels inside the ball must stay where they are; only pixels outside move to its edge"
+        hint = hint or "pixels inside the ball must stay where they are; only pixels outside move to its edge"
         raise mismatch(label, expected, got, hint=hint)
     return f"{len(budgets)} cases (eps 0 to 0.3, iterates outside the ball and the box)"
 

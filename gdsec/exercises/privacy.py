@@ -28,10 +28,10 @@ def _as_int(value: object, label: str) -> int:
 def _cases(generator: torch.Generator) -> list[tuple[str, list[torch.Tensor], int, int]]:
     """Gradients of one example on MLPs and a logistic regression of several sizes, labels first and last."""
     cases = []
-    settings = ((10, 64, 16, "mlp"), (3, 6, 8, "mlp"), (5, 12, 0, "logistic"), (4, 8, 5, "mlp"), (10, 64, 32, "mlp"))
+    settings = ((10, 64, 16, "an MLP"), (3, 6, 8, "an MLP"), (5, 12, 0, "a logistic regression"), (4, 8, 5, "an MLP"), (10, 64, 32, "an MLP"))
     for i, (n_classes, d, hidden, kind) in enumerate(settings):
         seed = int(torch.randint(0, 10_000, (1,), generator=generator))
-        if kind == "mlp":
+        if kind == "an MLP":
             model = models.mlp(d, n_classes, hidden=hidden, seed=seed)
         else:
             model = models.logistic_regression(d, n_classes, seed=seed)
@@ -39,7 +39,7 @@ def _cases(generator: torch.Generator) -> list[tuple[str, list[torch.Tensor], in
         y = (0, n_classes - 1)[i] if i < 2 else int(torch.randint(0, n_classes, (1,), generator=generator))
         grads = leakage.client_gradients(model, x, torch.tensor([y]))
         shapes = [tuple(g.shape) for g in grads]
-        cases.append((f"the gradient of one example on a {kind} with {n_classes} classes (shapes {shapes})", grads, n_classes, y))
+        cases.append((f"the gradient of one example on {kind} with {n_classes} classes (shapes {shapes})", grads, n_classes, y))
     return cases
 
 
@@ -53,15 +53,15 @@ def _infer_label(fn: Callable[..., object], generator: torch.Generator) -> str:
         expected = int(leakage.infer_labels(grads, n_classes=n_classes, batch_size=1)[0])
         if got != expected:
             bias = grads[-1]
-            if len(grads) > 2 and got in (int(grads[1].argmin()), int(grads[1].argmax())):
-                hint = f"it looks like you read a hidden layer's bias: the last layer's bias gradient is grads[-1], with {n_classes} entries"
-            elif not 0 <= got < n_classes:
-                hint = f"a label is a class in [0, {n_classes})"
-            elif got == int(bias.argmax()):
+            if got == int(bias.argmax()):
                 hint = (
                     "you picked the most POSITIVE entry of the last bias gradient: the gradient on logit c is "
                     "softmax_c - 1[y = c], so the true class is the only negative one (argmin)"
                 )
+            elif len(grads) > 2 and got in (int(grads[1].argmin()), int(grads[1].argmax())):
+                hint = f"it looks like you read a hidden layer's bias: the last layer's bias gradient is grads[-1], with {n_classes} entries"
+            elif not 0 <= got < n_classes:
+                hint = f"a label is a class in [0, {n_classes})"
             else:
                 hint = "look at the sign of the last layer's bias gradient, grads[-1]"
             raise Failure(f"for {label}: the label is {expected}, yours is {got}; last bias gradient {describe(bias)}. {hint}")

@@ -68,30 +68,34 @@ def _gradient_step(fn: Callable[..., object], generator: torch.Generator) -> str
     return f"{cases + 1} cases (1, 3 and 5 dimensions, lr 0.5, 0.1 and 0.01, a zero gradient)"
 
 
-def _adam_variants(
-    param: torch.Tensor, grad: torch.Tensor, m0: torch.Tensor, v0: torch.Tensor, t: int, lr: float, b1: float, b2: float
-) -> list[tuple[str, torch.Tensor]]:
-    """Outputs of the typical wrong Adam steps from the correct previous state (m0, v0 after t - 1 steps)."""
-    eps = 1e-8
-    m, v = b1 * m0 + (1 - b1) * grad, b2 * v0 + (1 - b2) * grad * grad
+#: The typical wrong Adam rules, each followed along the same inputs from its own state.
+_ADAM_MISTAKES = {
+    "no_bias": "you forgot the bias correction: divide m by (1 - beta1**t) and v by (1 - beta2**t)",
+    "t_plus_one": "off-by-one in the bias correction: count the step once (t = 1 on the first call), not twice",
+    "t_fixed": "your step count never grows: store t in the state and add 1 on every call",
+    "sign": "sign error: Adam moves against the gradient (param - lr * m_hat / ...)",
+    "no_sqrt": "you divided by v_hat instead of its square root",
+    "swap": "you swapped beta1 and beta2: beta1 averages the gradient, beta2 its square",
+    "weights": "you weighted the running means the wrong way round: m = beta1 * m + (1 - beta1) * grad",
+}
 
-    def move(m_hat: torch.Tensor, v_hat: torch.Tensor, sign: float = -1.0) -> torch.Tensor:
-        return param + sign * lr * m_hat / (v_hat.sqrt() + eps)
 
-    swapped_m, swapped_v = b2 * m0 + (1 - b2) * grad, b1 * v0 + (1 - b1) * grad * grad
-    return [
-        ("you forgot the bias correction: divide m by (1 - beta1**t) and v by (1 - beta2**t)", move(m, v)),
-        (f"off-by-one in the bias correction: at step {t} use t = {t} (count the step before correcting)",
-         move(m / (1 - b1 ** (t + 1)), v / (1 - b2 ** (t + 1)))),
-        ("your step count never grows: store t in the state and add 1 on every call",
-         move(m / (1 - b1), v / (1 - b2))),
-        ("sign error: Adam moves against the gradient (param - lr * ...)", move(m / (1 - b1**t), v / (1 - b2**t), 1.0)),
-        ("you divided by v_hat instead of its square root", param - lr * (m / (1 - b1**t)) / (v / (1 - b2**t) + eps)),
-        ("you swapped beta1 and beta2: beta1 averages the gradient, beta2 its square",
-         move(swapped_m / (1 - b2**t), swapped_v / (1 - b1**t))),
-        ("you weighted the running means the wrong way round: m = beta1 * m + (1 - beta1) * grad",
-         move(((1 - b1) * m0 + b1 * grad) / (1 - b1**t), ((1 - b2) * v0 + b2 * grad * grad) / (1 - b2**t))),
-    ]
+def _wrong_adam(
+    kind: str, param: torch.Tensor, grad: torch.Tensor, state: dict, lr: float, b1: float, b2: float
+) -> tuple[torch.Tensor, dict]:
+    """One step of the mistaken Adam rule ``kind`` (a key of ``_ADAM_MISTAKES``)."""
+    t = state.get("t", 0) + 1
+    beta_m, beta_v = (b2, b1) if kind == "swap" else (b1, b2)
+    m0, v0 = state.get("m", torch.zeros_like(grad)), state.get("v", torch.zeros_like(grad))
+    if kind == "weights":
+        m, v = (1 - beta_m) * m0 + beta_m * grad, (1 - beta_v) * v0 + beta_v * grad * grad
+    else:
+        m, v = beta_m * m0 + (1 - beta_m) * grad, beta_v * v0 + (1 - beta_v) * grad * grad
+    tt = {"t_plus_one": t + 1, "t_fixed": 1}.get(kind, t)
+    m_hat, v_hat = (m, v) if kind == "no_bias" else (m / (1 - beta_m**tt), v / (1 - beta_v**tt))
+    root = v_hat if kind == "no_sqrt" else v_hat.sqrt()
+    sign = 1.0 if kind == "sign" else -1.0
+    return param + sign * lr * m_hat / (root + 1e-8), {"m": m, "v": v, "t": t}
 
 
 def _adam_step(fn: Callable[..., object], generator: torch.Generator) -> str:
@@ -101,6 +105,7 @@ def _adam_step(fn: Callable[..., object], generator: torch.Generator) -> str:
         param = torch.randn(d, generator=generator, dtype=torch.float64)
         ref_state: optim.State = {}
         state: object = {}
+        wrong_states: dict[str, dict] = {kind: {} for kind in _ADAM_MISTAKES}
         for t in range(1, 6):
             grad = torch.randn(d, generator=generator, dtype=torch.float64) * (1 + 3 * (t == 3))
             label = f"step {t} with lr={lr}, beta1={b1}, beta2={b2}, grad={describe(grad)}"
@@ -116,11 +121,13 @@ def _adam_step(fn: Callable[..., object], generator: torch.Generator) -> str:
                     )
             got = need_tensor(out[0], label, shape=param.shape, floating=True)
             unchanged([param, grad], [p_in, g_in], ["param", "grad"], label)
-            m0 = ref_state.get("m", torch.zeros_like(grad))
-            v0 = ref_state.get("v", torch.zeros_like(grad))
             expected, ref_state = optim.adam_step(param, grad, ref_state, lr=lr, beta1=b1, beta2=b2, eps=1e-8)
+            variants = []
+            for kind, message in _ADAM_MISTAKES.items():
+                wrong, wrong_states[kind] = _wrong_adam(kind, param, grad, wrong_states[kind], lr, b1, b2)
+                variants.append((message, wrong))
             if not matches(got, expected, atol=1e-7):
-                hint = diagnose(got, _adam_variants(param, grad, m0, v0, t, lr, b1, b2), atol=1e-7)  # type: ignore[arg-type]
+                hint = diagnose(got, variants, atol=1e-7)
                 raise mismatch(label, expected, got, hint=hint or "compare each line with the Adam update in the text")
             param, state = expected, out[1]
     return "5 steps in each of 3 settings (different lr, beta1, beta2; a gradient spike at step 3)"
@@ -172,7 +179,11 @@ def _clip_gradient(fn: Callable[..., object], generator: torch.Generator) -> str
             hint = diagnose(flat_got, variants)
             if hint is None and ratio == 0.0:
                 hint = "a zero gradient must stay zero (guard the division by a zero norm)"
-            raise mismatch(label, expected, got, hint=hint or "multiply every tensor by min(1, max_norm / global_norm)")
+            hint = hint or "multiply every tensor by min(1, max_norm / global_norm)"
+            raise Failure(
+                f"for {label}: the reference returns gradients of global norm {min(ratio, 1.0) * max_norm:.3g}, "
+                f"yours have global norm {new:.3g}. {hint}"
+            )
     return f"{len(cases)} cases (norms below and above max_norm, one and several tensors, a zero gradient)"
 
 
