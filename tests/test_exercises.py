@@ -305,7 +305,7 @@ def test_crashing_function_is_feedback_naming_the_exception(name):
 
 @pytest.mark.parametrize("name", sorted(CHECKS))
 @pytest.mark.parametrize(
-    ("answer", "keyword"), [("hello", "str"), (None, "None"), (object(), "object")], ids=["str", "None", "object"]
+    ("answer", "keyword"), [("hello", "str"), (None, "did you forget the `return` line"), (object(), "object")], ids=["str", "None", "object"]
 )
 def test_wrong_return_type_is_feedback(name, answer, keyword):
     result = CHECKS[name](lambda *args, **kwargs: answer)

@@ -22,6 +22,7 @@ __all__ = [
     "matches",
     "mismatch",
     "need_tensor",
+    "not_none",
     "unchanged",
 ]
 
@@ -82,13 +83,22 @@ def call(fn: Callable[..., object], label: str, *args: object, **kwargs: object)
         raise Failure(f"your function crashed on {label}: {type(error).__name__}: {error}") from None
 
 
-def need_tensor(value: object, label: str, *, shape: Sequence[int], floating: bool | None = None) -> torch.Tensor:
-    """``value`` if it is a tensor of ``shape`` (and floating or integer as asked), else :class:`Failure`.
+def not_none(value: object, label: str) -> object:
+    """``value``, or :class:`Failure` saying the function returned None (a forgotten ``return``).
 
     Used in chapters 1, 2, 3, 4, 5, 6, 7, 8, 9 and 10.
     """
     if value is None:
         raise Failure(f"for {label}: your function returned None: did you forget the `return` line?")
+    return value
+
+
+def need_tensor(value: object, label: str, *, shape: Sequence[int], floating: bool | None = None) -> torch.Tensor:
+    """``value`` if it is a tensor of ``shape`` (and floating or integer as asked), else :class:`Failure`.
+
+    Used in chapters 1, 2, 3, 4, 5, 6, 7, 8, 9 and 10.
+    """
+    not_none(value, label)
     if isinstance(value, tuple) and hasattr(value, "values") and isinstance(value.values, torch.Tensor):
         raise Failure(
             f"for {label}: your function returned a (values, indices) pair, as torch.median(..., dim=0) "

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 
 from gdsec import leakage, models
-from gdsec.exercises.core import Failure, call, checker, describe, unchanged
+from gdsec.exercises.core import Failure, call, checker, describe, not_none, unchanged
 
 __all__ = ["check_infer_label"]
 
@@ -48,7 +48,7 @@ def _infer_label(fn: Callable[..., object], generator: torch.Generator) -> str:
     cases = _cases(generator)
     for label, grads, n_classes, _ in cases:
         inputs = [g.clone() for g in grads]
-        got = _as_int(call(fn, label, inputs), label)
+        got = _as_int(not_none(call(fn, label, inputs), label), label)
         unchanged(grads, inputs, [f"grads[{i}]" for i in range(len(grads))], label)
         expected = int(leakage.infer_labels(grads, n_classes=n_classes, batch_size=1)[0])
         if got != expected:

@@ -16,6 +16,7 @@ from gdsec.exercises.core import (
     matches,
     mismatch,
     need_tensor,
+    not_none,
     unchanged,
 )
 
@@ -151,7 +152,7 @@ def _reconstruct_trigger(fn: Callable[..., object], generator: torch.Generator) 
         x, y, flagged, target = _trigger_case(generator, n_classes, pixels, d)
         label = f"{len(x)} rows of {d} pixels, {len(flagged)} flagged, target={target}, pixels={pixels}"
         inputs = [x.clone(), y.clone(), flagged.clone()]
-        out = call(fn, label, *inputs, target, pixels)
+        out = not_none(call(fn, label, *inputs, target, pixels), label)
         unchanged([x, y, flagged], inputs, ["x", "y", "flagged"], label)
         got = _as_indices(out, label, pixels, d)
         expected = _reference_trigger(x, y, flagged, target, pixels).tolist()

@@ -16,6 +16,7 @@ from gdsec.exercises.core import (
     matches,
     mismatch,
     need_tensor,
+    not_none,
     unchanged,
 )
 
@@ -110,7 +111,7 @@ def _adam_step(fn: Callable[..., object], generator: torch.Generator) -> str:
             grad = torch.randn(d, generator=generator, dtype=torch.float64) * (1 + 3 * (t == 3))
             label = f"step {t} with lr={lr}, beta1={b1}, beta2={b2}, grad={describe(grad)}"
             p_in, g_in = param.clone(), grad.clone()
-            out = call(fn, label, p_in, g_in, state, lr=lr, beta1=b1, beta2=b2, eps=1e-8)
+            out = not_none(call(fn, label, p_in, g_in, state, lr=lr, beta1=b1, beta2=b2, eps=1e-8), label)
             if not isinstance(out, tuple) or len(out) != 2 or not isinstance(out[1], dict):
                 raise Failure(f"for {label}: return a pair (new_param, new_state) with the state a dict, got {describe(out)}")
             if not torch.is_tensor(out[0]) or not torch.isfinite(out[0]).all():
@@ -155,7 +156,7 @@ def _clip_gradient(fn: Callable[..., object], generator: torch.Generator) -> str
         grads = [g * (ratio * max_norm / norm) for g in grads]
         label = f"gradients of shapes {parts} with global norm {ratio * max_norm:.3g} and max_norm={max_norm}"
         inputs = [g.clone() for g in grads]
-        out = call(fn, label, inputs, max_norm)
+        out = not_none(call(fn, label, inputs, max_norm), label)
         if not isinstance(out, list | tuple) or len(out) != len(grads):
             raise Failure(f"for {label}: return a list with one tensor per gradient ({len(grads)}), got {describe(out)}")
         if ratio == 0.0 and any(torch.is_tensor(o) and o.is_floating_point() and not torch.isfinite(o).all() for o in out):
