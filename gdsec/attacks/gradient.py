@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from gdsec.attacks._core import (
+    Objective,
     attack_contract,
     check_norm,
     checked_logits,
@@ -113,7 +114,7 @@ def _apgd_run(
     y: torch.Tensor,
     eps: float,
     norm: str,
-    objective,
+    objective: Objective,
     steps: int,
     generator: torch.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -207,7 +208,7 @@ def apgd(
     return best
 
 
-def _objective(loss: str, target: torch.Tensor | None):
+def _objective(loss: str, target: torch.Tensor | None) -> Objective:
     """The per-row loss APGD maximises: cross-entropy, DLR, or targeted DLR against ``target``."""
     if target is not None:
         return lambda logits, y: dlr_loss(logits, y, target)
