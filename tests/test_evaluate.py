@@ -83,6 +83,21 @@ def test_worst_case_is_no_weaker_than_any_single_attack(honest, digits_mlp, rows
     assert honest.robust_accuracy <= _accuracy(digits_mlp, pgd(digits_mlp, *rows, EPS, steps=20), rows[1]) + 1e-6
 
 
+def test_each_attack_only_sees_the_rows_still_robust(digits_mlp, rows, monkeypatch) -> None:
+    from gdsec.attacks import evaluate as module
+
+    real, sizes = module._attack, []
+
+    def spy(name, model, x, y, *args):
+        sizes.append(len(x))
+        return real(name, model, x, y, *args)
+
+    monkeypatch.setattr(module, "_attack", spy)
+    e = evaluate(digits_mlp, *rows, EPS, **{**FAST, "check_rows": 0})
+    left = [round(e.clean_accuracy * e.n)] + [round(a * e.n) for a in e.accuracy_after.values()]
+    assert sizes == [n for n in left[:-1] if n > 0] and sizes[0] > sizes[1]
+
+
 def test_the_same_seed_gives_the_same_result(honest, digits_mlp, rows) -> None:
     again = evaluate(digits_mlp, *rows, EPS, **FAST)
     assert torch.equal(again.x_adv, honest.x_adv) and again.broken_by == honest.broken_by
