@@ -112,10 +112,12 @@ def test_contract(case: str, shape: str, digits, digits_cnn, blobs_mlp) -> None:
 
 
 @pytest.mark.parametrize("case", sorted(FAST))
-def test_batch_of_one_and_none_grads(case: str, digits, digits_cnn) -> None:
+def test_batch_of_one_and_none_grads(case: str, digits, digits_cnn, blobs_mlp) -> None:
     x_adv = run(case, digits_cnn, digits.x_test[:1], digits.y_test[:1])
     assert x_adv.shape == (1, 1, 8, 8)
     assert all(p.grad is None for p in digits_cnn.parameters())
+    model, x, y = blobs_mlp
+    assert run(case, model, x[:1], y[:1]).shape == (1, 2)
 
 
 @pytest.mark.parametrize("case", sorted(FAST))
