@@ -20,6 +20,7 @@ FAST = {
     "apgd": ("apgd", {"steps": 5}),
     "apgd_l2_dlr": ("apgd", {"steps": 5, "norm": "2", "loss": "dlr"}),
     "apgd_targeted": ("apgd", {"steps": 3, "targeted": True}),
+    "fab": ("fab", {"steps": 5}),
     "cw_l2": ("cw_l2", {"steps": 20, "search_steps": 2}),
     "deepfool": ("deepfool", {"max_iter": 10}),
     "square_attack": ("square_attack", {"queries": 50}),
@@ -53,8 +54,8 @@ def test_registry_names_are_public_attributes() -> None:
 def test_registry_facts() -> None:
     bounded = {n for n, s in attacks.ATTACKS.items() if s.bounded}
     randomised = {n for n, s in attacks.ATTACKS.items() if s.randomised}
-    assert bounded == {"fgsm", "pgd", "apgd", "square_attack", "spsa"}
-    assert randomised == {"pgd", "apgd", "square_attack", "spsa"}
+    assert bounded == {"fgsm", "pgd", "apgd", "fab", "square_attack", "spsa"}
+    assert randomised == {"pgd", "apgd", "fab", "square_attack", "spsa"}
     assert attacks.ATTACKS["pgd"].settings == ("alpha", "steps", "norm", "random_start", "seed", "restarts")
 
 
@@ -126,7 +127,8 @@ def test_deterministic_with_default_arguments(case: str, digits, digits_cnn) -> 
     assert torch.equal(run(case, digits_cnn, x, y), run(case, digits_cnn, x, y))
 
 
-@pytest.mark.parametrize("case", [c for c, (n, _) in FAST.items() if attacks.ATTACKS[n].randomised])
+# FAB's seed only places its later restarts, which return x unless they fool a row within eps.
+@pytest.mark.parametrize("case", [c for c, (n, _) in FAST.items() if attacks.ATTACKS[n].randomised and n != "fab"])
 def test_seed_changes_the_draw(case: str, digits, digits_cnn) -> None:
     x, y = digits.x_test[:30], digits.y_test[:30]
     assert torch.equal(run(case, digits_cnn, x, y, seed=5), run(case, digits_cnn, x, y, seed=5))

@@ -9,7 +9,8 @@ dtype, clipped to [0, 1] and inside its budget; it leaves ``x`` untouched, resto
 
 * ``gradient``: :func:`fgsm`, :func:`pgd`, :func:`apgd` (bounded, white-box);
 * ``minimal``: :func:`cw_l2`, :func:`deepfool` (smallest L2 perturbation, white-box);
-* ``query``: :func:`square_attack`, :func:`spsa` (bounded, gradient-free).
+* ``query``: :func:`square_attack`, :func:`spsa` (bounded, gradient-free);
+* ``fab``: :func:`fab` (minimum-norm search, reported within ``eps``).
 
 :data:`ATTACKS` is the registry, by name, with each attack's facts; :func:`robust_accuracy`
 dispatches through it.
@@ -39,6 +40,7 @@ from gdsec.attacks._core import (
     random_start,
     row_norm,
 )
+from gdsec.attacks.fab import fab
 from gdsec.attacks.gradient import APGD_LOSSES, apgd, checkpoints, fgsm, pgd
 from gdsec.attacks.minimal import cw_l2, deepfool
 from gdsec.attacks.query import spsa, square_attack
@@ -62,6 +64,7 @@ __all__ = [
     "cw_l2",
     "deepfool",
     "dlr_loss",
+    "fab",
     "fgsm",
     "input_gradient",
     "keep_best",
@@ -80,7 +83,7 @@ __all__ = [
 Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 #: The registry: every attack by its public name, with its facts (bounded or minimal, randomised, settings).
-ATTACKS: dict[str, AttackSpec] = {fn.__name__: fn.spec for fn in (fgsm, pgd, apgd, cw_l2, deepfool, square_attack, spsa)}
+ATTACKS: dict[str, AttackSpec] = {fn.__name__: fn.spec for fn in (fgsm, pgd, apgd, fab, cw_l2, deepfool, square_attack, spsa)}
 
 #: Older short names still accepted by :func:`robust_accuracy`.
 ALIASES = {"square": "square_attack"}
