@@ -13,7 +13,7 @@ Attacks that see through them: :func:`bpda` (backward pass differentiable approx
 forward pass, replace each masking layer's backward pass by the identity, or drop a layer that does
 not change the prediction), :func:`eot` (expectation over transformation: average the logits of
 several random draws) and :func:`transfer` (craft on a surrogate, replay on the target), plus the
-gradient-free attacks of :mod:`gdsec.blackbox`.
+gradient-free (query) attacks of :mod:`gdsec.attacks`.
 
 :func:`sanity_checks` runs the checklist of Athalye et al. (2018) and Carlini et al. (2019) on a
 model and says whether its robustness looks like masking.
@@ -27,10 +27,17 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from gdsec.attacks import check_attack_inputs, fgsm, pgd, robust_accuracy
-from gdsec.blackbox import square_attack
+from gdsec.attacks import (
+    check_attack_inputs,
+    fgsm,
+    input_gradient,
+    pgd,
+    robust_accuracy,
+    row_norm,
+    square_attack,
+)
 from gdsec.models import eval_mode
-from gdsec.validation import check_choice, check_int, check_model, check_number
+from gdsec.validation import check_choice, check_int, check_model, check_number, check_seed
 
 __all__ = [
     "DEFENCES",
@@ -52,7 +59,10 @@ Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class Quantize(nn.Module):
-    """Round inputs in [0, 1] to ``levels`` evenly spaced grey levels (zero gradient almost everywhere)."""
+    """Round inputs in [0, 1] to ``levels`` evenly spaced grey levels (zero gradient almost everywhere).
+
+    Taught in chapter 8.
+    """
 
     def __init__(self, levels: int = 3) -> None:
         super().__init__()
@@ -64,21 +74,30 @@ class Quantize(nn.Module):
 
 
 class RandomQuantize(nn.Module):
-    """Add uniform noise in [-noise, noise], clip to [0, 1], then quantize: random and non-differentiable."""
+    """Add uniform noise in [-noise, noise], clip to [0, 1], then quantize: random and non-differentiable.
 
-    def __init__(self, levels: int = 3, noise: float = 0.2) -> None:
+    The noise comes from a private generator seeded with ``seed``: a fresh draw on every call, and
+    the same sequence of draws for the same seed. Taught in chapter 8.
+    """
+
+    def __init__(self, levels: int = 3, noise: float = 0.2, *, seed: int = 0) -> None:
         super().__init__()
         self.levels = check_int("levels", levels, low=2, high=256)
         self.noise = check_number("noise", noise, low=0.0, high=1.0)
+        self.generator = check_seed(seed)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Noisy, quantized copy of ``x`` (a fresh draw on every call)."""
-        noisy = (x + (torch.rand_like(x) * 2 - 1) * self.noise).clamp(0.0, 1.0)
+        draw = torch.rand(x.shape, generator=self.generator, dtype=x.dtype)
+        noisy = (x + (draw * 2 - 1) * self.noise).clamp(0.0, 1.0)
         return torch.round(noisy * (self.levels - 1)) / (self.levels - 1)
 
 
 class Temperature(nn.Module):
-    """Multiply logits by ``temperature``: same predictions, a saturated softmax, vanishing gradients."""
+    """Multiply logits by ``temperature``: same predictions, a saturated softmax, vanishing gradients.
+
+    Taught in chapter 8.
+    """
 
     def __init__(self, temperature: float = 1000.0) -> None:
         super().__init__()
@@ -114,21 +133,29 @@ class _Averaged(nn.Module):
         return torch.stack([self.model(x) for _ in range(self.samples)]).mean(dim=0)
 
 
-def defend(classifier: nn.Module, kind: str, *, levels: int = 3, temperature: float = 1000.0, noise: float = 0.2) -> nn.Sequential:
-    """Wrap ``classifier`` in a masking defence ``kind`` (one of ``DEFENCES``); the classifier is shared."""
+def defend(
+    classifier: nn.Module, kind: str, *, levels: int = 3, temperature: float = 1000.0, noise: float = 0.2, seed: int = 0
+) -> nn.Sequential:
+    """Wrap ``classifier`` in a masking defence ``kind`` (one of ``DEFENCES``); the classifier is shared.
+
+    ``seed`` seeds the noise of the ``"random"`` defence. Taught in chapter 8.
+    """
     check_model("classifier", classifier)
     check_choice("kind", kind, DEFENCES)
     if kind == "quantize":
         return nn.Sequential(Quantize(levels), classifier)
     if kind == "random":
-        return nn.Sequential(RandomQuantize(levels, noise), classifier)
+        return nn.Sequential(RandomQuantize(levels, noise, seed=seed), classifier)
     return nn.Sequential(classifier, Temperature(temperature))
 
 
 def bpda(model: nn.Module) -> nn.Sequential:
     """The attacker's differentiable stand-in for a defended ``nn.Sequential``: quantizers keep their
     forward pass but pass gradients straight through; temperature layers (which never change the
-    predicted class) are dropped. Other layers, and all parameters, are shared with ``model``."""
+    predicted class) are dropped. Other layers, and all parameters, are shared with ``model``.
+
+    Taught in chapter 8.
+    """
     check_model("model", model)
     if not isinstance(model, nn.Sequential):
         raise ValueError(f"model must be an nn.Sequential built by defend(), got {type(model).__name__}")
@@ -142,13 +169,19 @@ def bpda(model: nn.Module) -> nn.Sequential:
 
 
 def eot(model: nn.Module, *, samples: int = 8) -> nn.Module:
-    """Expectation over transformation: a model whose logits are the mean over ``samples`` random draws."""
+    """Expectation over transformation: a model whose logits are the mean over ``samples`` random draws.
+
+    Taught in chapter 8.
+    """
     check_model("model", model)
     return _Averaged(model, check_int("samples", samples, low=1))
 
 
 def transfer(surrogate: nn.Module, attack: Callable[..., torch.Tensor] = pgd, **attack_kwargs: object) -> Attack:
-    """A callable ``(model, x, y) -> x_adv`` that ignores ``model`` and crafts ``x_adv`` on ``surrogate``."""
+    """A callable ``(model, x, y) -> x_adv`` that ignores ``model`` and crafts ``x_adv`` on ``surrogate``.
+
+    Taught in chapter 8.
+    """
     check_model("surrogate", surrogate)
     if not callable(attack):
         raise ValueError("attack must be a callable (model, x, y, ...) -> x_adv, such as gdsec.attacks.pgd")
@@ -160,18 +193,22 @@ def transfer(surrogate: nn.Module, attack: Callable[..., torch.Tensor] = pgd, **
 
 
 def input_gradient_zero_fraction(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, atol: float = 1e-12) -> float:
-    """Fraction of rows whose cross-entropy gradient w.r.t. the input is zero (within ``atol``)."""
+    """Fraction of rows whose cross-entropy gradient w.r.t. the input is zero (within ``atol``).
+
+    Taught in chapter 8.
+    """
     check_attack_inputs(model, x, y)
     check_number("atol", atol, low=0.0)
     with eval_mode(model):
-        probe = x.detach().clone().requires_grad_(True)
-        loss = nn.functional.cross_entropy(model(probe), y, reduction="sum")
-        (grad,) = torch.autograd.grad(loss, probe)
-    return (grad.reshape(len(x), -1).abs().amax(dim=1) <= atol).float().mean().item()
+        _, grad = input_gradient(model, x, y)
+    return (row_norm(grad, "inf") <= atol).float().mean().item()
 
 
 class MaskingReport(NamedTuple):
-    """Outcome of :func:`sanity_checks`: ``masked`` if any check failed; which passed; the measurements."""
+    """Outcome of :func:`sanity_checks`: ``masked`` if any check failed; which passed; the measurements.
+
+    Taught in chapter 8.
+    """
 
     masked: bool
     checks: dict[str, bool]
@@ -205,6 +242,7 @@ def sanity_checks(
 
     ``masked`` is True when any check fails. ``evidence`` holds every accuracy measured and the
     fraction of rows whose input gradient is exactly zero.
+    Taught in chapter 8.
     """
     check_attack_inputs(model, x, y)
     eps = check_number("eps", eps, low=0.0, high=1.0, low_open=True)

@@ -16,7 +16,8 @@ from gdsec.validation import check_choice, check_int, check_labels, check_model,
 
 __all__ = ["History", "accuracy", "gradient_noise", "loss_gradient", "predict", "train"]
 
-Adversary = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+#: ``adversary(model, xb, yb, seed=...) -> xb_adv``: called once per batch with a fresh seed.
+Adversary = Callable[..., torch.Tensor]
 
 
 @dataclass
@@ -64,9 +65,10 @@ def train(
 
     ``batch_size=None`` is full-batch gradient descent, ``1`` is stochastic gradient descent, anything
     between is mini-batch. ``optimizer`` is one of ``gdsec.optim.OPTIMIZERS`` (hyper-parameters such as
-    ``beta`` or ``weight_decay`` pass through). ``adversary(model, xb, yb)``, if given, replaces each
-    batch by its adversarial version before the step (adversarial training). The model is left in
-    eval mode.
+    ``beta`` or ``weight_decay`` pass through). ``adversary(model, xb, yb, seed=seed * 1_000_000 + step)``,
+    if given, replaces each batch by its adversarial version before the step (adversarial training);
+    ``step`` counts batches from 0 over the whole run, so each batch gets fresh, reproducible noise.
+    The model is left in eval mode.
     """
     _check_xy(model, x, y)
     check_choice("optimizer", optimizer, OPTIMIZERS)
@@ -79,6 +81,7 @@ def train(
     opt = torch_optimizer(optimizer, model.parameters(), lr=lr, **hyper)
     size = n if batch_size is None else batch_size
     history = History()
+    step = 0
     for _ in progress_bar(range(epochs), desc="epochs", leave=False, disable=not progress):
         start = time.perf_counter()
         order = torch.randperm(n, generator=generator) if size < n else torch.arange(n)
@@ -87,7 +90,8 @@ def train(
             index = order[begin : begin + size]
             xb, yb = x[index], y[index]
             if adversary is not None:
-                xb = adversary(model, xb, yb)
+                xb = adversary(model, xb, yb, seed=seed * 1_000_000 + step)
+            step += 1
             model.train()
             opt.zero_grad(set_to_none=True)
             loss = nn.functional.cross_entropy(model(xb), yb)

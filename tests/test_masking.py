@@ -1,5 +1,7 @@
 """Gradient masking (gdsec.masking): the defences mask, BPDA/EOT/transfer see through, the checks flag."""
 
+import functools
+
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import pytest
@@ -26,7 +28,7 @@ def setting():
     base = fit(x_train)
     quantized = masking.defend(fit(masking.Quantize(3)(x_train)), "quantize", levels=3)
     saturated = masking.defend(base, "temperature", temperature=1000.0)
-    robust = fit(x_train, adversary=lambda m, xb, yb: attacks.pgd(m, xb, yb, EPS, steps=5, seed=0))
+    robust = fit(x_train, adversary=functools.partial(attacks.pgd, eps=EPS, steps=5))
     surrogate = fit(x_train, seed=1)
     return {
         "x": x_test, "y": y_test, "base": base, "quantized": quantized, "saturated": saturated,
@@ -43,11 +45,19 @@ def test_quantize_levels_and_zero_gradient():
     assert torch.equal(grad, torch.zeros_like(grad))
 
 
-def test_random_quantize_is_random_and_in_range():
+def test_random_quantize_is_random_per_call_and_reproducible_from_its_seed():
     x = torch.full((200, 4), 0.5)
-    torch.manual_seed(0)
-    a, b = masking.RandomQuantize(3, 0.3)(x), masking.RandomQuantize(3, 0.3)(x)
+    layer = masking.RandomQuantize(3, 0.3, seed=4)
+    a, b = layer(x), layer(x)
     assert not torch.equal(a, b) and set(a.unique().tolist()) <= {0.0, 0.5, 1.0}
+    again = masking.RandomQuantize(3, 0.3, seed=4)
+    assert torch.equal(again(x), a) and torch.equal(again(x), b)
+    assert not torch.equal(masking.RandomQuantize(3, 0.3, seed=5)(x), a)
+    state = torch.random.get_rng_state()
+    layer(x)
+    assert torch.equal(torch.random.get_rng_state(), state), "the global RNG must not be used"
+    defended = masking.defend(torch.nn.Identity(), "random", noise=0.3, seed=4)
+    assert torch.equal(defended(x), a)
 
 
 def test_defences_mask_the_gradient_but_keep_predictions(setting):
@@ -80,10 +90,13 @@ def test_bpda_keeps_the_forward_pass_and_restores_a_gradient(setting):
 
 def test_eot_averages_random_draws():
     class Noisy(torch.nn.Module):
-        def forward(self, x):
-            return x + torch.randn_like(x)
+        def __init__(self):
+            super().__init__()
+            self.generator = torch.Generator().manual_seed(0)
 
-    torch.manual_seed(0)
+        def forward(self, x):
+            return x + torch.randn(x.shape, generator=self.generator)
+
     averaged = masking.eot(Noisy(), samples=400)(torch.zeros(3, 2))
     assert averaged.abs().max() < 0.25
 
@@ -117,6 +130,8 @@ def test_sanity_checks_leave_model_state_alone(setting):
     [
         lambda s: masking.Quantize(1),
         lambda s: masking.RandomQuantize(3, noise=1.5),
+        lambda s: masking.RandomQuantize(3, seed=-1),
+        lambda s: masking.defend(s["base"], "random", seed=1.5),
         lambda s: masking.Temperature(0.0),
         lambda s: masking.defend(s["base"], "jpeg"),
         lambda s: masking.defend("model", "quantize"),

@@ -13,7 +13,7 @@ from torch import nn
 
 from gdsec import attacks
 from gdsec.plotting import PALETTE
-from gdsec.validation import check_int, check_labels, check_model, check_unit_tensor
+from gdsec.validation import check_choice, check_int, check_labels, check_model, check_unit_tensor
 from gdsec.widgets.core import explorer
 
 __all__ = ["epsilon_explorer", "render_attack", "robustness_explorer"]
@@ -27,12 +27,13 @@ def _prediction(model: nn.Module, image: torch.Tensor) -> tuple[int, float]:
 
 
 def render_attack(model: nn.Module, image: torch.Tensor, label: int, eps: float, *, attack: str = "fgsm") -> Figure:
-    """Three panels for one digit: clean image, perturbation, adversarial image, with predictions."""
+    """Three panels for one digit: clean image, perturbation, adversarial image, with predictions.
+
+    ``attack`` is "fgsm" or "pgd" (20 steps, seed 0). Taught in chapter 5.
+    """
     x, y = image[None], torch.tensor([label])
-    if attack == "fgsm":
-        x_adv = attacks.fgsm(model, x, y, eps)
-    else:
-        x_adv = attacks.pgd(model, x, y, eps, steps=20, seed=0)
+    settings = {"fgsm": {}, "pgd": {"steps": 20, "seed": 0}}[check_choice("attack", attack, ("fgsm", "pgd"))]
+    x_adv = attacks.ATTACKS[attack].fn(model, x, y, eps, **settings)
     delta = (x_adv - x)[0, 0].numpy()
     fig, axes = plt.subplots(1, 3, figsize=(6.6, 2.6))
     clean_pred, clean_conf = _prediction(model, x)
@@ -64,12 +65,14 @@ def epsilon_explorer(
     attack: str = "fgsm",
     live: bool | None = None,
 ) -> widgets.VBox:
-    """An eps slider (and a digit picker) showing clean digit, perturbation, adversarial digit, predictions."""
+    """An eps slider (and a digit picker) showing clean digit, perturbation, adversarial digit, predictions.
+
+    Taught in chapter 5.
+    """
     check_model("model", model)
     check_unit_tensor("x", x, min_dim=2)
     check_labels("y", y, n=x.shape[0])
-    if attack not in ("fgsm", "pgd"):
-        raise ValueError(f"attack must be 'fgsm' or 'pgd', got {attack!r}")
+    check_choice("attack", attack, ("fgsm", "pgd"))
     for i in indices:
         check_int("indices", i, low=0, high=x.shape[0] - 1)
 
@@ -117,6 +120,7 @@ def robustness_explorer(
     ``accuracy[train_eps]`` lists robust accuracy at each of ``curve_eps`` (default ``test_eps``);
     ``examples[(train_eps, test_eps)]`` is ``(x_adv, predictions)`` for a few test digits whose true
     ``labels`` are given, for every training eps and every eps of ``test_eps`` (the control's values).
+    Taught in chapter 6.
     """
     train_values = list(accuracy)
     curve_eps = list(test_eps if curve_eps is None else curve_eps)

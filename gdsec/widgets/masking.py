@@ -34,7 +34,10 @@ def _check_results(results: object) -> Results:
 
 
 def plot_attack_bars(results: Results, defence: str, attack: str, *, baseline: str = "no defence") -> Figure:
-    """Bars of robust accuracy per attack for ``defence`` (the chosen ``attack`` highlighted), next to ``baseline``."""
+    """Bars of robust accuracy per attack for ``defence`` (the chosen ``attack`` highlighted), next to ``baseline``.
+
+    Taught in chapter 8.
+    """
     results = _check_results(results)
     if defence not in results:
         raise ValueError(f"defence must be one of {list(results)}, got {defence!r}")
@@ -61,6 +64,7 @@ def masking_explorer(results: Results, *, defences: Sequence[str] | None = None,
 
     ``results`` maps defence -> attack -> robust accuracy; every view is a cheap plot of those
     measured numbers, so the live and precomputed faces show exactly the chapter's measurements.
+    Taught in chapter 8.
     """
     results = _check_results(results)
     names = list(defences) if defences is not None else list(results)

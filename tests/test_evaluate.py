@@ -1,0 +1,281 @@
+"""Tests for gdsec.attacks.evaluate (the AutoAttack-standard ensemble, per-example worst case, flags)
+and gdsec.attacks.fab (FAB-T and its exact projections). Budgets are small so the unit tier stays fast."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+
+import pytest
+import torch
+from torch import nn
+
+from gdsec import data, masking, models, train
+from gdsec.attacks import apgd, pgd
+from gdsec.attacks.evaluate import ENSEMBLE, evaluate, wilson_interval
+from gdsec.attacks.fab import fab, project_on_hyperplane
+
+FAST = {"steps": 10, "fab_steps": 10, "queries": 200, "eot_samples": 4, "check_rows": 40}
+EPS = 0.1
+
+
+@pytest.fixture(scope="module")
+def rows(digits):
+    return digits.x_test[:60], digits.y_test[:60]
+
+
+@pytest.fixture(scope="module")
+def honest(digits_mlp, rows):
+    return evaluate(digits_mlp, *rows, EPS, **FAST)
+
+
+def _names(flags: tuple[str, ...]) -> set[str]:
+    return {f.split(":")[0] for f in flags}
+
+
+def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    with torch.no_grad():
+        return (model(x).argmax(1) == y).float().mean().item()
+
+
+# ------------------------------------------------------------------ the result is consistent
+
+
+def test_result_is_a_consistent_per_row_worst_case(honest, digits_mlp, rows) -> None:
+    x, y = rows
+    e = honest
+    assert e.n == 60 and e.robust.dtype == torch.bool and e.robust.shape == (60,)
+    assert e.robust_accuracy == pytest.approx(e.robust.float().mean().item())
+    assert 0.1 < e.robust_accuracy < e.clean_accuracy - 0.3  # an attack that works, on a model that is not robust
+    assert list(e.accuracy_after) == list(ENSEMBLE) and list(e.budgets) == list(ENSEMBLE)
+    after = list(e.accuracy_after.values())
+    assert all(a >= b for a, b in zip(after, after[1:], strict=False)) and after[-1] == e.robust_accuracy
+    assert e.ci95[0] < e.robust_accuracy < e.ci95[1]
+    predicted = digits_mlp(e.x_adv).argmax(1)
+    clean = digits_mlp(x).argmax(1)
+    for i, by in enumerate(e.broken_by):
+        assert (by is None) == bool(e.robust[i])
+        assert (by == "clean") == bool(clean[i] != y[i])
+        if by not in (None, "clean"):
+            assert predicted[i] != y[i]
+    assert torch.equal(e.x_adv[e.robust], x[e.robust])
+    assert (e.x_adv - x).abs().max() <= EPS + 1e-6 and e.x_adv.min() >= 0 and e.x_adv.max() <= 1
+    assert e.budgets["square"]["queries"] == 200 and e.budgets["apgd-t"]["steps"] == 10
+
+
+def test_defaults_are_the_autoattack_budgets(digits_mlp, rows, monkeypatch) -> None:
+    from gdsec.attacks import evaluate as module
+
+    seen = {}
+    monkeypatch.setattr(module, "_attack", lambda name, m, x, y, eps, b, norm, seed: seen.setdefault(name, (b, x))[1])
+    e = evaluate(digits_mlp, *rows, EPS, check_rows=0)
+    assert seen["apgd-ce"][0] == {"steps": 100, "restarts": 1}
+    assert seen["apgd-t"][0]["steps"] == 100 and seen["fab-t"][0]["steps"] == 100
+    assert seen["square"][0] == {"queries": 5000, "p_init": 0.8}
+    assert e.robust_accuracy == e.clean_accuracy  # the stubbed attacks changed nothing
+
+
+def test_worst_case_is_no_weaker_than_any_single_attack(honest, digits_mlp, rows) -> None:
+    singles = {a: evaluate(digits_mlp, *rows, EPS, attacks=(a,), **FAST) for a in ENSEMBLE}
+    for name, single in singles.items():
+        assert honest.robust_accuracy <= single.robust_accuracy, name
+    assert not (honest.robust & ~singles["apgd-ce"].robust).any()  # APGD-CE runs first on the same rows
+    assert honest.robust_accuracy <= _accuracy(digits_mlp, pgd(digits_mlp, *rows, EPS, steps=20), rows[1]) + 1e-6
+
+
+def test_each_attack_only_sees_the_rows_still_robust(digits_mlp, rows, monkeypatch) -> None:
+    from gdsec.attacks import evaluate as module
+
+    real, sizes = module._attack, []
+
+    def spy(name, model, x, y, *args):
+        sizes.append(len(x))
+        return real(name, model, x, y, *args)
+
+    monkeypatch.setattr(module, "_attack", spy)
+    e = evaluate(digits_mlp, *rows, EPS, **{**FAST, "check_rows": 0})
+    left = [round(e.clean_accuracy * e.n)] + [round(a * e.n) for a in e.accuracy_after.values()]
+    assert sizes == [n for n in left[:-1] if n > 0] and sizes[0] > sizes[1]
+
+
+def test_the_same_seed_gives_the_same_result(honest, digits_mlp, rows) -> None:
+    again = evaluate(digits_mlp, *rows, EPS, **FAST)
+    assert torch.equal(again.x_adv, honest.x_adv) and again.broken_by == honest.broken_by
+
+
+# ------------------------------------------------------------------ contract
+
+
+def test_inputs_mode_grads_and_global_rng_are_untouched(digits_cnn, rows) -> None:
+    model = copy.deepcopy(digits_cnn).train()
+    for p in model.parameters():
+        p.grad = torch.full_like(p, 0.5)
+    x, y = rows[0][:20].clone(), rows[1][:20].clone()
+    x0, y0, state = x.clone(), y.clone(), torch.get_rng_state()
+    evaluate(model, x, y, EPS, **FAST)
+    assert torch.equal(x, x0) and torch.equal(y, y0) and model.training
+    assert torch.equal(torch.get_rng_state(), state)
+    assert all(torch.equal(p.grad, torch.full_like(p, 0.5)) for p in model.parameters())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"eps": -0.1}, "eps"), ({"norm": "1"}, "norm"), ({"seed": -1}, "seed"), ({"steps": 0}, "steps"),
+        ({"fab_steps": 0}, "fab_steps"), ({"restarts": 0}, "restarts"), ({"queries": 0}, "queries"),
+        ({"p_init": 0.0}, "p_init"), ({"p_init": 1.5}, "p_init"), ({"eot_samples": 0}, "eot_samples"),
+        ({"check_rows": -1}, "check_rows"), ({"attacks": ()}, "attacks"), ({"attacks": "square"}, "attacks"),
+        ({"attacks": ("apgd-ce", "pgd")}, "attacks"), ({"attacks": ("square", "square")}, "attacks"),
+        ({"attacks": ("square",), "norm": "2"}, "square"), ({"n_iter": 100}, "n_iter"),
+    ],
+)
+def test_bad_settings_raise_naming_them(kwargs: dict, named: str, digits_mlp, rows) -> None:
+    args = {"eps": EPS, **kwargs}
+    with pytest.raises(ValueError, match=named):
+        evaluate(digits_mlp, *rows, **args)
+
+
+def test_bad_inputs_raise_naming_them(digits_mlp, rows) -> None:
+    x, y = rows
+    with pytest.raises(ValueError, match="model"):
+        evaluate("net", x, y, EPS)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="x"):
+        evaluate(digits_mlp, x + 1, y, EPS)
+    with pytest.raises(ValueError, match="y"):
+        evaluate(digits_mlp, x, y[:-1], EPS)
+    with pytest.raises(ValueError, match="y"):
+        evaluate(digits_mlp, x, y + 10, EPS)
+
+
+# ------------------------------------------------------------------ flags
+
+
+def test_no_flags_on_honest_models(honest, digits_cnn, rows, blobs_mlp) -> None:
+    assert honest.flags == ()
+    assert evaluate(digits_cnn, rows[0][:30], rows[1][:30], EPS, **FAST).flags == ()
+    model, x, y = blobs_mlp
+    assert evaluate(model, x, y, 0.05, **FAST).flags == ()
+
+
+def test_a_logit_scaled_copy_is_flagged_and_still_broken(honest, digits_mlp, rows) -> None:
+    scaled = masking.defend(digits_mlp, "temperature", temperature=1e4)
+    e = evaluate(scaled, *rows, EPS, **FAST)
+    assert {"zero-gradient", "non-monotone"} <= _names(e.flags)
+    assert e.accuracy_after["apgd-ce"] > e.clean_accuracy - 0.1  # cross-entropy sees no gradient ...
+    assert abs(e.robust_accuracy - honest.robust_accuracy) <= 0.05  # ... the scale-invariant attacks do
+
+
+def test_a_randomised_model_is_flagged_and_evaluated_with_eot(digits_mlp, rows) -> None:
+    def noisy() -> nn.Module:  # a fresh copy: RandomQuantize draws from its own seeded generator
+        return nn.Sequential(masking.RandomQuantize(levels=16, noise=0.05, seed=0), digits_mlp)
+
+    first = evaluate(noisy(), *rows, EPS, **FAST)
+    assert "randomised" in _names(first.flags) and "EOT" in first.flags[0]
+    again = evaluate(noisy(), *rows, EPS, **FAST)
+    assert torch.equal(first.robust, again.robust) and torch.equal(first.x_adv, again.x_adv)
+
+    class GlobalNoise(nn.Module):  # a model that draws from torch's global generator
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return digits_mlp((x + 0.05 * torch.rand_like(x)).clamp(0, 1))
+
+    runs = [evaluate(GlobalNoise(), *rows, EPS, **FAST) for _ in range(2)]
+    assert "randomised" in _names(runs[0].flags) and torch.equal(runs[0].x_adv, runs[1].x_adv)
+    assert "randomised" not in _names(evaluate(digits_mlp, *rows, EPS, **FAST).flags)
+
+
+def test_zero_gradients_and_square_beating_white_box_are_flagged(digits_mlp, rows) -> None:
+    quantised = masking.defend(digits_mlp, "quantize", levels=3)
+    e = evaluate(quantised, *rows, EPS, **{**FAST, "queries": 1000})
+    assert {"zero-gradient", "square-beats-white-box"} <= _names(e.flags)
+    assert e.accuracy_after["square"] < e.accuracy_after["fab-t"] - 0.05
+
+
+def test_probability_outputs_are_flagged(digits_mlp, rows) -> None:
+    e = evaluate(nn.Sequential(digits_mlp, nn.Softmax(dim=1)), *rows, EPS, **FAST)
+    assert "probabilities" in _names(e.flags)
+
+
+# ------------------------------------------------------------------ shapes and classes
+
+
+def test_tabular_inputs(blobs_mlp) -> None:
+    model, x, y = blobs_mlp
+    e = evaluate(model, x, y, 0.1, **FAST)
+    assert e.x_adv.shape == x.shape and e.robust_accuracy < e.clean_accuracy
+
+
+def test_two_classes_and_l2(digits) -> None:
+    split = data.two_digits(3, 8)
+    model = models.mlp(64, 2, hidden=16, seed=0)
+    train.train(model, split.x_train, split.y_train, optimizer="adam", lr=1e-2, epochs=20, progress=False)
+    x, y = split.x_test[:60], split.y_test[:60]
+    e = evaluate(model, x, y, 0.15, **FAST)
+    assert e.flags == () and e.robust_accuracy < e.clean_accuracy - 0.2
+    assert e.robust_accuracy <= _accuracy(model, pgd(model, x, y, 0.15, steps=20), y) + 1e-6
+    l2 = evaluate(model, x, y, 1.0, norm="2", **FAST)
+    assert list(l2.accuracy_after) == ["apgd-ce", "apgd-t", "fab-t"] and l2.robust_accuracy < l2.clean_accuracy
+    assert ((l2.x_adv - x).flatten(1).norm(dim=1) <= 1.0 + 1e-5).all()
+
+
+# ------------------------------------------------------------------ FAB and its projections
+
+
+def test_wilson_interval_matches_known_values() -> None:
+    assert wilson_interval(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    assert wilson_interval(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
+    with pytest.raises(ValueError, match="successes"):
+        wilson_interval(11, 10)
+
+
+@pytest.mark.parametrize("norm", ["inf", "2"])
+def test_projection_is_feasible_and_minimal(norm: str) -> None:
+    linprog = pytest.importorskip("scipy.optimize").linprog
+    gen = torch.Generator().manual_seed(0)
+    p, w = torch.rand(40, 6, generator=gen, dtype=torch.float64), torch.randn(40, 6, generator=gen, dtype=torch.float64)
+    b = (w * torch.rand(40, 6, generator=gen, dtype=torch.float64)).sum(1)  # a point of the box lies on each plane
+    d = project_on_hyperplane(p, w, b, norm=norm)
+    assert ((p + d) >= -1e-9).all() and ((p + d) <= 1 + 1e-9).all()
+    assert ((w * (p + d)).sum(1) - b).abs().max() < 1e-6
+    if norm == "inf":  # min t s.t. -t <= d_i <= t, w . d = b - w . p, 0 <= p + d <= 1, as a linear program
+        for i in range(5):
+            cost = [0.0] * 6 + [1.0]
+            rows = [[(1.0 if j == k else 0.0) for j in range(6)] + [-1.0] for k in range(6)]
+            rows += [[(-1.0 if j == k else 0.0) for j in range(6)] + [-1.0] for k in range(6)]
+            bounds = [(-float(p[i, k]), 1 - float(p[i, k])) for k in range(6)] + [(0, None)]
+            best = linprog(cost, A_ub=rows, b_ub=[0.0] * 12, A_eq=[w[i].tolist() + [0.0]],
+                           b_eq=[float(b[i] - w[i] @ p[i])], bounds=bounds)
+            assert abs(d[i].abs().max().item() - best.fun) < 1e-6
+    else:  # any other feasible step is no shorter: compare with random feasible points of the plane in the box
+        other = torch.rand(40, 6, generator=gen, dtype=torch.float64)
+        along = project_on_hyperplane(other, w, b, norm="2") + other - p
+        assert (d.norm(dim=1) <= along.norm(dim=1) + 1e-9).all()
+
+
+def test_fab_finds_small_adversarial_examples(digits_mlp, rows) -> None:
+    x, y = rows
+    x_fab = fab(digits_mlp, x, y, EPS, steps=20)
+    assert (x_fab - x).abs().max() <= EPS + 1e-6
+    fab_acc = _accuracy(digits_mlp, x_fab, y)
+    assert fab_acc <= _accuracy(digits_mlp, apgd(digits_mlp, x, y, EPS, steps=20), y) + 0.05
+    untargeted = fab(digits_mlp, x, y, EPS, targeted=False, steps=20)
+    assert _accuracy(digits_mlp, untargeted, y) < _accuracy(digits_mlp, x, y) - 0.3
+    broken = digits_mlp(x_fab).argmax(1) != y
+    assert torch.equal(x_fab[~broken], x[~broken])  # rows it cannot fool within eps come back clean
+
+
+# ------------------------------------------------------------------ against the reference
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torchattacks") is None, reason="torchattacks is not installed (pip install --no-deps torchattacks==3.5.1)")
+def test_no_weaker_than_torchattacks(digits_mlp, rows) -> None:
+    import torchattacks
+
+    x, y = rows
+    model = copy.deepcopy(digits_mlp)
+    with torch.random.fork_rng(devices=[]):
+        robust = torch.ones(len(x), dtype=torch.bool)
+        for attack in (torchattacks.APGD(model, eps=EPS, steps=20, loss="ce"), torchattacks.APGDT(model, eps=EPS, steps=20, n_classes=10)):
+            rows_left = robust.nonzero().squeeze(1)
+            robust[rows_left] &= model(attack(x[rows_left], y[rows_left])).argmax(1) == y[rows_left]
+    ours = evaluate(model, x, y, EPS, attacks=("apgd-ce", "apgd-t"), steps=20, check_rows=0)
+    assert ours.robust_accuracy <= robust.float().mean().item() + 0.02
