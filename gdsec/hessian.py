@@ -100,6 +100,7 @@ def hessian_top_eigenvalue(
 
     ``iters`` is the older name of ``steps`` (default 50); see :func:`hessian_extremes` for lambda_min
     and whether the estimate converged. Taught in chapter 7.
+    Taught in chapter 7.
     """
     return hessian_extremes(loss_fn, params, steps=_steps(steps, iters, 50), tol=tol, seed=seed).lambda_max
 
@@ -140,12 +141,16 @@ def sharpness(
 
     ``curvature(...).lambda_max``; use :func:`curvature` to also see lambda_min and whether the
     estimate converged. ``iters`` is the older name of ``steps`` (default 50). Taught in chapters 1 and 7.
+    Taught in chapter 7.
     """
     return curvature(model, x, y, steps=_steps(steps, iters, 50), tol=tol, seed=seed).lambda_max
 
 
 def full_hessian(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """The exact (P, P) Hessian of the mean cross-entropy over all P parameters: for tiny models only."""
+    """The exact (P, P) Hessian of the mean cross-entropy over all P parameters: for tiny models only.
+
+    Taught in chapter 7.
+    """
     check_model("model", model)
     check_batch("x", x)
     check_labels("y", y, n=x.shape[0])

@@ -47,7 +47,10 @@ Loss = Callable[[torch.Tensor], torch.Tensor]
 
 
 class Surface(NamedTuple):
-    """A 2-D test surface: its function, plotting window, known minima and a default start."""
+    """A 2-D test surface: its function, plotting window, known minima and a default start.
+
+    Taught in chapters 1 and 2.
+    """
 
     name: str
     fn: Loss
@@ -61,6 +64,7 @@ def quadratic(curvatures: Sequence[float] = (1.0, 10.0)) -> Loss:
     """f(w) = 1/2 * sum_i c_i w_i^2: a bowl whose Hessian is diag(c), so L = max(c).
 
     Like every surface here it is vectorised: ``w`` may be (d,) or (d, ...) for a grid of points.
+    Taught in chapters 1 and 2.
     """
     values = [check_number("curvatures", c, low=0.0, low_open=True) for c in curvatures]
     if not values:
@@ -107,7 +111,10 @@ SURFACES: dict[str, Surface] = {
 
 
 def surface(name: str) -> Surface:
-    """The test surface called ``name`` (one of ``SURFACES``)."""
+    """The test surface called ``name`` (one of ``SURFACES``).
+
+    Taught in chapters 1, 2 and 7.
+    """
     check_choice("name", name, tuple(SURFACES))
     return SURFACES[name]
 
@@ -115,7 +122,10 @@ def surface(name: str) -> Surface:
 def evaluate_grid(
     fn: Loss, xlim: tuple[float, float], ylim: tuple[float, float], n: int = 120
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Evaluate a 2-D loss on an n x n grid for contour plots: returns (X, Y, Z)."""
+    """Evaluate a 2-D loss on an n x n grid for contour plots: returns (X, Y, Z).
+
+    Used in chapters 1, 2 and 7.
+    """
     check_int("n", n, low=2, high=2000)
     for name, (low, high) in (("xlim", xlim), ("ylim", ylim)):
         if not low < high:
@@ -141,6 +151,7 @@ def critical_lr(
 
     A run is stable when, after ``steps`` steps, it has not blown up and its loss is below the
     starting loss. On a quadratic with largest curvature L the answer approaches 2 / L.
+    Taught in chapter 1.
     """
     check_number("low", low, low=0.0, low_open=True)
     check_number("high", high, low=low, low_open=True)
@@ -178,6 +189,7 @@ def descend_many(
     """Run one optimizer from many 2-D starts at once (vectorised ``minimize``); return end points (n, 2).
 
     Runs that leave the ball of radius ``blowup`` or become non-finite end as NaN (diverged).
+    Taught in chapter 7.
     """
     check_descent_args(optimizer, lr, steps, grad_noise, blowup)
     points = torch.as_tensor(starts, dtype=torch.float64).detach().clone()
@@ -204,7 +216,10 @@ def descend_many(
 
 
 def nearest_minimum(surf: Surface, points: torch.Tensor, *, tol: float = 0.05) -> torch.Tensor:
-    """Index into ``surf.minima`` of the minimum each point (n, 2) sits on; -1 if none within ``tol``."""
+    """Index into ``surf.minima`` of the minimum each point (n, 2) sits on; -1 if none within ``tol``.
+
+    Taught in chapter 7.
+    """
     check_number("tol", tol, low=0.0, low_open=True)
     points = torch.as_tensor(points, dtype=torch.float64)
     if points.dim() != 2 or points.shape[1] != 2:
@@ -216,7 +231,10 @@ def nearest_minimum(surf: Surface, points: torch.Tensor, *, tol: float = 0.05) -
 
 
 def hessian_eigenvalues(fn: Loss, point: Sequence[float] | torch.Tensor) -> torch.Tensor:
-    """Eigenvalues (ascending) of the exact Hessian of a low-dimensional loss at ``point``."""
+    """Eigenvalues (ascending) of the exact Hessian of a low-dimensional loss at ``point``.
+
+    Taught in chapter 7.
+    """
     where = torch.as_tensor(point, dtype=torch.float64).detach().reshape(-1)
     if where.numel() == 0 or not torch.isfinite(where).all():
         raise ValueError("point must be a non-empty, finite vector")
@@ -227,6 +245,7 @@ def critical_point_kind(fn: Loss, point: Sequence[float] | torch.Tensor, *, tol:
     """Classify a point of a 2-D loss by its Hessian: "minimum", "saddle", "maximum" or "degenerate".
 
     This is what tells a saddle from a valley floor when the gradient alone (zero at both) cannot.
+    Taught in chapter 7.
     """
     check_number("tol", tol, low=0.0)
     eigenvalues = hessian_eigenvalues(fn, point)
@@ -240,7 +259,10 @@ def critical_point_kind(fn: Loss, point: Sequence[float] | torch.Tensor, *, tol:
 
 
 def first_exit(path: torch.Tensor, center: Sequence[float], radius: float) -> int | None:
-    """Index of the first point of ``path`` (k, d) farther than ``radius`` from ``center``; None if never."""
+    """Index of the first point of ``path`` (k, d) farther than ``radius`` from ``center``; None if never.
+
+    Used in chapter 7.
+    """
     check_number("radius", radius, low=0.0, low_open=True)
     path = torch.as_tensor(path, dtype=torch.float64)
     if path.dim() != 2:
