@@ -124,7 +124,8 @@ def train(
     ``batch_size=None`` is full-batch gradient descent, ``1`` is stochastic gradient descent, anything
     between is mini-batch. ``optimizer`` is one of ``gdsec.optim.OPTIMIZERS``; its hyper-parameters
     (``beta``, ``weight_decay``, ...) pass through and unknown ones raise ``ValueError``. ``adversary``
-    (see :data:`Adversary`) replaces each batch by its adversarial version before the step.
+    (see :data:`Adversary`) is called as ``adversary(model, xb, yb, seed=seed * 1_000_000 + step)``,
+    ``step`` counting batches from 0 over the run, and replaces each batch before the step.
 
     Guards, all off by default: ``validate_inputs`` drops the rows of each batch that are non-finite or
     outside [0, 1]; ``spike_factor`` skips a step whose loss exceeds that multiple of the median of
