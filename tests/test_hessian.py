@@ -65,7 +65,7 @@ def test_non_convergence_is_reported_and_runs_are_seeded(tiny):
     short = landscape.curvature(model, x, y, steps=2)
     assert not short.converged and short.steps == 2
     full = landscape.curvature(model, x, y, steps=300)
-    assert full.converged and 2 < full.steps < 300
+    assert full.converged and 2 < full.steps <= 50  # stops on its residual, long before the 275 dimensions
     assert landscape.curvature(model, x, y, seed=3) == landscape.curvature(model, x, y, seed=3)
 
 
