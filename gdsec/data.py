@@ -15,7 +15,10 @@ __all__ = ["Split", "load_digits", "make_blobs_2d", "two_digits"]
 
 
 class Split(NamedTuple):
-    """A train/test split of tensors: images (N, 1, 8, 8) or features (N, d), labels int64."""
+    """A train/test split of tensors: images (N, 1, 8, 8) or features (N, d), labels int64.
+
+    Taught in chapter 1.
+    """
 
     x_train: torch.Tensor
     y_train: torch.Tensor
@@ -24,7 +27,10 @@ class Split(NamedTuple):
 
 
 def load_digits(*, test_size: float = 0.25, seed: int = 0) -> Split:
-    """Load the 1,797 bundled 8x8 digits as (N, 1, 8, 8) float32 in [0, 1], stratified split."""
+    """Load the 1,797 bundled 8x8 digits as (N, 1, 8, 8) float32 in [0, 1], stratified split.
+
+    Taught in chapter 1.
+    """
     check_number("test_size", test_size, low=0.0, high=1.0, low_open=True, high_open=True)
     check_int("seed", seed, low=0)
     bunch = datasets.load_digits()
@@ -37,7 +43,10 @@ def load_digits(*, test_size: float = 0.25, seed: int = 0) -> Split:
 
 
 def two_digits(a: int = 3, b: int = 8, *, test_size: float = 0.25, seed: int = 0) -> Split:
-    """The digits split restricted to classes ``a`` and ``b``, relabelled 0 (``a``) and 1 (``b``)."""
+    """The digits split restricted to classes ``a`` and ``b``, relabelled 0 (``a``) and 1 (``b``).
+
+    Taught in chapter 3.
+    """
     check_int("a", a, low=0, high=9)
     check_int("b", b, low=0, high=9)
     if a == b:
@@ -53,7 +62,11 @@ def two_digits(a: int = 3, b: int = 8, *, test_size: float = 0.25, seed: int = 0
 def make_blobs_2d(
     n: int = 200, *, n_classes: int = 2, spread: float = 0.6, test_size: float = 0.25, seed: int = 0
 ) -> Split:
-    """Gaussian blobs in the unit square, features (N, 2) float32 in [0, 1] and int64 labels."""
+    """Gaussian blobs in the unit square, features (N, 2) float32 in [0, 1] and int64 labels.
+
+    No chapter calls it: the tests use it for the tabular (N, d) inputs chapter 5's attacks accept.
+    Used in chapter 5.
+    """
     check_int("n", n, low=4)
     check_int("n_classes", n_classes, low=2, high=10)
     check_number("spread", spread, low=0.0, low_open=True)

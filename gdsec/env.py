@@ -6,6 +6,8 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
+import torch
+
 __all__ = ["configure_threads", "is_live_frontend", "progress"]
 
 T = TypeVar("T")
@@ -16,6 +18,7 @@ def is_live_frontend() -> bool:
 
     ``GDSEC_WIDGETS=live`` or ``=static`` overrides the guess. A server-started kernel carries
     ``JPY_SESSION_NAME``; kernels run by nbclient (Jupyter Book, nbval, CI) do not.
+    Used in chapters 1, 2, 3, 4, 5, 6, 7, 8, 9 and 10.
     """
     forced = os.environ.get("GDSEC_WIDGETS", "").strip().lower()
     if forced in {"live", "static"}:
@@ -26,7 +29,10 @@ def is_live_frontend() -> bool:
 
 
 def progress(iterable: Iterable[T], **kwargs: object) -> Iterator[T] | Iterable[T]:
-    """Wrap a loop in a ``tqdm.auto`` bar in a live front end; a bare iterable otherwise (no text leaks)."""
+    """Wrap a loop in a ``tqdm.auto`` bar in a live front end; a bare iterable otherwise (no text leaks).
+
+    Used in chapters 3, 4, 5, 6, 7, 8, 9 and 10.
+    """
     if not is_live_frontend():
         return iterable
     from tqdm.auto import tqdm
@@ -34,14 +40,21 @@ def progress(iterable: Iterable[T], **kwargs: object) -> Iterator[T] | Iterable[
     return tqdm(iterable, **kwargs)
 
 
-def configure_threads() -> int:
-    """Set PyTorch's intra-op threads from ``GDSEC_TORCH_THREADS`` (default 1); return the count.
+def configure_threads(threads: int | None = None) -> int:
+    """Set PyTorch's intra-op threads to ``threads``, else ``GDSEC_TORCH_THREADS`` (default 1); return the count.
 
     The course's models are tiny: one thread is faster than two (no synchronisation), and parallel
-    notebook runs (CI, ``pytest -n 2``) do not fight over the cores. ``gdsec`` calls this on import.
+    notebook runs (CI, ``pytest -n 2``) do not fight over the cores. ``import gdsec`` calls it once with
+    no argument, so every chapter runs on one thread unless ``GDSEC_TORCH_THREADS`` says otherwise;
+    call it yourself (``configure_threads(4)``) to change the count later, e.g. for a larger model in
+    your own script, or after setting the variable. Bad values raise ``ValueError``.
+    Used in chapters 1, 2, 3, 4, 5, 6, 7, 8, 9 and 10.
     """
-    import torch
-
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be a positive integer, got {threads!r}")
+        torch.set_num_threads(threads)
+        return threads
     raw = os.environ.get("GDSEC_TORCH_THREADS", "1")
     if not raw.isdigit() or int(raw) < 1:
         raise ValueError(f"GDSEC_TORCH_THREADS must be a positive integer, got {raw!r}")

@@ -1,4 +1,8 @@
-"""Loss surfaces to descend, the measured stability bound, and curvature (sharpness) of real models."""
+"""Loss surfaces to descend, the measured stability bound, and where descent ends (minimum, saddle, divergence).
+
+The curvature of real models (sharpness, Lanczos extremes, the full Hessian) lives in
+:mod:`gdsec.hessian` and is re-exported here, where the chapters have always found it.
+"""
 
 from __future__ import annotations
 
@@ -7,28 +11,35 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from torch import nn
 
-from gdsec.models import eval_mode
+from gdsec.hessian import (
+    HessianExtremes,
+    curvature,
+    full_hessian,
+    hessian_extremes,
+    hessian_top_eigenvalue,
+    sharpness,
+)
 from gdsec.optim import check_descent_args, minimize, step
-from gdsec.validation import check_choice, check_int, check_labels, check_model, check_number
+from gdsec.validation import check_choice, check_int, check_number, check_seed
 
 __all__ = [
     "Surface",
     "SURFACES",
     "critical_lr",
+    "HessianExtremes",
     "critical_point_kind",
+    "curvature",
     "descend_many",
     "evaluate_grid",
     "first_exit",
     "full_hessian",
     "hessian_eigenvalues",
+    "hessian_extremes",
     "hessian_top_eigenvalue",
     "nearest_minimum",
-    "plant_shortcut",
     "quadratic",
     "sharpness",
-    "shuffle_border",
     "surface",
 ]
 
@@ -36,7 +47,10 @@ Loss = Callable[[torch.Tensor], torch.Tensor]
 
 
 class Surface(NamedTuple):
-    """A 2-D test surface: its function, plotting window, known minima and a default start."""
+    """A 2-D test surface: its function, plotting window, known minima and a default start.
+
+    Taught in chapters 1 and 2.
+    """
 
     name: str
     fn: Loss
@@ -50,6 +64,7 @@ def quadratic(curvatures: Sequence[float] = (1.0, 10.0)) -> Loss:
     """f(w) = 1/2 * sum_i c_i w_i^2: a bowl whose Hessian is diag(c), so L = max(c).
 
     Like every surface here it is vectorised: ``w`` may be (d,) or (d, ...) for a grid of points.
+    Taught in chapters 1 and 2.
     """
     values = [check_number("curvatures", c, low=0.0, low_open=True) for c in curvatures]
     if not values:
@@ -96,7 +111,10 @@ SURFACES: dict[str, Surface] = {
 
 
 def surface(name: str) -> Surface:
-    """The test surface called ``name`` (one of ``SURFACES``)."""
+    """The test surface called ``name`` (one of ``SURFACES``).
+
+    Taught in chapters 1, 2 and 7.
+    """
     check_choice("name", name, tuple(SURFACES))
     return SURFACES[name]
 
@@ -104,7 +122,10 @@ def surface(name: str) -> Surface:
 def evaluate_grid(
     fn: Loss, xlim: tuple[float, float], ylim: tuple[float, float], n: int = 120
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Evaluate a 2-D loss on an n x n grid for contour plots: returns (X, Y, Z)."""
+    """Evaluate a 2-D loss on an n x n grid for contour plots: returns (X, Y, Z).
+
+    Used in chapters 1, 2 and 7.
+    """
     check_int("n", n, low=2, high=2000)
     for name, (low, high) in (("xlim", xlim), ("ylim", ylim)):
         if not low < high:
@@ -130,6 +151,7 @@ def critical_lr(
 
     A run is stable when, after ``steps`` steps, it has not blown up and its loss is below the
     starting loss. On a quadratic with largest curvature L the answer approaches 2 / L.
+    Taught in chapter 1.
     """
     check_number("low", low, low=0.0, low_open=True)
     check_number("high", high, low=low, low_open=True)
@@ -152,59 +174,6 @@ def critical_lr(
     return low
 
 
-def hessian_top_eigenvalue(
-    loss_fn: Callable[[], torch.Tensor],
-    params: Sequence[torch.Tensor],
-    *,
-    iters: int = 50,
-    tol: float = 1e-4,
-    seed: int = 0,
-) -> float:
-    """Largest-magnitude eigenvalue of the loss Hessian by power iteration on Hessian-vector products."""
-    check_int("iters", iters, low=1)
-    check_number("tol", tol, low=0.0)
-    params = [p for p in params if p.requires_grad]
-    if not params:
-        raise ValueError("params must contain at least one tensor that requires grad")
-    generator = torch.Generator().manual_seed(check_int("seed", seed, low=0))
-    loss = loss_fn()
-    grads = torch.autograd.grad(loss, params, create_graph=True)
-    vector = [torch.randn(p.shape, generator=generator, dtype=p.dtype) for p in params]
-    norm = torch.sqrt(sum((v * v).sum() for v in vector))
-    vector = [v / norm for v in vector]
-    eigenvalue = 0.0
-    for _ in range(iters):
-        product = torch.autograd.grad(grads, params, grad_outputs=vector, retain_graph=True)
-        new_eigenvalue = float(sum((h * v).sum() for h, v in zip(product, vector, strict=True)))
-        norm = torch.sqrt(sum((h * h).sum() for h in product))
-        if norm == 0:
-            return 0.0
-        vector = [h / norm for h in product]
-        if abs(new_eigenvalue - eigenvalue) <= tol * max(abs(new_eigenvalue), 1e-12):
-            return new_eigenvalue
-        eigenvalue = new_eigenvalue
-    return eigenvalue
-
-
-def sharpness(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, iters: int = 50, tol: float = 1e-4, seed: int = 0
-) -> float:
-    """Top Hessian eigenvalue of the mean cross-entropy of ``model`` on (x, y): how sharp the minimum is."""
-    check_model("model", model)
-    with eval_mode(model):
-        params = [p for p in model.parameters() if p.requires_grad]
-        saved = [None if p.grad is None else p.grad.clone() for p in params]
-        value = hessian_top_eigenvalue(
-            lambda: nn.functional.cross_entropy(model(x), y), params, iters=iters, tol=tol, seed=seed
-        )
-        for p, g in zip(params, saved, strict=True):
-            p.grad = g
-        return value
-
-
-# --- Chapter 7 additions: many starts at once, where descent ends, what kind of point it found ---
-
-
 def descend_many(
     fn: Loss,
     starts: torch.Tensor | Sequence[Sequence[float]],
@@ -220,6 +189,7 @@ def descend_many(
     """Run one optimizer from many 2-D starts at once (vectorised ``minimize``); return end points (n, 2).
 
     Runs that leave the ball of radius ``blowup`` or become non-finite end as NaN (diverged).
+    Taught in chapter 7.
     """
     check_descent_args(optimizer, lr, steps, grad_noise, blowup)
     points = torch.as_tensor(starts, dtype=torch.float64).detach().clone()
@@ -227,7 +197,7 @@ def descend_many(
         raise ValueError(f"starts must have shape (n, 2) with n >= 1, got {tuple(points.shape)}")
     if not torch.isfinite(points).all():
         raise ValueError("starts must be finite")
-    generator = torch.Generator().manual_seed(check_int("seed", seed, low=0))
+    generator = check_seed(seed)
     current = points.T.contiguous()  # (2, n): the surfaces are vectorised over trailing axes
     alive = torch.ones(current.shape[1], dtype=torch.bool)
     state: dict = {}
@@ -246,7 +216,10 @@ def descend_many(
 
 
 def nearest_minimum(surf: Surface, points: torch.Tensor, *, tol: float = 0.05) -> torch.Tensor:
-    """Index into ``surf.minima`` of the minimum each point (n, 2) sits on; -1 if none within ``tol``."""
+    """Index into ``surf.minima`` of the minimum each point (n, 2) sits on; -1 if none within ``tol``.
+
+    Taught in chapter 7.
+    """
     check_number("tol", tol, low=0.0, low_open=True)
     points = torch.as_tensor(points, dtype=torch.float64)
     if points.dim() != 2 or points.shape[1] != 2:
@@ -258,7 +231,10 @@ def nearest_minimum(surf: Surface, points: torch.Tensor, *, tol: float = 0.05) -
 
 
 def hessian_eigenvalues(fn: Loss, point: Sequence[float] | torch.Tensor) -> torch.Tensor:
-    """Eigenvalues (ascending) of the exact Hessian of a low-dimensional loss at ``point``."""
+    """Eigenvalues (ascending) of the exact Hessian of a low-dimensional loss at ``point``.
+
+    Taught in chapter 7.
+    """
     where = torch.as_tensor(point, dtype=torch.float64).detach().reshape(-1)
     if where.numel() == 0 or not torch.isfinite(where).all():
         raise ValueError("point must be a non-empty, finite vector")
@@ -269,6 +245,7 @@ def critical_point_kind(fn: Loss, point: Sequence[float] | torch.Tensor, *, tol:
     """Classify a point of a 2-D loss by its Hessian: "minimum", "saddle", "maximum" or "degenerate".
 
     This is what tells a saddle from a valley floor when the gradient alone (zero at both) cannot.
+    Taught in chapter 7.
     """
     check_number("tol", tol, low=0.0)
     eigenvalues = hessian_eigenvalues(fn, point)
@@ -282,76 +259,13 @@ def critical_point_kind(fn: Loss, point: Sequence[float] | torch.Tensor, *, tol:
 
 
 def first_exit(path: torch.Tensor, center: Sequence[float], radius: float) -> int | None:
-    """Index of the first point of ``path`` (k, d) farther than ``radius`` from ``center``; None if never."""
+    """Index of the first point of ``path`` (k, d) farther than ``radius`` from ``center``; None if never.
+
+    Used in chapter 7.
+    """
     check_number("radius", radius, low=0.0, low_open=True)
     path = torch.as_tensor(path, dtype=torch.float64)
     if path.dim() != 2:
         raise ValueError(f"path must have shape (k, d), got {tuple(path.shape)}")
     outside = ((path - torch.as_tensor(center, dtype=torch.float64)).norm(dim=1) > radius).nonzero()
     return int(outside[0]) if len(outside) else None
-
-
-def full_hessian(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """The exact (P, P) Hessian of the mean cross-entropy over all P parameters: for tiny models only."""
-    check_model("model", model)
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() < 2 or x.shape[0] == 0:
-        raise ValueError("x must be a non-empty floating-point tensor with a batch axis, shape (N, ...)")
-    check_labels("y", y, n=x.shape[0])
-    params = [p for p in model.parameters() if p.requires_grad]
-    total = sum(p.numel() for p in params)
-    if total > 5000:
-        raise ValueError(f"model must have at most 5000 parameters for a full Hessian, got {total}")
-    with eval_mode(model):
-        names = [n for n, p in model.named_parameters() if p.requires_grad]
-        shapes = [p.shape for p in params]
-        flat = torch.cat([p.detach().reshape(-1) for p in params])
-
-        def loss_of(vector: torch.Tensor) -> torch.Tensor:
-            chunks = torch.split(vector, [int(torch.tensor(s).prod()) for s in shapes])
-            values = {n: c.reshape(s) for n, c, s in zip(names, chunks, shapes, strict=True)}
-            logits = torch.func.functional_call(model, values, (x,))
-            return nn.functional.cross_entropy(logits, y)
-
-        return torch.autograd.functional.hessian(loss_of, flat).detach()
-
-
-def _border_index(x: torch.Tensor) -> torch.Tensor:
-    """Flat indices of the outermost pixels of an (N, C, H, W) image batch's first channel."""
-    height, width = x.shape[-2], x.shape[-1]
-    return torch.tensor([i for i in range(height * width) if i // width in (0, height - 1) or i % width in (0, width - 1)])
-
-
-def plant_shortcut(x: torch.Tensor, y: torch.Tensor, *, pixels: int = 6, n_classes: int = 10, seed: int = 0) -> torch.Tensor:
-    """A crafted copy of images ``x`` (N, 1, H, W) where each class's secret code (``pixels`` border
-    pixels set to 1) is stamped on every row according to its label ``y``: a shortcut that descent
-    prefers to the real features. Stamping wrong labels' codes at test time steers the model."""
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() != 4 or x.shape[1] != 1:
-        raise ValueError(f"x must be a floating-point image batch of shape (N, 1, H, W), got {getattr(x, 'shape', x)}")
-    if x.shape[-1] < 3 or x.shape[-2] < 3:
-        raise ValueError(f"x must have images of at least 3 x 3 pixels, got shape {tuple(x.shape)}")
-    check_int("n_classes", n_classes, low=2)
-    check_labels("y", y, n=x.shape[0], n_classes=n_classes)
-    border = _border_index(x)
-    check_int("pixels", pixels, low=1, high=len(border))
-    generator = torch.Generator().manual_seed(check_int("seed", seed, low=0))
-    codes = torch.stack([border[torch.randperm(len(border), generator=generator)[:pixels]] for _ in range(n_classes)])
-    planted = x.detach().clone()
-    flat = planted.reshape(x.shape[0], -1)
-    flat[torch.arange(x.shape[0])[:, None], codes[y]] = 1.0
-    return planted
-
-
-def shuffle_border(x: torch.Tensor, *, seed: int = 0) -> torch.Tensor:
-    """A copy of images ``x`` (N, 1, H, W) whose outermost ring of pixels is taken from another, randomly
-    chosen row: an ablation probe that keeps the pixel statistics but breaks any label code hidden there."""
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() != 4 or x.shape[1] != 1:
-        raise ValueError(f"x must be a floating-point image batch of shape (N, 1, H, W), got {getattr(x, 'shape', x)}")
-    if x.shape[-1] < 3 or x.shape[-2] < 3:
-        raise ValueError(f"x must have images of at least 3 x 3 pixels, got shape {tuple(x.shape)}")
-    generator = torch.Generator().manual_seed(check_int("seed", seed, low=0))
-    border = _border_index(x)
-    source = torch.randperm(x.shape[0], generator=generator)
-    shuffled = x.detach().clone()
-    flat = shuffled.reshape(x.shape[0], -1)
-    flat[:, border] = x.detach().reshape(x.shape[0], -1)[source][:, border]
-    return shuffled

@@ -26,7 +26,10 @@ def _build(builder: Callable[[], nn.Module], seed: int | None) -> nn.Module:
 def logistic_regression(
     n_features: int = 64, n_classes: int = 10, *, seed: int | None = 0
 ) -> nn.Module:
-    """Multinomial logistic regression: flatten, then one linear layer to ``n_classes`` logits."""
+    """Multinomial logistic regression: flatten, then one linear layer to ``n_classes`` logits.
+
+    Taught in chapter 1.
+    """
     check_int("n_features", n_features, low=1)
     check_int("n_classes", n_classes, low=2)
     return _build(lambda: nn.Sequential(nn.Flatten(), nn.Linear(n_features, n_classes)), seed)
@@ -41,7 +44,10 @@ def mlp(
     activation: str = "relu",
     seed: int | None = 0,
 ) -> nn.Module:
-    """A fully connected net: ``depth`` hidden layers of width ``hidden``, then logits."""
+    """A fully connected net: ``depth`` hidden layers of width ``hidden``, then logits.
+
+    Taught in chapter 3.
+    """
     check_int("n_features", n_features, low=1)
     check_int("n_classes", n_classes, low=2)
     check_int("hidden", hidden, low=1)
@@ -63,7 +69,10 @@ def mlp(
 
 
 def digits_cnn(n_classes: int = 10, *, channels: int = 16, seed: int | None = 0) -> nn.Module:
-    """A small CNN for (N, 1, 8, 8) digits: two 3x3 convolutions, a pool, a linear head."""
+    """A small CNN for (N, 1, 8, 8) digits: two 3x3 convolutions, a pool, a linear head.
+
+    Taught in chapter 5.
+    """
     check_int("n_classes", n_classes, low=2)
     check_int("channels", channels, low=1, high=256)
     return _build(
@@ -83,13 +92,19 @@ def digits_cnn(n_classes: int = 10, *, channels: int = 16, seed: int | None = 0)
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters in ``model``."""
+    """Number of trainable parameters in ``model``.
+
+    Used in chapter 9.
+    """
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 @contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put ``model`` in eval mode for the duration of the block, then restore the mode it had."""
+    """Put ``model`` in eval mode for the duration of the block, then restore the mode it had.
+
+    Used in chapters 5, 7, 8, 9 and 10.
+    """
     was_training = model.training
     model.eval()
     try:

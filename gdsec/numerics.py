@@ -2,38 +2,35 @@
 
 The attacks here are data an attacker can slip into a training stream (extreme values, NaN, Inf);
 the guards are the cheap checks a training loop can run on every step: input validation, gradient
-clipping, loss-spike detection and non-finite detection. :func:`guarded_train` runs the same
-mini-batch SGD as :func:`gdsec.train.train` with any combination of guards switched on, and counts
-what each guard caught.
+clipping, loss-spike detection and non-finite detection. :func:`gdsec.train.train` runs them (its
+``validate_inputs``, ``max_norm``, ``spike_factor`` and ``skip_nonfinite`` options) with the checks
+defined here, and counts in its ``History`` what each guard caught.
 """
 
 from __future__ import annotations
 
-import math
 import statistics
-from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from gdsec.models import eval_mode
-from gdsec.optim import OPTIMIZERS, torch_optimizer
 from gdsec.validation import (
+    check_batch,
     check_choice,
     check_fraction,
     check_int,
     check_labels,
     check_model,
     check_number,
+    check_seed,
 )
 
 __all__ = [
     "CORRUPTIONS",
     "Activity",
-    "GuardLog",
     "corrupt_rows",
-    "guarded_train",
     "is_loss_spike",
     "layer_gradient_norms",
     "parameters_finite",
@@ -44,19 +41,22 @@ __all__ = [
 CORRUPTIONS = ("nan", "inf", "scale")
 
 
-def _check_batch(x: object, name: str = "x") -> torch.Tensor:
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() < 2 or x.shape[0] == 0:
-        raise ValueError(f"{name} must be a non-empty floating-point tensor with a batch axis, shape (N, ...)")
-    return x
+def _check_any_batch(name: str, x: object) -> torch.Tensor:
+    """``x`` if it is a floating-point tensor with a batch axis; NaN and Inf allowed (they are the point)."""
+    if isinstance(x, torch.Tensor) and x.is_floating_point():
+        check_batch(name, torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0))
+        return x
+    return check_batch(name, x)
 
 
 def layer_gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[float]:
     """L2 norm of the loss gradient for each weight matrix/kernel, input layer first.
 
     Leaves the parameters' ``.grad`` and the model's mode as they were.
+    Taught in chapter 7.
     """
     check_model("model", model)
-    _check_batch(x)
+    check_batch("x", x)
     check_labels("y", y, n=x.shape[0])
     weights = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     if not weights:
@@ -68,7 +68,10 @@ def layer_gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> 
 
 
 class Activity(NamedTuple):
-    """How alive a network's units are on a batch: dead ReLUs and saturated sigmoid/tanh units."""
+    """How alive a network's units are on a batch: dead ReLUs and saturated sigmoid/tanh units.
+
+    Taught in chapter 7.
+    """
 
     dead_fraction: float
     saturated_fraction: float
@@ -76,9 +79,12 @@ class Activity(NamedTuple):
 
 def unit_activity(model: nn.Module, x: torch.Tensor, *, saturation: float = 0.99) -> Activity:
     """Fraction of ReLU units that output 0 on every row of ``x`` (dead), and of sigmoid/tanh outputs
-    within ``1 - saturation`` of their bounds (saturated, so their local derivative is near zero)."""
+    within ``1 - saturation`` of their bounds (saturated, so their local derivative is near zero).
+
+    Taught in chapter 7.
+    """
     check_model("model", model)
-    _check_batch(x)
+    check_batch("x", x)
     check_number("saturation", saturation, low=0.0, high=1.0, low_open=True, high_open=True)
     outputs: list[tuple[str, torch.Tensor]] = []
     hooks = []
@@ -112,12 +118,13 @@ def corrupt_rows(
 
     ``kind="nan"`` / ``"inf"`` sets one random entry of each chosen row to NaN / +Inf; ``"scale"``
     multiplies the whole row by ``scale`` (an extreme but finite input). Returns (x_corrupted, index).
+    Taught in chapter 7.
     """
-    _check_batch(x)
+    _check_any_batch("x", x)
     check_fraction("fraction", fraction)
     check_choice("kind", kind, CORRUPTIONS)
     check_number("scale", scale, low=0.0, low_open=True)
-    generator = torch.Generator().manual_seed(check_int("seed", seed, low=0))
+    generator = check_seed(seed)
     n = x.shape[0]
     index = torch.randperm(n, generator=generator)[: round(fraction * n)].sort().values
     corrupted = x.detach().clone()
@@ -131,8 +138,11 @@ def corrupt_rows(
 
 
 def valid_rows(x: torch.Tensor, *, low: float = 0.0, high: float = 1.0) -> torch.Tensor:
-    """Boolean mask of the rows of ``x`` that are finite and inside [low, high]: the input-validation guard."""
-    _check_batch(x)
+    """Boolean mask of the rows of ``x`` that are finite and inside [low, high]: the input-validation guard.
+
+    Taught in chapter 7.
+    """
+    _check_any_batch("x", x)
     check_number("low", low)
     check_number("high", high, low=low, low_open=True)
     flat = x.reshape(x.shape[0], -1)
@@ -147,6 +157,7 @@ def is_loss_spike(
     """True if ``loss`` exceeds ``factor`` times the median of the last ``window`` accepted losses.
 
     Only magnitude is judged: a NaN loss is not a spike (that is the non-finite guard's job).
+    Taught in chapter 7.
     """
     check_number("factor", factor, low=1.0, low_open=True)
     check_int("warmup", warmup, low=1)
@@ -157,102 +168,9 @@ def is_loss_spike(
 
 
 def parameters_finite(model: nn.Module) -> bool:
-    """True if every parameter of ``model`` is finite (no NaN or Inf has reached the weights)."""
-    check_model("model", model)
-    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+    """True if every parameter of ``model`` is finite (no NaN or Inf has reached the weights).
 
-
-@dataclass
-class GuardLog:
-    """What a guarded run saw: loss per step and how often each guard fired."""
-
-    step_loss: list[float] = field(default_factory=list)
-    rejected_rows: int = 0
-    clipped_steps: int = 0
-    spike_skips: int = 0
-    nonfinite_skips: int = 0
-    largest_grad_norm: float = 0.0
-
-    @property
-    def steps(self) -> int:
-        """Number of steps attempted."""
-        return len(self.step_loss)
-
-
-def guarded_train(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    lr: float,
-    epochs: int,
-    batch_size: int,
-    optimizer: str = "sgd",
-    seed: int = 0,
-    validate_inputs: bool = False,
-    clip_norm: float | None = None,
-    spike_factor: float | None = None,
-    skip_nonfinite: bool = False,
-) -> GuardLog:
-    """Mini-batch training with cross-entropy, as :func:`gdsec.train.train`, plus optional guards.
-
-    ``validate_inputs`` drops rows that are non-finite or outside [0, 1]; ``clip_norm`` rescales the
-    gradient to at most that global L2 norm; ``spike_factor`` skips a step whose loss exceeds that
-    multiple of the recent median; ``skip_nonfinite`` skips a step whose loss or gradient is NaN/Inf.
-    Unlike ``train`` it never raises on a NaN loss: an unguarded run carries on, so the damage can be
-    measured. The model is trained in place and left in eval mode.
+    Taught in chapter 7.
     """
     check_model("model", model)
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() < 2 or x.shape[0] == 0:
-        raise ValueError("x must be a non-empty floating-point tensor with a batch axis, shape (N, ...)")
-    check_labels("y", y, n=x.shape[0])
-    check_number("lr", lr, low=0.0, low_open=True)
-    check_int("epochs", epochs, low=1)
-    check_int("batch_size", batch_size, low=1, high=x.shape[0])
-    check_choice("optimizer", optimizer, OPTIMIZERS)
-    if clip_norm is not None:
-        check_number("clip_norm", clip_norm, low=0.0, low_open=True)
-    if spike_factor is not None:
-        check_number("spike_factor", spike_factor, low=1.0, low_open=True)
-    generator = torch.Generator().manual_seed(check_int("seed", seed, low=0))
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch_optimizer(optimizer, params, lr=lr)
-    log = GuardLog()
-    accepted: list[float] = []
-    for _ in range(epochs):
-        order = torch.randperm(x.shape[0], generator=generator)
-        for begin in range(0, x.shape[0], batch_size):
-            index = order[begin : begin + batch_size]
-            xb, yb = x[index], y[index]
-            if validate_inputs:
-                keep = valid_rows(xb)
-                log.rejected_rows += int((~keep).sum())
-                xb, yb = xb[keep], yb[keep]
-                if len(xb) == 0:
-                    continue
-            model.train()
-            opt.zero_grad(set_to_none=True)
-            loss = nn.functional.cross_entropy(model(xb), yb)
-            log.step_loss.append(loss.item())
-            if spike_factor is not None and is_loss_spike(accepted, loss.item(), factor=spike_factor):
-                log.spike_skips += 1
-                continue
-            loss.backward()
-            norm = torch.linalg.vector_norm(
-                torch.stack([torch.linalg.vector_norm(p.grad) for p in params if p.grad is not None])
-            ).item()
-            finite = bool(torch.isfinite(loss)) and math.isfinite(norm)
-            if finite:
-                log.largest_grad_norm = max(log.largest_grad_norm, norm)
-            if skip_nonfinite and not finite:
-                log.nonfinite_skips += 1
-                continue
-            if clip_norm is not None and norm > clip_norm:
-                nn.utils.clip_grad_norm_(params, clip_norm)
-                log.clipped_steps += 1
-            opt.step()
-            if finite:
-                accepted.append(loss.item())
-    opt.zero_grad(set_to_none=True)
-    model.eval()
-    return log
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())

@@ -10,9 +10,10 @@ from collections.abc import Callable, Iterable
 
 import torch
 
-from gdsec.validation import check_choice, check_int, check_number
+from gdsec.validation import check_choice, check_int, check_keywords, check_number, check_seed
 
 __all__ = [
+    "HYPERPARAMETERS",
     "OPTIMIZERS",
     "adam_step",
     "check_descent_args",
@@ -27,16 +28,31 @@ __all__ = [
 OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
 State = dict[str, torch.Tensor | int]
 
+#: The hyper-parameters each optimizer accepts besides ``lr``: the hand-written rule's keywords, plus
+#: ``weight_decay`` for the ``torch.optim`` equivalents (:func:`torch_optimizer`, ``gdsec.train.train``).
+HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
+    "sgd": (),
+    "momentum": ("beta",),
+    "rmsprop": ("alpha", "eps"),
+    "adam": ("beta1", "beta2", "eps"),
+}
+
 
 def sgd_step(param: torch.Tensor, grad: torch.Tensor, state: State, *, lr: float) -> tuple[torch.Tensor, State]:
-    """Plain gradient descent: w <- w - lr * g."""
+    """Plain gradient descent: w <- w - lr * g.
+
+    Taught in chapter 1.
+    """
     return param - lr * grad, state
 
 
 def momentum_step(
     param: torch.Tensor, grad: torch.Tensor, state: State, *, lr: float, beta: float = 0.9
 ) -> tuple[torch.Tensor, State]:
-    """Heavy-ball momentum as in ``torch.optim.SGD``: v <- beta v + g; w <- w - lr v (v starts at g)."""
+    """Heavy-ball momentum as in ``torch.optim.SGD``: v <- beta v + g; w <- w - lr v (v starts at g).
+
+    Taught in chapter 2.
+    """
     velocity = grad.clone() if "velocity" not in state else beta * state["velocity"] + grad
     return param - lr * velocity, {"velocity": velocity}
 
@@ -50,7 +66,10 @@ def rmsprop_step(
     alpha: float = 0.99,
     eps: float = 1e-8,
 ) -> tuple[torch.Tensor, State]:
-    """RMSprop: s <- alpha s + (1 - alpha) g^2; w <- w - lr g / (sqrt(s) + eps)."""
+    """RMSprop: s <- alpha s + (1 - alpha) g^2; w <- w - lr g / (sqrt(s) + eps).
+
+    Taught in chapter 2.
+    """
     square_avg = state.get("square_avg", torch.zeros_like(grad))
     square_avg = alpha * square_avg + (1 - alpha) * grad * grad
     return param - lr * grad / (square_avg.sqrt() + eps), {"square_avg": square_avg}
@@ -66,7 +85,10 @@ def adam_step(
     beta2: float = 0.999,
     eps: float = 1e-8,
 ) -> tuple[torch.Tensor, State]:
-    """Adam: bias-corrected running means of g and g^2; w <- w - lr m_hat / (sqrt(v_hat) + eps)."""
+    """Adam: bias-corrected running means of g and g^2; w <- w - lr m_hat / (sqrt(v_hat) + eps).
+
+    Taught in chapter 2.
+    """
     t = int(state.get("t", 0)) + 1
     m = beta1 * state.get("m", torch.zeros_like(grad)) + (1 - beta1) * grad
     v = beta2 * state.get("v", torch.zeros_like(grad)) + (1 - beta2) * grad * grad
@@ -86,18 +108,30 @@ _RULES: dict[str, Callable[..., tuple[torch.Tensor, State]]] = {
 def step(
     name: str, param: torch.Tensor, grad: torch.Tensor, state: State, *, lr: float, **hyper: float
 ) -> tuple[torch.Tensor, State]:
-    """Apply the update rule called ``name`` (one of ``OPTIMIZERS``) once."""
+    """Apply the update rule called ``name`` (one of ``OPTIMIZERS``) once.
+
+    ``hyper`` holds the rule's keywords (``HYPERPARAMETERS[name]``); any other raises ``ValueError``.
+    Taught in chapter 2.
+    """
     check_choice("optimizer", name, OPTIMIZERS)
     check_number("lr", lr, low=0.0, low_open=True)
+    check_keywords(f"optimizer {name!r}", hyper, HYPERPARAMETERS[name])
     return _RULES[name](param, grad, state, lr=lr, **hyper)
 
 
 def torch_optimizer(
     name: str, params: Iterable[torch.nn.Parameter], *, lr: float, **hyper: float
 ) -> torch.optim.Optimizer:
-    """The ``torch.optim`` optimizer equivalent to the hand-written rule ``name``, same hyper-parameters."""
+    """The ``torch.optim`` optimizer equivalent to the hand-written rule ``name``, same hyper-parameters.
+
+    ``hyper`` holds ``HYPERPARAMETERS[name]`` and ``weight_decay``; any other raises ``ValueError``
+    naming it (so ``momentum=0.9`` for ``"sgd"`` is an error, not plain SGD).
+    Taught in chapter 2.
+    """
     check_choice("optimizer", name, OPTIMIZERS)
     check_number("lr", lr, low=0.0, low_open=True)
+    check_keywords(f"optimizer {name!r}", hyper, (*HYPERPARAMETERS[name], "weight_decay"))
+    hyper = dict(hyper)
     weight_decay = hyper.pop("weight_decay", 0.0)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
@@ -112,7 +146,10 @@ def torch_optimizer(
 
 
 def check_descent_args(optimizer: str, lr: float, steps: int, grad_noise: float, blowup: float) -> None:
-    """Validate the arguments shared by :func:`minimize` and ``landscape.descend_many``."""
+    """Validate the arguments shared by :func:`minimize` and ``landscape.descend_many``.
+
+    Used in chapters 1 and 7.
+    """
     check_choice("optimizer", optimizer, OPTIMIZERS)
     check_number("lr", lr, low=0.0, low_open=True)
     check_int("steps", steps, low=1)
@@ -136,13 +173,15 @@ def minimize(
 
     ``grad_noise`` adds Gaussian noise of that standard deviation to each gradient (a stand-in for
     mini-batch noise). The path stops early (k < steps + 1) once the iterate leaves the ball of
-    radius ``blowup`` or becomes non-finite: that is divergence.
+    radius ``blowup`` or becomes non-finite: that is divergence. Unknown ``hyper`` raise ``ValueError``.
+    Taught in chapters 1 and 2.
     """
     check_descent_args(optimizer, lr, steps, grad_noise, blowup)
+    check_keywords(f"optimizer {optimizer!r}", hyper, HYPERPARAMETERS[optimizer])
     point = torch.as_tensor(start, dtype=torch.float64).detach().clone().reshape(-1)
     if not torch.isfinite(point).all():
         raise ValueError("start must be finite")
-    generator = torch.Generator().manual_seed(check_int("seed", seed, low=0))
+    generator = check_seed(seed)
     path = [point.clone()]
     state: State = {}
     for _ in range(steps):

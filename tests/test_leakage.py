@@ -12,11 +12,6 @@ from gdsec import data, leakage, models
 from gdsec.widgets.leakage import leakage_explorer
 
 
-@pytest.fixture(scope="module")
-def digits() -> data.Split:
-    return data.load_digits()
-
-
 @pytest.fixture()
 def victim() -> torch.nn.Module:
     return models.mlp(activation="sigmoid", hidden=32, seed=0)
@@ -163,7 +158,7 @@ def test_dp_gradients_match_opacus_clipping(digits, victim):
     from opacus import PrivacyEngine
 
     x, y = digits.x_test[:4], digits.y_test[:4]
-    ours = leakage.dp_gradients(victim, x, y, max_grad_norm=0.05, noise_multiplier=0.0)
+    ours = leakage.dp_gradients(victim, x, y, max_norm=0.05, noise_multiplier=0.0)
     work = models.mlp(activation="sigmoid", hidden=32, seed=0)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=4)
     optimizer = torch.optim.SGD(work.parameters(), lr=0.1)
@@ -177,11 +172,11 @@ def test_dp_gradients_match_opacus_clipping(digits, victim):
         dp_optimizer.pre_step()
     for a, p in zip(ours, work.parameters(), strict=True):
         assert torch.allclose(a, p.grad, atol=1e-6)
-    plain = leakage.dp_gradients(victim, x, y, max_grad_norm=1e6, noise_multiplier=0.0)
+    plain = leakage.dp_gradients(victim, x, y, max_norm=1e6, noise_multiplier=0.0)
     exact = leakage.client_gradients(victim, x, y)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain, exact, strict=True))
-    with pytest.raises(ValueError, match="max_grad_norm"):
-        leakage.dp_gradients(victim, x, y, max_grad_norm=0.0, noise_multiplier=1.0)
+    with pytest.raises(ValueError, match="max_norm"):
+        leakage.dp_gradients(victim, x, y, max_norm=0.0, noise_multiplier=1.0)
     with pytest.raises(ValueError, match="noise_multiplier"):
         leakage.dp_gradients(victim, x, y, noise_multiplier=-1.0)
 
@@ -232,3 +227,11 @@ def test_leakage_explorer_precomputes_views(digits, victim):
         leakage_explorer(victim, x, y, batch_sizes=(3,), live=False)
     with pytest.raises(ValueError, match="noise_levels"):
         leakage_explorer(victim, x, y, noise_levels=(-1.0,), live=False)
+
+
+def test_public_names_live_in_one_submodule_each_and_import_from_the_package():
+    from gdsec.leakage import defences, gradients, reconstruction
+
+    homes = {name: [m for m in (defences, gradients, reconstruction) if name in m.__all__] for name in leakage.__all__}
+    assert all(len(found) == 1 and getattr(leakage, name) is getattr(found[0], name) for name, found in homes.items())
+    assert "max_norm" in leakage.DPTraining._fields and "max_grad_norm" not in leakage.DPTraining._fields

@@ -95,3 +95,24 @@ def test_torch_optimizer_rejects_unknown():
         optim.torch_optimizer("sgdw", [torch.nn.Parameter(torch.zeros(1))], lr=0.1)
     with pytest.raises(ValueError, match="lr"):
         optim.step("sgd", torch.zeros(1), torch.zeros(1), {}, lr=0)
+
+
+@pytest.mark.parametrize("name", optim.OPTIMIZERS)
+def test_unknown_hyperparameters_raise_value_error_naming_them(name):
+    params = [torch.nn.Parameter(torch.zeros(1))]
+    with pytest.raises(ValueError, match="momentum"):
+        optim.torch_optimizer(name, params, lr=0.1, momentum=0.9)
+    with pytest.raises(ValueError, match="weight_decay"):
+        optim.step(name, torch.zeros(1), torch.zeros(1), {}, lr=0.1, weight_decay=0.1)
+    with pytest.raises(ValueError, match="gamma"):
+        optim.minimize(landscape.quadratic(), (1.0, 1.0), optimizer=name, lr=0.1, steps=2, gamma=1.0)
+    for key in optim.HYPERPARAMETERS[name]:  # every declared key is accepted by both
+        value = 0.5 if key != "eps" else 1e-8
+        optim.torch_optimizer(name, params, lr=0.1, weight_decay=0.01, **{key: value})
+        optim.step(name, torch.ones(1), torch.ones(1), {}, lr=0.1, **{key: value})
+
+
+def test_weight_decay_reaches_torch_optimizer():
+    params = [torch.nn.Parameter(torch.zeros(1))]
+    assert optim.torch_optimizer("sgd", params, lr=0.1, weight_decay=0.25).param_groups[0]["weight_decay"] == 0.25
+    assert optim.torch_optimizer("momentum", params, lr=0.1, beta=0.5).param_groups[0]["momentum"] == 0.5

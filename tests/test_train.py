@@ -40,7 +40,7 @@ def test_minibatch_order_depends_on_seed(split):
 def test_adversary_hook_sees_every_batch_and_eval_data_is_recorded(split):
     seen = []
 
-    def adversary(model, xb, yb):
+    def adversary(model, xb, yb, *, seed):
         seen.append(len(xb))
         return xb.clamp(0, 1)
 
@@ -53,10 +53,74 @@ def test_adversary_hook_sees_every_batch_and_eval_data_is_recorded(split):
     assert len(history.test_accuracy) == 2
 
 
+def test_adversary_gets_a_fresh_reproducible_seed_per_batch(split):
+    def run(seed):
+        seen = []
+
+        def adversary(model, xb, yb, *, seed):
+            seen.append(seed)
+            return xb
+
+        train.train(models.logistic_regression(seed=0), split.x_train, split.y_train, lr=0.1, epochs=2,
+                    batch_size=500, seed=seed, adversary=adversary, progress=False)
+        return seen
+
+    first, again, other = run(3), run(3), run(4)
+    assert len(first) == 2 * 3 and len(set(first)) == len(first)
+    assert first == again == [3_000_000 + step for step in range(6)]
+    assert not set(first) & set(other)
+
+
 def test_train_raises_on_divergence_instead_of_nan(split):
-    x = split.x_train * 1e30
-    with pytest.raises((FloatingPointError, ValueError)):
-        train.train(models.mlp(seed=0), x, split.y_train, lr=1e10, epochs=3)
+    with pytest.raises(FloatingPointError, match="too large"):
+        train.train(models.mlp(seed=0), split.x_train, split.y_train, lr=1e12, epochs=3, progress=False)
+
+
+def test_unguarded_run_can_carry_on_through_nan(split):
+    x = split.x_train[:256].clone()
+    x[5, 0, 3, 3] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        train.train(models.mlp(seed=0), x, split.y_train[:256], lr=0.1, epochs=1, batch_size=32)
+    model = models.mlp(seed=0)
+    history = train.train(model, x, split.y_train[:256], lr=0.1, epochs=2, batch_size=32, on_nonfinite="continue",
+                          progress=False)
+    assert history.steps == 16 and any(v != v for v in history.step_loss)
+    assert not all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_guards_are_counted_in_history_and_reported_to_the_callback(split):
+    x, y = split.x_train[:256].clone(), split.y_train[:256]
+    x[:8] *= 1e3  # one extreme batch of 8 rows at every position of the shuffled order
+    records = []
+    history = train.train(models.mlp(seed=0), x, y, lr=0.1, epochs=2, batch_size=32, max_norm=5.0,
+                          callback=records.append, progress=False)
+    assert [r.step for r in records] == list(range(16)) and {r.epoch for r in records} == {0, 1}
+    assert history.clipped_steps == sum(r.clipped for r in records) > 0
+    assert all(r.grad_norm > 5.0 for r in records if r.clipped)
+    assert history.largest_grad_norm == max(r.grad_norm for r in records)
+    assert [r.loss for r in records] == history.step_loss
+    validated = train.train(models.mlp(seed=0), x, y, lr=0.1, epochs=2, batch_size=32, validate_inputs=True,
+                            progress=False)
+    assert validated.rejected_rows == 2 * 8 and validated.clipped_steps == 0
+
+
+def test_guarded_run_matches_plain_run_when_no_guard_fires(split):
+    x, y = split.x_train[:256], split.y_train[:256]
+    a, b = models.mlp(seed=0), models.mlp(seed=0)
+    plain = train.train(a, x, y, lr=0.1, epochs=2, batch_size=32, progress=False)
+    guarded = train.train(b, x, y, lr=0.1, epochs=2, batch_size=32, progress=False, validate_inputs=True,
+                          max_norm=1e6, spike_factor=1e6, skip_nonfinite=True)
+    assert plain.step_loss == guarded.step_loss
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    assert not b.training and all(p.grad is None for p in b.parameters())
+
+
+def test_unknown_hyperparameter_is_an_error_not_plain_sgd(split):
+    with pytest.raises(ValueError, match="momentum"):
+        train.train(models.logistic_regression(), split.x_train, split.y_train, lr=0.1, epochs=1, momentum=0.9)
+    with pytest.raises(ValueError, match="beta2"):
+        train.train(models.logistic_regression(), split.x_train, split.y_train, optimizer="momentum", lr=0.1,
+                    epochs=1, beta2=0.9)
 
 
 @pytest.mark.parametrize(
@@ -68,6 +132,9 @@ def test_train_raises_on_divergence_instead_of_nan(split):
         ({"batch_size": 10**6}, "batch_size"),
         ({"optimizer": "newton"}, "optimizer"),
         ({"seed": -1}, "seed"),
+        ({"max_norm": 0.0}, "max_norm"),
+        ({"spike_factor": 1.0}, "spike_factor"),
+        ({"on_nonfinite": "ignore"}, "on_nonfinite"),
     ],
 )
 def test_train_rejects_bad_arguments(split, kwargs, message):

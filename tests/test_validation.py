@@ -72,3 +72,40 @@ def test_check_labels():
 def test_check_model():
     with pytest.raises(ValueError, match="model"):
         v.check_model("model", lambda x: x)
+
+
+def test_check_seed_gives_private_reproducible_generators():
+    state = torch.random.get_rng_state()
+    a, b, c = v.check_seed(5), v.check_seed(5), v.check_seed(6)
+    first = torch.rand(4, generator=a)
+    assert torch.equal(first, torch.rand(4, generator=b)) and not torch.equal(first, torch.rand(4, generator=c))
+    assert torch.equal(state, torch.random.get_rng_state())  # the global generator is untouched
+    for bad in (-1, 1.5, True, None, "0"):
+        with pytest.raises(ValueError, match="seed"):
+            v.check_seed(bad)
+
+
+def test_check_batch():
+    x = torch.rand(3, 2)
+    assert v.check_batch("x", x) is x and v.check_batch("x", x, unit=True) is x
+    for bad, message in (
+        (torch.rand(3), "batch axis"),
+        (torch.zeros(3, 2, dtype=torch.long), "floating-point"),
+        ([[0.0]], "batch axis"),
+        (torch.full((2, 2), float("nan")), "NaN"),
+        (torch.zeros(0, 2), "at least 1"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            v.check_batch("x", bad)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        v.check_batch("x", x + 1, unit=True)
+    with pytest.raises(ValueError, match="at least 4"):
+        v.check_batch("x", x, min_rows=4)
+
+
+def test_check_keywords_names_every_unknown_key():
+    v.check_keywords("f", {"a": 1}, ("a", "b"))
+    with pytest.raises(ValueError, match="f got unknown setting.*momentum, zeta.*allowed: a, b"):
+        v.check_keywords("f", {"zeta": 1, "a": 2, "momentum": 3}, ("b", "a"))
+    with pytest.raises(ValueError, match="allowed: none"):
+        v.check_keywords("f", {"a": 1}, ())

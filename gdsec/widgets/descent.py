@@ -27,7 +27,10 @@ BASE_LR = {"sgd": 0.5, "momentum": 0.1, "rmsprop": 0.01, "adam": 0.01}
 
 
 def plot_descent(lr: float, *, surface_name: str = "bowl", steps: int = 30, optimizer: str = "sgd") -> Figure:
-    """Two panels: the descent path on a 2-D surface, and the loss at every step (log scale)."""
+    """Two panels: the descent path on a 2-D surface, and the loss at every step (log scale).
+
+    Taught in chapter 1.
+    """
     surf = surface(surface_name)
     path = minimize(surf.fn, surf.start, optimizer=optimizer, lr=lr, steps=steps)
     losses = np.array([surf.fn(p).item() for p in path])
@@ -50,7 +53,10 @@ def learning_rate_explorer(
     steps: int = 30,
     live: bool | None = None,
 ) -> VBox:
-    """Learning-rate slider over a loss surface: the path and the loss curve for each rate."""
+    """Learning-rate slider over a loss surface: the path and the loss curve for each rate.
+
+    Taught in chapter 1.
+    """
     check_int("steps", steps, low=1, high=1000)
 
     def render(lr: float) -> Figure:
@@ -67,7 +73,10 @@ def learning_rate_explorer(
 
 
 def plot_training_run(split: Split, optimizer: str, batch_size: int | None, lr: float, *, epochs: int = 8) -> Figure:
-    """Train logistic regression on ``split`` and plot its loss per epoch and test accuracy."""
+    """Train logistic regression on ``split`` and plot its loss per epoch and test accuracy.
+
+    Taught in chapter 2.
+    """
     model = logistic_regression(seed=0)
     history = train(
         model, split.x_train, split.y_train, optimizer=optimizer, lr=lr, epochs=epochs,
@@ -93,7 +102,10 @@ def optimizer_explorer(
     epochs: int = 8,
     live: bool | None = None,
 ) -> VBox:
-    """Optimizer x batch size (x learning-rate scale, live) explorer on logistic regression for digits."""
+    """Optimizer x batch size (x learning-rate scale, live) explorer on logistic regression for digits.
+
+    Taught in chapter 2.
+    """
     check_int("epochs", epochs, low=1, high=200)
     labels = {("full" if b is None else str(b)): b for b in batch_sizes}
 

@@ -31,7 +31,10 @@ LR_SCALE = {"sgd": 1.0, "momentum": 0.3, "rmsprop": 0.3, "adam": 1.0}
 def plot_trajectory(
     surface_name: str, start: str, optimizer: str, lr: float, *, steps: int = 150, noise: float = 0.0
 ) -> Figure:
-    """Two panels: the optimizer's path on the surface, and the loss and gradient norm per step."""
+    """Two panels: the optimizer's path on the surface, and the loss and gradient norm per step.
+
+    Taught in chapter 7.
+    """
     check_choice("surface_name", surface_name, tuple(TRAP_STARTS))
     check_choice("start", start, tuple(TRAP_STARTS[surface_name]))
     check_choice("optimizer", optimizer, OPTIMIZERS)
@@ -76,7 +79,10 @@ def trap_explorer(
     steps: int = 150,
     live: bool | None = None,
 ) -> VBox:
-    """Surface x start point x optimizer x learning rate -> trajectory (16 precomputed views by default)."""
+    """Surface x start point x optimizer x learning rate -> trajectory (16 precomputed views by default).
+
+    Taught in chapter 7.
+    """
     check_int("steps", steps, low=1, high=5000)
     for name in surfaces:
         check_choice("surfaces", name, tuple(TRAP_STARTS))

@@ -26,7 +26,10 @@ __all__ = ["leakage_explorer", "plot_reconstruction"]
 def plot_reconstruction(
     x: torch.Tensor, x_rec: torch.Tensor, errors: torch.Tensor, *, columns: int | None = None, title: str = ""
 ) -> Figure:
-    """Originals in the top row, their reconstructions below, each with its mean squared error."""
+    """Originals in the top row, their reconstructions below, each with its mean squared error.
+
+    Taught in chapter 9.
+    """
     n = x.shape[0]
     x, x_rec = x.detach().numpy(), x_rec.detach().numpy()
     columns = max(n, columns or n)
@@ -60,6 +63,7 @@ def leakage_explorer(
 
     Each view computes the client's gradient on the first ``batch`` rows of (x, y), adds Gaussian
     noise of the chosen standard deviation, runs :func:`gdsec.leakage.dlg` and shows the result.
+    Taught in chapter 9.
     """
     check_model("model", model)
     check_unit_tensor("x", x, min_dim=2)

@@ -1,0 +1,173 @@
+"""Curvature of a loss at a point: Lanczos extremes of the Hessian (sharpness) and the exact Hessian of tiny models."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from gdsec.models import eval_mode
+from gdsec.validation import (
+    check_batch,
+    check_int,
+    check_labels,
+    check_model,
+    check_number,
+    check_seed,
+)
+
+__all__ = ["HessianExtremes", "curvature", "full_hessian", "hessian_extremes", "hessian_top_eigenvalue", "sharpness"]
+
+
+class HessianExtremes(NamedTuple):
+    """The algebraic extremes of a Hessian's spectrum, whether both converged, and the Lanczos steps taken.
+
+    Taught in chapter 7.
+    """
+
+    lambda_max: float
+    lambda_min: float
+    converged: bool
+    steps: int
+
+
+def _steps(steps: int | None, iters: int | None, default: int) -> int:
+    """``steps``, or the older name ``iters`` for it; not both."""
+    if steps is not None and iters is not None:
+        raise ValueError(f"steps and iters name the same setting; give one, got steps={steps!r} and iters={iters!r}")
+    return check_int("steps", default if steps is None and iters is None else steps if iters is None else iters, low=1)
+
+
+def hessian_extremes(
+    loss_fn: Callable[[], torch.Tensor], params: Sequence[torch.Tensor], *, steps: int = 100, tol: float = 1e-4, seed: int = 0
+) -> HessianExtremes:
+    """Largest and smallest algebraic Hessian eigenvalues by Lanczos on Hessian-vector products.
+
+    Fully reorthogonalised Lanczos (as in PyHessian) from a seeded random vector. It stops once both
+    extreme Ritz values have residual ``||Hv - lambda v|| <= tol * max(|lambda_max|, |lambda_min|)`` or
+    the Krylov space is exhausted (``converged=True``), else after ``steps`` steps (``converged=False``).
+    Each extreme is then accurate to about ``tol * max(|lambda_max|, |lambda_min|)`` or better.
+    Taught in chapter 7.
+    """
+    steps = check_int("steps", steps, low=1)
+    check_number("tol", tol, low=0.0)
+    params = [p for p in params if p.requires_grad]
+    if not params:
+        raise ValueError("params must contain at least one tensor that requires grad")
+    generator = check_seed(seed)
+    grads = torch.autograd.grad(loss_fn(), params, create_graph=True)
+    sizes = [p.numel() for p in params]
+
+    def hvp(vector: torch.Tensor) -> torch.Tensor:
+        chunks = [c.reshape(p.shape).to(p.dtype) for c, p in zip(torch.split(vector, sizes), params, strict=True)]
+        products = torch.autograd.grad(grads, params, grad_outputs=chunks, retain_graph=True, allow_unused=True)
+        return torch.cat([torch.zeros(n) if h is None else h.reshape(-1) for h, n in zip(products, sizes, strict=True)]).double()
+
+    vector = torch.randn(sum(sizes), generator=generator, dtype=torch.float64)
+    basis, alphas, betas = [vector / vector.norm()], [], []
+    for k in range(1, min(steps, sum(sizes)) + 1):
+        w = hvp(basis[-1])
+        alphas.append(float(w @ basis[-1]))
+        done = torch.stack(basis)
+        for _ in range(2):  # full reorthogonalisation, twice for floating-point safety
+            w = w - done.T @ (done @ w)
+        beta = float(w.norm())
+        tridiagonal = torch.diag(torch.tensor(alphas, dtype=torch.float64))
+        if betas:
+            off = torch.tensor(betas, dtype=torch.float64)
+            tridiagonal += torch.diag(off, 1) + torch.diag(off, -1)
+        ritz, vectors = torch.linalg.eigh(tridiagonal)
+        scale = max(abs(float(ritz[0])), abs(float(ritz[-1])), 1e-30)
+        residual = beta * vectors[-1, [0, -1]].abs().max().item()
+        if residual <= tol * scale or beta <= 1e-12 * scale or k == sum(sizes):
+            return HessianExtremes(float(ritz[-1]), float(ritz[0]), True, k)
+        betas.append(beta)
+        basis.append(w / beta)
+    return HessianExtremes(float(ritz[-1]), float(ritz[0]), False, k)
+
+
+def hessian_top_eigenvalue(
+    loss_fn: Callable[[], torch.Tensor],
+    params: Sequence[torch.Tensor],
+    *,
+    steps: int | None = None,
+    iters: int | None = None,
+    tol: float = 1e-4,
+    seed: int = 0,
+) -> float:
+    """Largest algebraic eigenvalue lambda_max of the loss Hessian: ``hessian_extremes(...).lambda_max``.
+
+    ``iters`` is the older name of ``steps`` (default 100); see :func:`hessian_extremes` for lambda_min
+    and whether the estimate converged.
+    Taught in chapter 7.
+    """
+    return hessian_extremes(loss_fn, params, steps=_steps(steps, iters, 100), tol=tol, seed=seed).lambda_max
+
+
+def curvature(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int = 100, tol: float = 1e-4, seed: int = 0
+) -> HessianExtremes:
+    """lambda_max, lambda_min and convergence of the Hessian of the mean cross-entropy of ``model`` on (x, y).
+
+    Computed in eval mode; the model's mode and its parameters' ``.grad`` are left as they were.
+    Taught in chapter 7.
+    """
+    check_model("model", model)
+    check_batch("x", x)
+    check_labels("y", y, n=x.shape[0])
+    with eval_mode(model):
+        params = [p for p in model.parameters() if p.requires_grad]
+        saved = [None if p.grad is None else p.grad.clone() for p in params]
+        result = hessian_extremes(
+            lambda: nn.functional.cross_entropy(model(x), y), params, steps=steps, tol=tol, seed=seed
+        )
+        for p, g in zip(params, saved, strict=True):
+            p.grad = g
+        return result
+
+
+def sharpness(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    steps: int | None = None,
+    iters: int | None = None,
+    tol: float = 1e-4,
+    seed: int = 0,
+) -> float:
+    """Sharpness: the largest algebraic Hessian eigenvalue lambda_max of the mean cross-entropy on (x, y).
+
+    ``curvature(...).lambda_max``; use :func:`curvature` to also see lambda_min and whether the
+    estimate converged. ``iters`` is the older name of ``steps`` (default 100).
+    Taught in chapters 1 and 7.
+    """
+    return curvature(model, x, y, steps=_steps(steps, iters, 100), tol=tol, seed=seed).lambda_max
+
+
+def full_hessian(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The exact (P, P) Hessian of the mean cross-entropy over all P parameters: for tiny models only.
+
+    Taught in chapter 7.
+    """
+    check_model("model", model)
+    check_batch("x", x)
+    check_labels("y", y, n=x.shape[0])
+    params = [p for p in model.parameters() if p.requires_grad]
+    total = sum(p.numel() for p in params)
+    if total > 5000:
+        raise ValueError(f"model must have at most 5000 parameters for a full Hessian, got {total}")
+    with eval_mode(model):
+        names = [n for n, p in model.named_parameters() if p.requires_grad]
+        shapes = [p.shape for p in params]
+        flat = torch.cat([p.detach().reshape(-1) for p in params])
+
+        def loss_of(vector: torch.Tensor) -> torch.Tensor:
+            chunks = torch.split(vector, [int(torch.tensor(s).prod()) for s in shapes])
+            values = {n: c.reshape(s) for n, c, s in zip(names, chunks, shapes, strict=True)}
+            logits = torch.func.functional_call(model, values, (x,))
+            return nn.functional.cross_entropy(logits, y)
+
+        return torch.autograd.functional.hessian(loss_of, flat).detach()

@@ -1,0 +1,98 @@
+"""Lanczos extremes of the Hessian (gdsec.hessian, re-exported by gdsec.landscape) against exact eigenvalues."""
+
+import copy
+
+import pytest
+import torch
+
+from gdsec import hessian, landscape, models
+
+
+def _quadratic(curvatures):
+    c = torch.tensor(curvatures, dtype=torch.float64)
+    w = torch.ones(len(curvatures), dtype=torch.float64, requires_grad=True)
+    return (lambda: 0.5 * (c * w * w).sum()), [w]
+
+
+def test_extremes_of_an_indefinite_quadratic_are_the_algebraic_ones():
+    loss, params = _quadratic([-9.0, 1.0, 3.0, 7.5])
+    result = hessian.hessian_extremes(loss, params)
+    assert abs(result.lambda_max - 7.5) < 1e-8 and abs(result.lambda_min + 9.0) < 1e-8
+    assert result.converged and result.steps <= 4
+    # the largest-magnitude eigenvalue is -9: sharpness must still be the top one
+    assert abs(landscape.hessian_top_eigenvalue(loss, params, iters=200) - 7.5) < 1e-8
+
+
+@pytest.fixture(scope="module")
+def tiny(digits):
+    x, y = digits.x_train[:60].double(), digits.y_train[:60] % 3
+    return models.mlp(64, 3, hidden=4, seed=0).double(), x, y
+
+
+def test_curvature_matches_full_hessian_on_tiny_mlp(tiny):
+    model, x, y = tiny
+    exact = torch.linalg.eigvalsh(landscape.full_hessian(model, x, y))
+    model.train()
+    result = landscape.curvature(model, x, y, steps=300, tol=1e-10)
+    scale = exact.abs().max().item()
+    assert result.converged
+    assert abs(result.lambda_max - exact[-1].item()) < 1e-8 * scale
+    assert abs(result.lambda_min - exact[0].item()) < 1e-8 * scale
+    assert landscape.sharpness(model, x, y) == pytest.approx(exact[-1].item(), rel=1e-3)
+    assert model.training and all(p.grad is None for p in model.parameters())
+
+
+def test_curvature_where_the_most_negative_eigenvalue_dominates(digits):
+    x, y = digits.x_train[:60].double(), digits.y_train[:60] % 3
+    model = models.mlp(64, 3, hidden=4, activation="sigmoid", seed=0).double()
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    for _ in range(30):  # gradient *ascent*: a point of strong negative curvature
+        opt.zero_grad()
+        (-torch.nn.functional.cross_entropy(model(x), y)).backward()
+        opt.step()
+    model.zero_grad(set_to_none=True)
+    exact = torch.linalg.eigvalsh(landscape.full_hessian(model, x, y))
+    assert -exact[0] > 100 * exact[-1] > 0  # the premise: |lambda_min| is by far the largest magnitude
+    result = landscape.curvature(model, x, y, steps=300, tol=1e-10)
+    assert result.converged
+    assert abs(result.lambda_min - exact[0].item()) < 1e-6 * abs(exact[0].item())
+    assert abs(result.lambda_max - exact[-1].item()) < 1e-3 * exact[-1].item()
+    assert 0 < landscape.sharpness(model, x, y, steps=300, tol=1e-10) < 2 * exact[-1].item()
+
+
+def test_non_convergence_is_reported_and_runs_are_seeded(tiny):
+    model, x, y = tiny
+    short = landscape.curvature(model, x, y, steps=2)
+    assert not short.converged and short.steps == 2
+    full = landscape.curvature(model, x, y, steps=300)
+    assert full.converged and 2 < full.steps <= 50  # stops on its residual, long before the 275 dimensions
+    assert landscape.curvature(model, x, y, seed=3) == landscape.curvature(model, x, y, seed=3)
+
+
+def test_full_hessian_is_symmetric_and_leaves_grads(tiny):
+    model, x, y = tiny
+    model = copy.deepcopy(model)
+    h = landscape.full_hessian(model, x, y)
+    assert h.shape == (275, 275) and torch.allclose(h, h.T, atol=1e-10)
+    assert all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: landscape.hessian_top_eigenvalue(lambda: torch.tensor(0.0), [torch.zeros(1)]), "params"),
+        (lambda: landscape.hessian_extremes(*_quadratic([1.0]), steps=0), "steps"),
+        (lambda: landscape.hessian_extremes(*_quadratic([1.0]), tol=-1.0), "tol"),
+        (lambda: landscape.hessian_extremes(*_quadratic([1.0]), seed=-1), "seed"),
+        (lambda: landscape.hessian_top_eigenvalue(*_quadratic([1.0]), steps=5, iters=5), "iters"),
+        (lambda: landscape.sharpness("model", torch.zeros(1, 64), torch.zeros(1, dtype=torch.long)), "model"),
+        (lambda: landscape.sharpness(models.mlp(seed=0), torch.zeros(1, 64), torch.zeros(2, dtype=torch.long)), "y"),
+        (lambda: landscape.curvature(models.mlp(seed=0), torch.zeros(0, 64), torch.zeros(0, dtype=torch.long)), "x"),
+        (lambda: landscape.full_hessian("not a model", torch.zeros(1, 64), torch.zeros(1, dtype=torch.long)), "model"),
+        (lambda: landscape.full_hessian(models.mlp(hidden=128, seed=0), torch.zeros(1, 1, 8, 8), torch.zeros(1, dtype=torch.long)), "5000"),
+        (lambda: landscape.full_hessian(models.mlp(hidden=2, seed=0), torch.zeros(1, 1, 8, 8), torch.zeros(2, dtype=torch.long)), "y"),
+    ],
+)
+def test_hessian_rejects(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
