@@ -2,8 +2,9 @@
 
 Activations are shaped (S, B, ...): S copies of the model, each with its own batch of B rows. The common
 layers (``nn.Linear``, ``nn.Conv2d``, activations, pooling, ``nn.Flatten``, nested ``nn.Sequential``)
-have a hand-written batched forward that reproduces each copy's own forward bit for bit; any other
-architecture falls back to ``torch.func.vmap`` over ``torch.func.functional_call``.
+have a hand-written batched forward that does each copy's own arithmetic (one matrix product or one
+convolution per copy), so a copy's outputs equal its own forward's; any other architecture falls back
+to ``torch.func.vmap`` over ``torch.func.functional_call``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-__all__ = ["check_same_architecture", "load_stacked", "stack_parameters", "stacked_forward"]
+__all__ = ["check_same_architecture", "load_stacked", "stack_parameters", "stacked_forward", "unflatten"]
 
 #: Parameter-free layers that act on each row on its own: applied to the (S * B, ...) merged batch.
 _PER_ROW = (
@@ -43,16 +44,35 @@ def check_same_architecture(name: str, models: list[nn.Module]) -> None:
             raise ValueError(f"{name} must build a model with at least one trainable parameter")
 
 
-def stack_parameters(models: list[nn.Module]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """(parameters, buffers) of ``models`` stacked along a new leading axis; the parameters are new leaves.
+def stack_parameters(models: list[nn.Module]) -> tuple[torch.Tensor, dict[str, torch.Size], dict[str, torch.Tensor]]:
+    """(flat, layout, fixed): ``models``' trainable parameters stacked and laid end to end in one new leaf.
+
+    Parameter ``name`` of copy ``i`` is ``unflatten(flat, layout, fixed)[name][i]``; one leaf keeps the
+    optimizer step to a handful of tensor operations. ``fixed`` holds the stacked frozen parameters
+    and buffers. Used in chapter 3.
+    """
+    params, buffers = stack_module_state(models)
+    layout = {name: p.shape for name, p in params.items() if p.requires_grad}
+    flat = torch.cat([params[name].detach().reshape(-1) for name in layout]).requires_grad_(True)
+    fixed = {name: p.detach() for name, p in params.items() if name not in layout}
+    return flat, layout, {**fixed, **buffers}
+
+
+def unflatten(flat: torch.Tensor, layout: dict[str, torch.Size], fixed: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Every stacked parameter and buffer by name: views of ``flat`` for the trainable ones, then ``fixed``.
 
     Used in chapter 3.
     """
-    return stack_module_state(models)
+    views, start = {}, 0
+    for name, shape in layout.items():
+        size = shape.numel()
+        views[name] = flat[start : start + size].view(shape)
+        start += size
+    return {**views, **fixed}
 
 
 def load_stacked(models: list[nn.Module], params: dict[str, torch.Tensor]) -> None:
-    """Copy slice ``i`` of every stacked parameter into ``models[i]`` (in place, without gradients).
+    """Copy slice ``i`` of every stacked parameter in ``params`` into ``models[i]`` (in place, no gradients).
 
     Used in chapter 3.
     """
@@ -70,7 +90,9 @@ def _fast(model: nn.Module) -> bool:
         return model.padding_mode == "zeros" and model.bias is not None
     if isinstance(model, nn.Linear):
         return model.bias is not None
-    return isinstance(model, _PER_ROW) and not any(True for _ in model.parameters())
+    if isinstance(model, nn.Flatten) and model.start_dim == 0:
+        return False  # it flattens the batch axis too: not a per-row layer
+    return isinstance(model, _PER_ROW) and next(model.parameters(), None) is None
 
 
 def _forward_layer(layer: nn.Module, params: dict[str, torch.Tensor], prefix: str, h: torch.Tensor) -> torch.Tensor:
@@ -96,14 +118,12 @@ def _forward_layer(layer: nn.Module, params: dict[str, torch.Tensor], prefix: st
     return out.reshape(s, b, *out.shape[1:])
 
 
-def stacked_forward(
-    model: nn.Module, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], x: torch.Tensor
-) -> torch.Tensor:
+def stacked_forward(model: nn.Module, tensors: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     """Outputs (S, B, ...) of the S stacked copies of ``model``'s architecture on inputs ``x`` (S, B, ...).
 
     ``model`` only supplies the architecture and mode (its own parameters are neither used nor changed);
-    ``params`` and ``buffers`` come from :func:`stack_parameters`. Used in chapter 3.
+    ``tensors`` (stacked parameters and buffers by name) comes from :func:`unflatten`. Used in chapter 3.
     """
     if _fast(model):
-        return _forward_layer(model, params, "", x)
-    return vmap(lambda p, b, xb: functional_call(model, (p, b), (xb,)))(params, buffers, x)
+        return _forward_layer(model, tensors, "", x)
+    return vmap(lambda t, xb: functional_call(model, t, (xb,)))(tensors, x)

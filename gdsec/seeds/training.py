@@ -13,6 +13,7 @@ from gdsec.seeds.stacked import (
     load_stacked,
     stack_parameters,
     stacked_forward,
+    unflatten,
 )
 from gdsec.validation import (
     check_batch,
@@ -127,8 +128,8 @@ def train_seeds(
         check_int("batch_size", batch_size, low=1, high=n)
     models = [model_fn(seed=seed) for seed in seeds]
     check_same_architecture("model_fn", models)
-    params, buffers = stack_parameters(models)
-    opt = torch_optimizer(optimizer, [p for p in params.values() if p.requires_grad], lr=lr, **hyper)
+    flat, layout, fixed = stack_parameters(models)
+    opt = torch_optimizer(optimizer, [flat], lr=lr, **hyper)
     generators = [torch.Generator().manual_seed(seed) for seed in seeds]
     size = n if batch_size is None else batch_size
     architecture = models[0].train()
@@ -140,7 +141,7 @@ def train_seeds(
         for begin in range(0, n, size):
             index = order[:, begin : begin + size]
             xb, yb = _batch(data_x, x_per_seed, index), _batch(data_y, y_per_seed, index)
-            logits = stacked_forward(architecture, params, buffers, xb)
+            logits = stacked_forward(architecture, unflatten(flat, layout, fixed), xb)
             rows = index.shape[1]
             losses = nn.functional.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none")
             losses = losses.view(len(seeds), rows).mean(1)
@@ -150,5 +151,5 @@ def train_seeds(
             opt.zero_grad(set_to_none=True)
             losses.sum().backward()
             opt.step()
-    load_stacked(models, params)
+    load_stacked(models, unflatten(flat, layout, fixed))
     return [model.eval() for model in models]
