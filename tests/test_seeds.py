@@ -47,10 +47,22 @@ def test_each_seed_matches_train_train(small, optimizer, lr, batch_size):
         assert _gap(model, _mlp(seed)) > 100 * TOL  # it did train
 
 
+def _row_linear(seed: int) -> nn.Module:
+    """A linear layer applied to each image row (inputs (B, 1, 8, 8)), then a linear head."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Linear(8, 6), nn.Tanh(), nn.Flatten(), nn.Linear(48, 10))
+
+
 @pytest.mark.parametrize(
     "model_fn",
-    [lambda seed: models.logistic_regression(seed=seed), lambda seed: models.digits_cnn(channels=4, seed=seed)],
-    ids=["logistic_regression", "digits_cnn"],
+    [
+        lambda seed: models.logistic_regression(seed=seed),
+        lambda seed: models.digits_cnn(channels=4, seed=seed),
+        lambda seed: models.mlp(64, 10, hidden=12, depth=2, activation="tanh", seed=seed),
+        _row_linear,
+    ],
+    ids=["logistic_regression", "digits_cnn", "tanh_mlp", "row_linear"],
 )
 def test_other_models_match_train_train(small, model_fn):
     x, y = small[0][:96], small[1][:96]

@@ -15,11 +15,10 @@ from torch.func import functional_call, stack_module_state, vmap
 
 __all__ = ["check_same_architecture", "load_stacked", "stack_parameters", "stacked_forward", "unflatten"]
 
+#: Parameter-free elementwise layers: applied to the (S, B, ...) activations as they are.
+_ELEMENTWISE = (nn.Identity, nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Softplus)
 #: Parameter-free layers that act on each row on its own: applied to the (S * B, ...) merged batch.
-_PER_ROW = (
-    nn.Flatten, nn.Identity, nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid,
-    nn.Softplus, nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
-)
+_PER_ROW = (*_ELEMENTWISE, nn.Flatten, nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool2d)
 #: Layers whose train-mode output is random or depends on the whole batch: not trainable as a stack.
 _UNSUPPORTED = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._NormBase)
 
@@ -63,11 +62,8 @@ def unflatten(flat: torch.Tensor, layout: dict[str, torch.Size], fixed: dict[str
 
     Used in chapter 3.
     """
-    views, start = {}, 0
-    for name, shape in layout.items():
-        size = shape.numel()
-        views[name] = flat[start : start + size].view(shape)
-        start += size
+    pieces = flat.split([shape.numel() for shape in layout.values()])
+    views = {name: piece.view(shape) for (name, shape), piece in zip(layout.items(), pieces, strict=True)}
     return {**views, **fixed}
 
 
@@ -102,8 +98,14 @@ def _forward_layer(layer: nn.Module, params: dict[str, torch.Tensor], prefix: st
         for key, child in layer.named_children():
             h = _forward_layer(child, params, f"{prefix}{key}.", h)
         return h
+    if isinstance(layer, _ELEMENTWISE):
+        return layer(h)
+    if isinstance(layer, nn.Flatten) and layer.start_dim == 1 and layer.end_dim == -1:
+        return h.flatten(2)
     if isinstance(layer, nn.Linear):
         weight, bias = params[f"{prefix}weight"], params[f"{prefix}bias"]
+        if h.dim() == 3:
+            return torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
         flat = h.reshape(s, -1, h.shape[-1])
         out = torch.baddbmm(bias.unsqueeze(1), flat, weight.transpose(1, 2))
         return out.reshape(*h.shape[:-1], out.shape[-1])
