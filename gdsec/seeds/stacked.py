@@ -48,7 +48,8 @@ def stack_parameters(models: list[nn.Module]) -> tuple[torch.Tensor, dict[str, t
 
     Parameter ``name`` of copy ``i`` is ``unflatten(flat, layout, fixed)[name][i]``; one leaf keeps the
     optimizer step to a handful of tensor operations. ``fixed`` holds the stacked frozen parameters
-    and buffers. Used in chapter 3.
+    and buffers.
+    Used in chapter 3.
     """
     params, buffers = stack_module_state(models)
     layout = {name: p.shape for name, p in params.items() if p.requires_grad}
@@ -124,7 +125,8 @@ def stacked_forward(model: nn.Module, tensors: dict[str, torch.Tensor], x: torch
     """Outputs (S, B, ...) of the S stacked copies of ``model``'s architecture on inputs ``x`` (S, B, ...).
 
     ``model`` only supplies the architecture and mode (its own parameters are neither used nor changed);
-    ``tensors`` (stacked parameters and buffers by name) comes from :func:`unflatten`. Used in chapter 3.
+    ``tensors`` (stacked parameters and buffers by name) comes from :func:`unflatten`.
+    Used in chapter 3.
     """
     if _fast(model):
         return _forward_layer(model, tensors, "", x)
