@@ -353,3 +353,27 @@ def shuffle_border(x: torch.Tensor, *, seed: int = 0) -> torch.Tensor:
     flat = shuffled.reshape(x.shape[0], -1)
     flat[:, border] = x.detach().reshape(x.shape[0], -1)[source][:, border]
     return shuffled
+# moved from audit
+def reconstruct_trigger(
+    x: torch.Tensor, y: torch.Tensor, flagged: torch.Tensor, target: int, *, pixels: int = 4
+) -> torch.Tensor:
+    """Flat indices of the ``pixels`` features that flagged rows labelled ``target`` share and others lack.
+
+    Backdoored rows are inputs of other classes carrying one common pattern, so the mean of the
+    flagged ``target`` rows minus the mean of every row of another class singles the pattern out.
+    """
+    check_int("pixels", pixels, low=1, high=int(x[0].numel()))
+    check_labels("y", y, n=x.shape[0])
+    rows = flagged[y[flagged] == target]
+    if len(rows) == 0 or not (y != target).any():
+        raise ValueError(f"flagged must contain rows labelled {target}, and y rows of other classes")
+    difference = (x[rows].mean(0) - x[y != target].mean(0)).flatten()
+    return torch.topk(difference, pixels).indices.sort().values
+
+
+def stamp(x: torch.Tensor, pixels: torch.Tensor, *, value: float = 1.0) -> torch.Tensor:
+    """A copy of ``x`` with the given flat feature indices set to ``value`` (a candidate trigger)."""
+    check_fraction("value", value)
+    out = x.detach().clone().flatten(1)
+    out[:, pixels] = value
+    return out.reshape(x.shape)

@@ -9,8 +9,7 @@ import matplotlib.pyplot as plt
 from ipywidgets import VBox
 from matplotlib.figure import Figure
 
-from gdsec.audit import AuditReport
-from gdsec.plotting import PALETTE
+from gdsec.audit import SEVERITY_COLOURS, AuditReport
 from gdsec.widgets.core import explorer
 
 __all__ = ["SHORT_NAMES", "audit_explorer", "plot_report"]
@@ -23,11 +22,13 @@ SHORT_NAMES = {
     "robustness_verification": "4. Robustness verification",
     "convergence_properties": "5. Convergence",
 }
-_COLOURS = {"low": PALETTE["green"], "medium": PALETTE["orange"], "high": PALETTE["vermillion"]}
 
 
 def plot_report(report: AuditReport, *, width: int = 72) -> Figure:
-    """A report card: one row per audit question with its severity badge and its one-line summary."""
+    """A report card: one row per audit question with its severity badge and its one-line summary.
+
+    Taught in chapter 10.
+    """
     if not isinstance(report, AuditReport):
         raise ValueError(f"report must be an AuditReport, got {type(report).__name__}")
     n = len(report.findings)
@@ -41,7 +42,7 @@ def plot_report(report: AuditReport, *, width: int = 72) -> Figure:
         ax.text(0, row + 0.45, SHORT_NAMES.get(finding.question, finding.question), fontsize=9, va="center", weight="bold")
         ax.text(
             2.55, row + 0.45, finding.severity, fontsize=9, va="center", ha="center", color="white", weight="bold",
-            bbox={"boxstyle": "round,pad=0.3", "facecolor": _COLOURS.get(finding.severity, "grey"), "edgecolor": "none"},
+            bbox={"boxstyle": "round,pad=0.3", "facecolor": SEVERITY_COLOURS.get(finding.severity, "grey"), "edgecolor": "none"},
         )
         ax.text(3.1, row + 0.45, "\n".join(textwrap.wrap(finding.summary, width)), fontsize=8.5, va="center")
         ax.axhline(row + 0.95, color="0.85", linewidth=0.6)
@@ -49,7 +50,10 @@ def plot_report(report: AuditReport, *, width: int = 72) -> Figure:
 
 
 def audit_explorer(reports: Mapping[str, AuditReport], *, live: bool | None = None) -> VBox:
-    """Toggle between the report cards of several audited models (the reports are computed beforehand)."""
+    """Toggle between the report cards of several audited models (the reports are computed beforehand).
+
+    Taught in chapter 10.
+    """
     if not isinstance(reports, Mapping) or not reports:
         raise ValueError("reports must map at least one model name to its AuditReport")
     for label, report in reports.items():

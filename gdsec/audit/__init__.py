@@ -1,0 +1,127 @@
+"""A gradient-security audit: five questions about a trained model, each answered with measured evidence.
+
+:func:`audit` runs one check per question and returns an :class:`AuditReport` (one
+:class:`Finding` each: severity, evidence, recommendation) that renders as a table in a notebook
+and exports to Markdown, JSON and HTML. The package is cut by responsibility:
+
+* :mod:`gdsec.audit.report`: the questions, severities, findings and their rendering;
+* :mod:`gdsec.audit.config`: :class:`AuditConfig`, the threat model, budgets and thresholds;
+* one module per question, each holding its check ``check_<question>(model, data, config)``:
+  :mod:`~gdsec.audit.gradient_exposure`, :mod:`~gdsec.audit.adversarial_testing`,
+  :mod:`~gdsec.audit.training_security`, :mod:`~gdsec.audit.robustness_verification` and
+  :mod:`~gdsec.audit.convergence_properties`.
+
+The checks call the course's tested tools rather than repeating them: the attacks of
+:mod:`gdsec.attacks`, the poison scan and trigger tools of :mod:`gdsec.poisoning`, the masking
+sanity checks of :mod:`gdsec.masking` and the sharpness of :mod:`gdsec.landscape`. Every check can
+be replaced (``checks=``), which keeps tests fast and lets an auditor plug in a stronger test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from gdsec.audit.adversarial_testing import check_adversarial_testing
+from gdsec.audit.config import EXPOSURES, POISON_METHODS, THRESHOLDS, AuditConfig, Check, configure
+from gdsec.audit.convergence_properties import check_convergence_properties
+from gdsec.audit.gradient_exposure import check_gradient_exposure
+from gdsec.audit.report import QUESTIONS, SEVERITIES, SEVERITY_COLOURS, AuditReport, Finding
+from gdsec.audit.robustness_verification import check_robustness_verification
+from gdsec.audit.training_security import check_training_security, reference_model
+from gdsec.data import Split
+from gdsec.models import eval_mode
+from gdsec.validation import check_batch, check_choice, check_labels, check_model
+
+__all__ = [
+    "DEFAULT_CHECKS",
+    "EXPOSURES",
+    "POISON_METHODS",
+    "QUESTIONS",
+    "SEVERITIES",
+    "SEVERITY_COLOURS",
+    "THRESHOLDS",
+    "AuditConfig",
+    "AuditReport",
+    "Check",
+    "Finding",
+    "audit",
+    "check_adversarial_testing",
+    "check_convergence_properties",
+    "check_gradient_exposure",
+    "check_robustness_verification",
+    "check_training_security",
+    "configure",
+    "reference_model",
+]
+
+#: The check that answers each question, in audit order.
+DEFAULT_CHECKS: dict[str, Check] = {
+    "gradient_exposure": check_gradient_exposure,
+    "adversarial_testing": check_adversarial_testing,
+    "training_security": check_training_security,
+    "robustness_verification": check_robustness_verification,
+    "convergence_properties": check_convergence_properties,
+}
+
+
+def _check_data(data: object) -> Split:
+    """``data`` if it is a Split of finite inputs in [0, 1] (two rows or more) with matching labels."""
+    if not isinstance(data, Split):
+        raise ValueError(
+            "data must be a gdsec.data.Split (x_train, y_train: the training data; x_test, y_test: trusted held-out data)"
+        )
+    for part in ("train", "test"):
+        x = check_batch(f"data.x_{part}", getattr(data, f"x_{part}"), unit=True, min_rows=2)
+        check_labels(f"data.y_{part}", getattr(data, f"y_{part}"), n=x.shape[0])
+    return data
+
+
+def _chosen_checks(checks: Mapping[str, Check] | None) -> dict[str, Check]:
+    """The default checks with those of ``checks`` (keyed by question) swapped in."""
+    chosen = dict(DEFAULT_CHECKS)
+    for key, fn in (checks or {}).items():
+        check_choice("checks", key, tuple(QUESTIONS))
+        if not callable(fn):
+            raise ValueError(f"checks[{key!r}] must be a callable (model, data, config) -> Finding")
+        chosen[key] = fn
+    return chosen
+
+
+def audit(
+    model: nn.Module,
+    data: Split,
+    config: AuditConfig | None = None,
+    *,
+    name: str = "model",
+    checks: Mapping[str, Check] | None = None,
+    **settings: object,
+) -> AuditReport:
+    """Audit ``model`` against the five questions of ``QUESTIONS``; return an :class:`AuditReport`.
+
+    ``data.x_train, data.y_train`` is the training data to scan; ``data.x_test, data.y_test`` is a
+    trusted held-out sample the auditor controls (attacks are measured on its first ``n_eval``
+    rows). ``config`` (default ``AuditConfig()``) holds the threat model, budgets and thresholds;
+    ``settings`` override its fields by name (``audit(model, data, eps=0.2)``), and an unknown
+    name raises ``ValueError``. ``checks`` replaces individual checks by key (each a callable
+    ``(model, data, config) -> Finding``). Neither the model nor the data is modified.
+
+    Taught in chapter 10.
+    """
+    check_model("model", model)
+    _check_data(data)
+    config = configure(config, **settings)
+    chosen = _chosen_checks(checks)
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    findings = []
+    with eval_mode(model):
+        for key in QUESTIONS:
+            finding = chosen[key](model, data, config)
+            if not isinstance(finding, Finding) or finding.question != key or finding.severity not in SEVERITIES:
+                raise ValueError(f"checks[{key!r}] must return a Finding for {key!r} with a severity in {SEVERITIES}")
+            findings.append(finding)
+    if any(not torch.equal(v, state[k]) for k, v in model.state_dict().items()):
+        raise RuntimeError("an audit check modified the model's parameters")
+    return AuditReport(str(name), tuple(findings), config.public())

@@ -1,0 +1,192 @@
+"""The audit's vocabulary and its report: questions, severities, findings, and their rendering.
+
+A :class:`Finding` answers one audit question; an :class:`AuditReport` holds one per question and
+renders as an HTML table in a notebook, as Markdown for a ticket and as strict JSON for a dashboard.
+:data:`SEVERITY_COLOURS` is the one severity palette, shared with the chapter 10 explorer.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+
+from gdsec.plotting import PALETTE
+
+__all__ = [
+    "CHAPTERS",
+    "QUESTIONS",
+    "SEVERITIES",
+    "SEVERITY_COLOURS",
+    "AuditReport",
+    "Finding",
+    "grade",
+]
+
+#: The five audit questions, keyed by the check that answers them (paraphrasing the source article).
+QUESTIONS: dict[str, str] = {
+    "gradient_exposure": "What can an outsider learn or do with what the model reveals (labels, scores, logits, gradients)?",
+    "adversarial_testing": "How does the model hold up against the strongest gradient-based and query-based attacks?",
+    "training_security": "Could the training data have steered the descent (poisoning, a backdoor)?",
+    "robustness_verification": "Is the measured robustness real, or are the gradients merely hidden?",
+    "convergence_properties": "Where did training stop, and what kind of minimum is it?",
+}
+SEVERITIES = ("low", "medium", "high")
+#: The chapters that teach what each question measures (named in every recommendation).
+CHAPTERS = {
+    "gradient_exposure": "chapters 8-9",
+    "adversarial_testing": "chapters 5-6",
+    "training_security": "chapters 3-4",
+    "robustness_verification": "chapter 8",
+    "convergence_properties": "chapters 1 and 7",
+}
+#: The one severity palette (Okabe-Ito colours from :data:`gdsec.plotting.PALETTE`).
+SEVERITY_COLOURS = {"low": PALETTE["green"], "medium": PALETTE["orange"], "high": PALETTE["vermillion"]}
+
+
+def grade(value: float, *, high: float, medium: float) -> str:
+    """'high' when ``value`` is below ``high``, 'medium' below ``medium``, else 'low'.
+
+    Taught in chapter 10.
+    """
+    return "high" if value < high else "medium" if value < medium else "low"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """The answer to one audit question: a severity, the measured evidence and what to do about it.
+
+    Taught in chapter 10.
+    """
+
+    question: str
+    severity: str
+    summary: str
+    evidence: dict[str, object]
+    recommendation: str
+
+    @property
+    def text(self) -> str:
+        """The question this finding answers, in words."""
+        return QUESTIONS.get(self.question, self.question)
+
+
+def _format(value: object) -> str:
+    """Short human-readable form of one evidence value."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return "inf" if math.isinf(value) else f"{value:.3g}"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k}: {_format(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_format(v) for v in value) + "]"
+    return str(value)
+
+
+def _shown(evidence: Mapping[str, object]) -> dict[str, object]:
+    """The evidence items short enough for a table row (long lists stay in the JSON export)."""
+    return {k: v for k, v in evidence.items() if not (isinstance(v, list | tuple) and len(v) > 8)}
+
+
+def _jsonable(value: object) -> object:
+    """``value`` with infinities as strings and tuples as lists, so that ``json.dumps`` is strict."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _badge(severity: str) -> str:
+    """An HTML badge for ``severity`` in its palette colour."""
+    return (
+        f'<span style="background:{SEVERITY_COLOURS.get(severity, "#777")};color:white;'
+        f'padding:1px 6px;border-radius:3px">{html.escape(severity)}</span>'
+    )
+
+
+def _html_row(i: int, f: Finding) -> str:
+    """One HTML table row: number, question, severity badge, summary with evidence, recommendation."""
+    evidence = "<br>".join(
+        f"<code>{html.escape(k)}</code> = {html.escape(_format(v))}" for k, v in _shown(f.evidence).items()
+    )
+    return (
+        f'<tr style="vertical-align:top"><td>{i}</td><td>{html.escape(f.text)}</td><td>{_badge(f.severity)}</td>'
+        f"<td>{html.escape(f.summary)}<br><small>{evidence}</small></td>"
+        f"<td>{html.escape(f.recommendation)}<br><small>See {CHAPTERS.get(f.question, 'the course')}.</small></td></tr>"
+    )
+
+
+def _markdown_row(i: int, f: Finding) -> str:
+    """One Markdown table row (pipes inside cells become slashes)."""
+    evidence = "; ".join(f"{k} = {_format(v)}" for k, v in _shown(f.evidence).items())
+    advice = f"{f.recommendation} (See {CHAPTERS.get(f.question, 'the course')}.)"
+    cells = [str(i), f.text, f"**{f.severity}**", f"{f.summary} ({evidence})", advice]
+    return "| " + " | ".join(c.replace("|", "/") for c in cells) + " |"
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    """Findings for the five audit questions about one model; a table in notebooks, Markdown, JSON.
+
+    Taught in chapter 10.
+    """
+
+    name: str
+    findings: tuple[Finding, ...]
+    settings: dict[str, object] = field(default_factory=dict)
+
+    def finding(self, question: str) -> Finding:
+        """The finding that answers ``question`` (a key of ``QUESTIONS``)."""
+        for item in self.findings:
+            if item.question == question:
+                return item
+        raise ValueError(f"question must be one of {[f.question for f in self.findings]}, got {question!r}")
+
+    @property
+    def severities(self) -> dict[str, str]:
+        """Question -> severity, in audit order."""
+        return {f.question: f.severity for f in self.findings}
+
+    @property
+    def worst(self) -> str:
+        """The highest severity among the findings."""
+        return max((f.severity for f in self.findings), key=SEVERITIES.index)
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain data: name, settings and every finding with its full evidence."""
+        return _jsonable({"name": self.name, "settings": self.settings, "findings": [asdict(f) for f in self.findings]})
+
+    def to_json(self, *, indent: int = 2) -> str:
+        """The report as strict JSON (infinities written as strings)."""
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    def to_markdown(self) -> str:
+        """The report as a Markdown table, one row per question, ready to paste into a ticket."""
+        lines = [
+            f"### Audit of {self.name}",
+            "",
+            "| # | question | severity | evidence | recommendation |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [_markdown_row(i, f) for i, f in enumerate(self.findings, start=1)]
+        return "\n".join(lines) + "\n"
+
+    def to_html(self) -> str:
+        """The report as an HTML table: severity colour-coded, evidence listed under each summary."""
+        rows = "".join(_html_row(i, f) for i, f in enumerate(self.findings, start=1))
+        head = "".join(f"<th>{h}</th>" for h in ("#", "question", "severity", "evidence", "recommendation"))
+        return (
+            f"<p><b>Audit of {html.escape(self.name)}</b> (worst finding: {html.escape(self.worst)})</p>"
+            f'<table style="font-size:0.85em;text-align:left"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{rows}</tbody></table>"
+        )
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: the HTML table of :meth:`to_html`."""
+        return self.to_html()

@@ -1,0 +1,71 @@
+"""Unit tests for gdsec.audit.config: AuditConfig validates every field; configure rejects unknown names."""
+
+from __future__ import annotations
+
+import pytest
+
+from gdsec import audit, models
+from gdsec.audit.config import configure, eval_rows
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"exposure": "weights"}, "exposure"),
+        ({"eps": 0.0}, "eps"),
+        ({"eps": float("nan")}, "eps"),
+        ({"eps_grid": ()}, "eps_grid"),
+        ({"eps_grid": "0.1"}, "eps_grid"),
+        ({"eps_grid": (0.1, 1.5)}, "eps_grid"),
+        ({"n_eval": 0}, "n_eval"),
+        ({"n_eval": 2.5}, "n_eval"),
+        ({"pgd_steps": 0}, "pgd_steps"),
+        ({"queries": 0}, "queries"),
+        ({"expected_fraction": 1.5}, "expected_fraction"),
+        ({"poison_method": "magic"}, "poison_method"),
+        ({"reference": "model"}, "reference"),
+        ({"surrogate": 3}, "surrogate"),
+        ({"trigger_pixels": 0}, "trigger_pixels"),
+        ({"sharpness_rows": 0}, "sharpness_rows"),
+        ({"gradient_tol": -0.1}, "gradient_tol"),
+        ({"generalisation_gap": 1.5}, "generalisation_gap"),
+        ({"seed": -1}, "seed"),
+        ({"seed": True}, "seed"),
+    ],
+)
+def test_config_rejects_a_bad_value_naming_the_field(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        audit.AuditConfig(**kwargs)
+    with pytest.raises(ValueError, match=match):
+        configure(audit.AuditConfig(), **kwargs)
+
+
+def test_configure_names_every_unknown_setting():
+    with pytest.raises(ValueError, match="colour, speed"):
+        configure(colour=1.0, speed=2, eps=0.2)
+    with pytest.raises(ValueError, match="config"):
+        configure({"eps": 0.1})
+    assert set(audit.THRESHOLDS) <= {f for f in audit.AuditConfig.__dataclass_fields__}
+
+
+def test_configure_replaces_fields_and_leaves_the_original():
+    base = audit.AuditConfig(eps=0.2)
+    assert configure(base) is base and configure() == audit.AuditConfig()
+    changed = configure(base, n_eval=10, gradient_tol=0.5)
+    assert (changed.eps, changed.n_eval, changed.gradient_tol) == (0.2, 10, 0.5)
+    assert (base.n_eval, base.gradient_tol) == (200, 0.1)
+
+
+def test_config_normalises_the_grid_and_names_models_in_public():
+    config = audit.AuditConfig(eps=1, eps_grid=[0.1, 1], reference=models.mlp(seed=0))
+    assert config.eps_grid == (0.1, 1.0) and isinstance(config.eps, float)
+    public = config.public()
+    assert public["reference"] == "given" and public["surrogate"] == "none" and public["eps_grid"] == (0.1, 1.0)
+    assert set(public) == set(audit.AuditConfig.__dataclass_fields__)
+
+
+def test_eval_rows_takes_the_first_rows_of_the_held_out_split(digits):
+    x, y = eval_rows(digits, audit.AuditConfig(n_eval=7))
+    assert x.shape[0] == 7 and (x == digits.x_test[:7]).all() and (y == digits.y_test[:7]).all()
+    x, _ = eval_rows(digits, audit.AuditConfig(n_eval=10_000))
+    assert x.shape[0] == digits.x_test.shape[0]

@@ -1,0 +1,83 @@
+"""Unit tests for gdsec.audit.report: findings, the report's table, Markdown, JSON and HTML, the one palette,
+and the chapter 10 explorer that lays out report cards."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import matplotlib.colors as mcolors
+import matplotlib.pyplot as plt
+import pytest
+
+from gdsec import audit
+from gdsec.audit.report import grade
+from gdsec.plotting import PALETTE
+from gdsec.widgets import audit as audit_widgets
+from gdsec.widgets.audit import audit_explorer, plot_report
+
+
+def _report(name: str = "model", **severities: str) -> audit.AuditReport:
+    findings = tuple(
+        audit.Finding(q, severities.get(q, "low"), f"summary {q}", {"value": 1.0}, "advice") for q in audit.QUESTIONS
+    )
+    return audit.AuditReport(name, findings, {"eps": 0.1})
+
+
+def test_report_exports_markdown_json_and_html():
+    evidence = {"inf": math.inf, "curve": {"0.1": 0.5}, "long": list(range(20)), "flag": True}
+    first = audit.Finding("gradient_exposure", "medium", "a | b", evidence, "fix")
+    report = audit.AuditReport("exports <model>", (first, *_report().findings[1:]), {"eps": 0.1})
+    markdown = report.to_markdown()
+    table = [line for line in markdown.splitlines() if line.startswith("| ")]
+    assert len(table) == 6 and "**medium**" in markdown and "a / b" in markdown
+    assert "long =" not in markdown and "flag = yes" in markdown  # long evidence lists stay out of the table
+    parsed = json.loads(report.to_json())
+    assert parsed["findings"][0]["evidence"]["inf"] == "inf" and len(parsed["findings"][0]["evidence"]["long"]) == 20
+    assert parsed["name"] == "exports <model>" and parsed["settings"] == {"eps": 0.1}
+    page = report.to_html()
+    assert page == report._repr_html_()
+    assert page.count("<tr") == 6 and "exports &lt;model&gt;" in page and "medium" in page and "a | b" in page
+    assert "See chapters 8-9." in page and "(See chapters 8-9.)" in markdown
+
+
+def test_report_reads_findings_severities_and_the_worst():
+    report = _report(adversarial_testing="medium", training_security="high")
+    assert report.worst == "high" and _report().worst == "low"
+    assert list(report.severities) == list(audit.QUESTIONS)
+    assert report.finding("training_security").severity == "high"
+    assert report.finding("training_security").text == audit.QUESTIONS["training_security"]
+    with pytest.raises(ValueError, match="question"):
+        report.finding("nonsense")
+
+
+@pytest.mark.parametrize(("value", "expected"), [(0.1, "high"), (0.5, "medium"), (0.79, "medium"), (0.8, "low")])
+def test_grade_maps_a_measurement_to_a_severity(value, expected):
+    assert grade(value, high=0.5, medium=0.8) == expected
+
+
+def test_one_severity_palette_for_the_report_and_the_explorer():
+    assert audit.SEVERITY_COLOURS is audit_widgets.SEVERITY_COLOURS
+    assert set(audit.SEVERITY_COLOURS) == set(audit.SEVERITIES)
+    assert set(audit.SEVERITY_COLOURS.values()) <= set(PALETTE.values())
+    report = _report(adversarial_testing="medium", training_security="high")
+    page = report.to_html()
+    for severity, colour in audit.SEVERITY_COLOURS.items():
+        assert f'background:{colour};color:white;padding:1px 6px;border-radius:3px">{severity}<' in page
+    fig = plot_report(report)
+    faces = {
+        t.get_text(): t.get_bbox_patch().get_facecolor() for t in fig.axes[0].texts if t.get_bbox_patch() is not None
+    }
+    plt.close(fig)
+    assert {s: mcolors.to_hex(c) for s, c in faces.items()} == {s: c.lower() for s, c in audit.SEVERITY_COLOURS.items()}
+
+
+def test_audit_explorer_precomputes_one_card_per_model():
+    reports = {name: _report(name) for name in ("a", "b")}
+    box = audit_explorer(reports, live=False)
+    stacks = [w for w in box.children if w.__class__.__name__ == "Stack"]
+    assert len(stacks) == 1 and len(stacks[0].children) == 2
+    with pytest.raises(ValueError, match="reports"):
+        audit_explorer({})
+    with pytest.raises(ValueError, match="report"):
+        plot_report("not a report")
