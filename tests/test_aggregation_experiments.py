@@ -41,6 +41,15 @@ def test_run_setting_is_pure_and_uses_the_recipe(digits: data.Split) -> None:
 
 
 @pytest.mark.parametrize(
+    "change", [{"hidden": 8}, {"lr": 0.05}, {"steps": 6}, {"batch_size": 8}, {"eval_every": 4}, {"n_workers": 6}]
+)
+def test_every_recipe_field_reaches_the_run(digits: data.Split, change: dict) -> None:
+    base = experiments.run_setting(digits, "trimmed_mean", 1, "noise", recipe=FAST)
+    other = experiments.run_setting(digits, "trimmed_mean", 1, "noise", recipe=dataclasses.replace(FAST, **change))
+    assert other.steps != base.steps or not torch.equal(other.final_params, base.final_params)
+
+
+@pytest.mark.parametrize(
     ("args", "match"),
     [(("median", 1, "alie"), "aggregator"), (("mean", 10, "alie"), "f"), (("mean", 1, "targeted"), "attack")],
 )
@@ -96,4 +105,5 @@ def test_live_explorer_computes_only_what_it_lacks(digits: data.Split, grid_runs
     slider.value = 2
     assert asked == [("mean", 2, "sign_flip")]
     slider.value = 3
+    slider.value = 2  # computed once, then kept by this explorer
     assert asked == [("mean", 2, "sign_flip")]

@@ -48,22 +48,6 @@ def test_measure_uses_every_recipe_setting(small: data.Split) -> None:
     assert other.target == 3 and torch.all(other.y_train[other.index] == 3)
 
 
-def test_sweep_runs_each_setting_once_and_shares_the_clean_run(small: data.Split, monkeypatch) -> None:
-    calls = []
-    real = experiments.measure
-
-    def counting(*args, **kwargs):
-        calls.append(args[1:])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(experiments, "measure", counting)
-    runs = experiments.sweep(small, {"label flip": [0.0, 0.1], "backdoor": [0.0, 0.1, 0.1]}, recipe=FAST)
-    assert sorted(runs) == [("backdoor", 0.0), ("backdoor", 0.1), ("label flip", 0.0), ("label flip", 0.1)]
-    assert len(calls) == 3
-    assert runs["backdoor", 0.0] is runs["label flip", 0.0]
-    assert runs["backdoor", 0.1].attack_success > runs["backdoor", 0.0].attack_success
-
-
 def test_recipe_is_frozen_and_checked() -> None:
     recipe = experiments.Recipe()
     assert (recipe.hidden, recipe.lr, recipe.epochs, recipe.batch_size, recipe.target) == (32, 0.1, 15, 32, 0)
@@ -94,7 +78,9 @@ def _images(widget: widgets.Widget) -> list[widgets.Image]:
 
 @pytest.fixture(scope="module")
 def grid_runs(small: data.Split) -> dict:
-    return experiments.sweep(small, {kind: FRACTIONS for kind in experiments.KINDS}, recipe=FAST)
+    clean = experiments.measure(small, "label flip", 0.0, recipe=FAST)
+    return {(kind, f): experiments.measure(small, kind, f, recipe=FAST) if f else clean
+            for kind in experiments.KINDS for f in FRACTIONS}
 
 
 def test_explorer_lays_out_the_results_it_is_given(small: data.Split, grid_runs: dict) -> None:
@@ -118,4 +104,5 @@ def test_live_explorer_computes_only_what_it_lacks(small: data.Split, grid_runs:
     slider.value = 0.37
     assert asked == [("label flip", 0.37)]
     slider.value = 0.1
+    slider.value = 0.37  # computed once, then kept by this explorer
     assert asked == [("label flip", 0.37)]

@@ -6,7 +6,6 @@ every result holds its own freshly trained model.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -20,7 +19,7 @@ from gdsec.poisoning.labels import flip_labels
 from gdsec.train import accuracy, train
 from gdsec.validation import check_choice, check_fraction, check_int, check_number
 
-__all__ = ["KINDS", "Measurement", "Recipe", "measure", "sweep"]
+__all__ = ["KINDS", "Measurement", "Recipe", "measure"]
 
 #: The two poisoning attacks of chapter 3's sweeps.
 KINDS = ("label flip", "backdoor")
@@ -95,27 +94,3 @@ def measure(split: Split, kind: str, fraction: float, *, recipe: Recipe = Recipe
     success = attack_success_rate(model, split.x_test, split.y_test, target=recipe.target)
     return Measurement(clean, success, model, x_train, y_train, index, recipe.target)
 
-
-def sweep(
-    split: Split, fractions: Mapping[str, Sequence[float]], *, recipe: Recipe = Recipe(), seed: int = 0
-) -> dict[tuple[str, float], Measurement]:
-    """:func:`measure` for every (kind, fraction) in ``fractions`` (kind -> fractions), each run once.
-
-    Keys are ``(kind, fraction)``; a zero fraction is trained once and listed under every kind.
-
-    Taught in chapter 3.
-    """
-    results: dict[tuple[str, float], Measurement] = {}
-    clean: Measurement | None = None
-    for kind, values in fractions.items():
-        check_choice("kind", kind, KINDS)
-        for fraction in values:
-            key = (kind, float(check_fraction("fraction", fraction)))
-            if key in results:
-                continue
-            if fraction == 0:
-                clean = clean or measure(split, KINDS[0], 0.0, recipe=recipe, seed=seed)
-                results[key] = clean
-            else:
-                results[key] = measure(split, kind, fraction, recipe=recipe, seed=seed)
-    return results

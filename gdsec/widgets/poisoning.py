@@ -1,7 +1,7 @@
 """Chapter 3 explorer: poison fraction x attack kind -> clean accuracy, backdoor success, examples.
 
-The explorer only lays out results it is handed: the chapter computes its sweep with
-:func:`gdsec.poisoning.experiments.sweep` and passes it in. In a live kernel, a ``compute`` function
+The explorer only lays out results it is handed: the chapter measures its sweep with
+:func:`gdsec.poisoning.experiments.measure` and passes the results in. In a live kernel, a ``compute`` function
 (for example ``functools.partial(experiments.measure, split, recipe=recipe)``) trains the fractions
 the sweep does not hold.
 """
