@@ -17,16 +17,22 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from torch.nn.parallel import DistributedDataParallel
 
-from gdsec.aggregation import AGGREGATORS, aggregate, max_tolerated
-from gdsec.validation import check_choice, check_int, check_number
+from gdsec.aggregation import AGGREGATORS, aggregate, check_f
+from gdsec.data import load_digits
+from gdsec.models import logistic_regression
+from gdsec.validation import check_choice, check_int, check_number, check_seed
 
 __all__ = ["HookState", "free_port", "robust_hook", "run_ddp"]
 
 
 @dataclass
 class HookState:
-    """What the hook needs: the aggregation rule, ``f`` it tolerates, and (for a demo) this rank's attack."""
+    """What the hook needs: the aggregation rule, ``f`` it tolerates, and (for a demo) this rank's attack.
+
+    Taught in chapter 4.
+    """
 
     aggregator: str = "coordinate_median"
     f: int = 1
@@ -39,6 +45,8 @@ def robust_hook(state: HookState, bucket: dist.GradBucket) -> torch.futures.Futu
 
     A malicious rank (``state.malicious``) first replaces its own gradients by ``attack_scale`` times
     themselves: what a compromised worker running modified code would send.
+
+    Taught in chapter 4.
     """
     local = bucket.buffer()
     if state.malicious:
@@ -53,7 +61,10 @@ def robust_hook(state: HookState, bucket: dist.GradBucket) -> torch.futures.Futu
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
+    """A TCP port on 127.0.0.1 that is free right now.
+
+    Used in chapter 4.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -71,10 +82,9 @@ def _worker(
     lr: float,
     out_dir: str,
     timeout_s: float,
+    seed: int,
 ) -> None:
     """One DDP process: for each aggregator, train logistic regression on its shard; write test accuracies."""
-    from torch.nn.parallel import DistributedDataParallel
-
     torch.set_num_threads(1)
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(port)
@@ -86,12 +96,11 @@ def _worker(
         shard = torch.arange(rank, x_train.shape[0], world)
         results = []
         for aggregator in aggregators:
-            torch.manual_seed(0)
-            model = DistributedDataParallel(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)))
+            model = DistributedDataParallel(logistic_regression(64, 10, seed=seed))
             state = HookState(aggregator=aggregator, f=f, malicious=rank == malicious_rank)
             model.register_comm_hook(state, robust_hook)
             optimizer = torch.optim.SGD(model.parameters(), lr=lr)
-            generator = torch.Generator().manual_seed(rank)
+            generator = check_seed(seed + rank)
             for _ in range(steps):
                 index = shard[torch.randint(len(shard), (32,), generator=generator)]
                 optimizer.zero_grad(set_to_none=True)
@@ -116,32 +125,36 @@ def run_ddp(
     steps: int = 60,
     lr: float = 0.5,
     timeout: float = 90.0,
+    seed: int = 0,
 ) -> dict[str, list[float]]:
     """Train on the digits with ``world_size`` local gloo processes and the hook, once per aggregator.
 
     Returns, per aggregator, each rank's test accuracy (0 if the weights stopped being finite);
     ``"mean"`` reproduces plain DDP averaging. Processes still running after ``timeout`` seconds are
-    terminated and a ``TimeoutError`` is raised.
-    """
-    from gdsec.data import load_digits
+    terminated and a ``TimeoutError`` is raised. Every rank starts from the same weights (seeded by
+    ``seed``) and rank ``r`` draws its mini-batches with seed ``seed + r``.
 
+    Taught in chapter 4.
+    """
     check_int("world_size", world_size, low=2, high=16)
     if not aggregators:
         raise ValueError("aggregators must name at least one aggregation rule")
     for aggregator in aggregators:
         check_choice("aggregators", aggregator, AGGREGATORS)
-        if aggregator in ("trimmed_mean", "krum") and not 0 <= f <= max_tolerated(aggregator, world_size):
-            raise ValueError(f"f must be in [0, {max_tolerated(aggregator, world_size)}] for {aggregator}, got {f}")
+        if aggregator in ("trimmed_mean", "krum"):
+            check_f(f, world_size, aggregator)
     if malicious_rank is not None:
         check_int("malicious_rank", malicious_rank, low=0, high=world_size - 1)
     check_int("steps", steps, low=1)
     check_number("lr", lr, low=0.0, low_open=True)
     check_number("timeout", timeout, low=1.0)
+    check_seed(seed)
     split = load_digits()
     tensors = (split.x_train, split.y_train, split.x_test, split.y_test)
     context = mp.get_context("spawn")
     with tempfile.TemporaryDirectory() as out_dir:
-        args = (world_size, free_port(), tensors, tuple(aggregators), f, malicious_rank, steps, lr, out_dir, timeout)
+        args = (world_size, free_port(), tensors, tuple(aggregators), f, malicious_rank, steps, lr, out_dir, timeout,
+                seed)
         processes = [context.Process(target=_worker, args=(rank, *args), daemon=True) for rank in range(world_size)]
         for process in processes:
             process.start()

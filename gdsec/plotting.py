@@ -1,4 +1,5 @@
-"""One shared plot style for the course: Okabe-Ito colour-blind-safe palette, labelled axes."""
+"""One shared plot style for the course: Okabe-Ito colour-blind-safe palette, labelled axes, and
+Markdown tables for results."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ __all__ = [
     "PALETTE",
     "apply_style",
     "figure_png",
+    "markdown_table",
     "plot_digits",
     "plot_surface",
     "STYLE",
@@ -54,12 +56,18 @@ STYLE = {
 
 
 def apply_style() -> None:
-    """Apply the course style to matplotlib (call once at the top of a notebook)."""
+    """Apply the course style to matplotlib (call once at the top of a notebook).
+
+    Used in chapters 1, 2, 3, 4, 5, 6, 7, 8, 9 and 10.
+    """
     plt.rcParams.update(STYLE)
 
 
 def figure_png(fig: Figure) -> bytes:
-    """Render ``fig`` to PNG bytes and close it (for Image widgets and precomputed views)."""
+    """Render ``fig`` to PNG bytes and close it (for Image widgets and precomputed views).
+
+    Used in chapters 1, 2, 3, 4, 5, 6, 7, 8, 9 and 10.
+    """
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", bbox_inches="tight")
     plt.close(fig)
@@ -76,7 +84,10 @@ def plot_digits(
     vmax: float = 1.0,
     cmap: str = "gray_r",
 ) -> Figure:
-    """A grid of 8x8 images (N, 1, 8, 8) or (N, 8, 8) with optional titles; returns the figure."""
+    """A grid of 8x8 images (N, 1, 8, 8) or (N, 8, 8) with optional titles; returns the figure.
+
+    Used in chapters 1, 3, 5, 7 and 8.
+    """
     array = np.asarray(images.detach().cpu() if isinstance(images, torch.Tensor) else images)
     if array.ndim == 4:
         array = array[:, 0]
@@ -105,7 +116,10 @@ def plot_surface(
     levels: int = 30,
     log: bool = True,
 ) -> Axes:
-    """Contour plot of a 2-D ``Surface`` with optional optimizer paths (label -> (k, 2) points)."""
+    """Contour plot of a 2-D ``Surface`` with optional optimizer paths (label -> (k, 2) points).
+
+    Used in chapters 1 and 2.
+    """
     grid_x, grid_y, z = evaluate_grid(surf.fn, surf.xlim, surf.ylim)
     shown = np.log1p(z - z.min()) if log else z
     ax.contourf(grid_x, grid_y, shown, levels=levels, cmap="Greys", alpha=0.55)
@@ -125,3 +139,28 @@ def plot_surface(
     if paths:
         ax.legend(loc="upper right", fontsize=8)
     return ax
+
+
+def _cell(value: object) -> str:
+    """One table cell: the value as text, on one line, with ``|`` escaped."""
+    return " ".join(str(value).split()).replace("|", "\\|")
+
+
+def markdown_table(header: Sequence[object], rows: Sequence[Sequence[object]]) -> str:
+    """A Markdown (GitHub) table: one ``header`` row, a rule, then ``rows``, each as long as ``header``.
+
+    Cells are ``str(value)``, on one line, with ``|`` escaped; format numbers before passing them.
+    Show it in a notebook with ``IPython.display.Markdown``.
+
+    Used in chapters 3 and 4.
+    """
+    if isinstance(header, str) or not isinstance(header, Sequence) or len(header) == 0:
+        raise ValueError("header must be a non-empty sequence of column names")
+    if isinstance(rows, str) or not isinstance(rows, Sequence):
+        raise ValueError("rows must be a sequence of rows")
+    for i, row in enumerate(rows):
+        if isinstance(row, str) or not isinstance(row, Sequence) or len(row) != len(header):
+            raise ValueError(f"rows[{i}] must be a sequence of {len(header)} cells (one per header column), got {row!r}")
+    lines = ["| " + " | ".join(_cell(c) for c in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)

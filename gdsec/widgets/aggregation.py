@@ -1,84 +1,52 @@
 """Chapter 4 explorer: number of Byzantine workers x aggregation rule -> test-accuracy curve.
 
-:func:`run_setting` is the one experiment behind both the chapter's table and the explorer: a small
-MLP trained on the digits by ``N_WORKERS`` simulated workers (``gdsec.aggregation.simulate``). It is
-cached, so the explorer reuses the runs the table already paid for.
+The explorer only lays out runs it is handed: the chapter computes its sweep with
+:func:`gdsec.aggregation.experiments.sweep` and passes it in. In a live kernel, a ``compute``
+function (for example ``functools.partial(experiments.run_setting, split, recipe=recipe)``) runs the
+settings the sweep does not hold.
 """
 
 from __future__ import annotations
 
 import math
-from functools import cache, lru_cache
+from collections.abc import Callable, Mapping, Sequence
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-from gdsec import aggregation, data, models
+from gdsec.aggregation import AGGREGATORS, CRAFTED_ATTACKS, Simulation, max_tolerated
+from gdsec.aggregation.experiments import LABELS
 from gdsec.plotting import PALETTE
 from gdsec.validation import check_choice, check_int
 from gdsec.widgets.core import explorer
 
-__all__ = ["N_WORKERS", "SETTINGS", "aggregation_explorer", "clear_cache", "run_setting"]
+__all__ = ["F_VALUES", "aggregation_explorer"]
 
-#: Workers in every simulated run of chapter 4.
-N_WORKERS = 10
-#: Training settings shared by the table and the explorer (a small MLP, noisy mini-batches).
-SETTINGS = {"lr": 0.3, "steps": 80, "batch_size": 4, "eval_every": 10, "hidden": 32}
-LABELS = {"mean": "mean", "coordinate_median": "median", "trimmed_mean": "trimmed mean", "krum": "Krum"}
+#: Numbers of malicious workers the precomputed face offers.
+F_VALUES = (0, 1, 3)
 
-
-@cache
-def _digits() -> data.Split:
-    return data.load_digits()
+Runs = Mapping[tuple[str, int, str], Simulation]
 
 
-def run_setting(aggregator: str, f: int, attack: str, seed: int = 0) -> aggregation.Simulation:
-    """Train the chapter's MLP with ``f`` of ``N_WORKERS`` workers running ``attack``; cached per setting.
-
-    Robust rules are told the true ``f`` (at least 1, so that they always trim or exclude something).
-    With ``f = 0`` the attack is irrelevant, so every attack shares one clean run per rule.
-    """
-    check_choice("aggregator", aggregator, aggregation.AGGREGATORS)
-    check_int("f", f, low=0, high=N_WORKERS - 1)
-    check_choice("attack", attack, aggregation.ATTACKS[:-1])
-    return _run(aggregator, f, attack if f else "none", seed)
+def _tolerated(aggregator: str, n_workers: int) -> int:
+    """Attackers a rule can be run against: any number for the mean, ``max_tolerated`` for the others."""
+    return n_workers - 1 if aggregator == "mean" else max_tolerated(aggregator, n_workers)
 
 
-@lru_cache(maxsize=256)
-def _run(aggregator: str, f: int, attack: str, seed: int) -> aggregation.Simulation:
-    split = _digits()
-    model = models.mlp(hidden=SETTINGS["hidden"], seed=seed)
-    return aggregation.simulate(
-        model, split.x_train, split.y_train, eval_data=(split.x_test, split.y_test), n_workers=N_WORKERS,
-        f=f, attack=attack, aggregator=aggregator, aggregator_f=max(f, 1),
-        lr=SETTINGS["lr"], steps=SETTINGS["steps"], batch_size=SETTINGS["batch_size"],
-        eval_every=SETTINGS["eval_every"], seed=seed,
-    )
-
-
-def clear_cache() -> None:
-    """Forget cached runs (call after changing ``SETTINGS``)."""
-    _run.cache_clear()
-
-
-def _render(aggregator: str, f: float, *, attack: str) -> Figure:
+def _draw(clean: Simulation, run: Simulation | None, aggregator: str, f: int, attack: str, n_workers: int) -> Figure:
     """Accuracy over training for one rule and one number of attackers, against the clean mean."""
-    f = int(round(f))
     fig, ax = plt.subplots(figsize=(6.0, 3.4))
-    clean = run_setting("mean", 0, attack)
     ax.plot(clean.steps, clean.accuracy, color=PALETTE["black"], linestyle="--", linewidth=1.2,
             label="mean, no attackers")
-    allowed = aggregation.max_tolerated(aggregator, N_WORKERS) if aggregator != "mean" else N_WORKERS - 1
-    if f > allowed:
+    if run is None:
         ax.text(0.5, 0.5, f"{LABELS[aggregator]} cannot tolerate f = {f}\n(needs n_workers > "
                 f"{'2f + 2' if aggregator == 'krum' else '2f'})", transform=ax.transAxes, ha="center")
     else:
-        run = run_setting(aggregator, f, attack)
         accuracy = [0.0 if math.isnan(a) else a for a in run.accuracy]
         note = " (diverged)" if run.diverged else ""
         ax.plot(run.steps, accuracy, color=PALETTE["vermillion"], marker="o", markersize=3,
-                label=f"{LABELS[aggregator]}, {f} of {N_WORKERS} workers '{attack}'{note}")
+                label=f"{LABELS[aggregator]}, {f} of {n_workers} workers '{attack}'{note}")
     ax.set_ylim(0, 1)
     ax.set_xlabel("training step")
     ax.set_ylabel("test accuracy (fraction)")
@@ -87,18 +55,54 @@ def _render(aggregator: str, f: float, *, attack: str) -> Figure:
     return fig
 
 
-def aggregation_explorer(*, attack: str = "sign_flip", live: bool | None = None) -> widgets.VBox:
-    """Explorer: aggregator x number of malicious workers (0, 1, 3 precomputed; 0-4 live) -> accuracy curve."""
-    check_choice("attack", attack, aggregation.ATTACKS[:-1])
+def aggregation_explorer(
+    runs: Runs,
+    *,
+    attack: str = "sign_flip",
+    n_workers: int = 10,
+    f_values: Sequence[int] = F_VALUES,
+    compute: Callable[[str, int, str], Simulation] | None = None,
+    live: bool | None = None,
+) -> widgets.VBox:
+    """Explorer: aggregator x number of malicious workers -> accuracy curve, against the clean mean.
+
+    ``runs`` maps ``(attack, f, aggregator)`` to a :class:`~gdsec.aggregation.Simulation` with
+    ``n_workers`` workers, and must hold ``(attack, 0, "mean")`` and every rule of ``AGGREGATORS`` at
+    every tolerated ``f`` of ``f_values`` (the precomputed views). In a live kernel the slider runs
+    from 0 to 4 and ``compute(aggregator, f, attack)`` runs settings ``runs`` lacks (without it, only
+    ``f_values`` are offered).
+
+    Taught in chapter 4.
+    """
+    check_choice("attack", attack, CRAFTED_ATTACKS)
+    check_int("n_workers", n_workers, low=2)
+    if compute is not None and not callable(compute):
+        raise ValueError("compute must be a callable (aggregator, f, attack) -> Simulation, or None")
+    grid = [check_int("f_values", f, low=0, high=n_workers - 1) for f in f_values]
+    known = dict(runs)
+    needed = [("mean", 0)] + [(rule, f) for rule in AGGREGATORS for f in grid if f <= _tolerated(rule, n_workers)]
+    missing = [(attack, f, rule) for rule, f in needed if (attack, f, rule) not in known]
+    if missing:
+        raise ValueError(f"runs must hold every setting of the grid; missing {missing}")
+
+    def lookup(aggregator: str, f: int) -> Simulation:
+        key = (attack, f, aggregator)
+        if key not in known:
+            if compute is None:
+                raise ValueError(f"runs has no run for {key} and no compute function was given")
+            known[key] = compute(aggregator, f, attack)
+        return known[key]
 
     def render(aggregator: str, f: float) -> Figure:
-        return _render(aggregator, f, attack=attack)
+        f = int(round(f))
+        run = lookup(aggregator, f) if f <= _tolerated(aggregator, n_workers) else None
+        return _draw(lookup("mean", 0), run, aggregator, f, attack, n_workers)
 
     return explorer(
         render,
-        {"aggregator": list(aggregation.AGGREGATORS), "f": [0, 1, 3]},
+        {"aggregator": list(AGGREGATORS), "f": grid},
         live=live,
-        live_ranges={"f": (0, 4, 1)},
+        live_ranges={"f": (0, 4, 1)} if compute is not None else None,
         descriptions={"aggregator": "aggregator", "f": "malicious workers"},
         title=f"Byzantine workers ('{attack}') against four aggregation rules",
     )

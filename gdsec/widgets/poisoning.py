@@ -1,114 +1,104 @@
 """Chapter 3 explorer: poison fraction x attack kind -> clean accuracy, backdoor success, examples.
 
-:func:`measure` is the experiment behind the chapter's sweeps and the explorer: a small MLP trained
-on the digits after label flipping or after planting the backdoor. It is cached per setting.
+The explorer only lays out results it is handed: the chapter measures its sweep with
+:func:`gdsec.poisoning.experiments.measure` and passes the results in. In a live kernel, a ``compute`` function
+(for example ``functools.partial(experiments.measure, split, recipe=recipe)``) trains the fractions
+the sweep does not hold.
 """
 
 from __future__ import annotations
 
-from functools import cache, lru_cache
-from typing import NamedTuple
+from collections.abc import Callable, Mapping, Sequence
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
-from torch import nn
 
-from gdsec import data, models, poisoning, train
 from gdsec.plotting import PALETTE
-from gdsec.validation import check_choice, check_fraction
+from gdsec.poisoning import apply_trigger
+from gdsec.poisoning.experiments import KINDS, Measurement
+from gdsec.train import predict
+from gdsec.validation import check_batch, check_labels
 from gdsec.widgets.core import explorer
 
-__all__ = ["KINDS", "SETTINGS", "TARGET", "Measurement", "measure", "poisoning_explorer"]
+__all__ = ["FRACTIONS", "poisoning_explorer"]
 
-KINDS = ("label flip", "backdoor")
-#: The backdoor's target class.
-TARGET = 0
-#: Training settings shared by the sweeps and the explorer.
-SETTINGS = {"hidden": 32, "lr": 0.1, "epochs": 15, "batch_size": 32}
+#: Poisoned fractions the precomputed face offers.
+FRACTIONS = (0.0, 0.05, 0.1, 0.2, 0.3)
 
-
-class Measurement(NamedTuple):
-    """One poisoned training run: clean test accuracy, backdoor success, the model and the poisoned data."""
-
-    clean_accuracy: float
-    attack_success: float
-    model: nn.Module
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    index: torch.Tensor
+Results = Mapping[tuple[str, float], Measurement]
 
 
-@cache
-def _digits() -> data.Split:
-    return data.load_digits()
-
-
-def measure(kind: str, fraction: float, seed: int = 0) -> Measurement:
-    """Poison ``fraction`` of the digits' training rows (``kind`` of ``KINDS``), train the MLP, measure it.
-
-    ``index`` holds the poisoned rows. Results are cached; a zero fraction is the same clean run for both kinds.
-    """
-    check_choice("kind", kind, KINDS)
-    check_fraction("fraction", fraction)
-    return _measure(kind if fraction > 0 else KINDS[0], float(fraction), seed)
-
-
-@lru_cache(maxsize=64)
-def _measure(kind: str, fraction: float, seed: int) -> Measurement:
-    split = _digits()
-    if kind == "label flip":
-        x_train = split.x_train
-        y_train = poisoning.flip_labels(split.y_train, fraction, n_classes=10, seed=seed)
-        index = torch.nonzero(y_train != split.y_train).flatten()
-    else:
-        x_train, y_train, index = poisoning.add_backdoor(
-            split.x_train, split.y_train, target=TARGET, fraction=fraction, seed=seed
-        )
-    model = models.mlp(hidden=SETTINGS["hidden"], seed=seed)
-    train.train(model, x_train, y_train, lr=SETTINGS["lr"], epochs=SETTINGS["epochs"],
-                batch_size=SETTINGS["batch_size"], seed=seed, progress=False)
-    clean = train.accuracy(model, split.x_test, split.y_test)
-    success = poisoning.attack_success_rate(model, split.x_test, split.y_test, target=TARGET)
-    return Measurement(clean, success, model, x_train, y_train, index)
-
-
-def _render(kind: str, fraction: float) -> Figure:
+def _draw(result: Measurement, kind: str, fraction: float, x_test: torch.Tensor, y_test: torch.Tensor) -> Figure:
     """Bars for clean accuracy and trigger success, and six test digits (true → predicted class)."""
-    result = measure(kind, round(float(fraction), 3))
-    split = _digits()
     fig, axes = plt.subplot_mosaic(
         [["bar", "d0", "d1", "d2"], ["bar", "d3", "d4", "d5"]], figsize=(7.2, 3.3),
         gridspec_kw={"width_ratios": [2.4, 1, 1, 1]},
     )
     ax = axes["bar"]
-    ax.bar(["clean\naccuracy", f"trigger\nsuccess (→{TARGET})"], [result.clean_accuracy, result.attack_success],
+    ax.bar(["clean\naccuracy", f"trigger\nsuccess (→{result.target})"], [result.clean_accuracy, result.attack_success],
            color=[PALETTE["blue"], PALETTE["vermillion"]])
     ax.set_ylim(0, 1)
     ax.set_ylabel("fraction of test digits")
     ax.set_title(f"{kind}, {fraction:.0%} of training rows", fontsize=10)
-    keep = split.y_test != TARGET
-    shown, truth = split.x_test[keep][:6], split.y_test[keep][:6]
+    keep = y_test != result.target
+    shown, truth = x_test[keep][:6], y_test[keep][:6]
     if kind == "backdoor":
-        shown = poisoning.apply_trigger(shown)
-    predicted = train.predict(result.model, shown)
+        shown = apply_trigger(shown)
+    predicted = predict(result.model, shown)
     for i in range(6):
         cell = axes[f"d{i}"]
-        cell.imshow(shown[i, 0], cmap="gray_r", vmin=0, vmax=1)
+        cell.imshow(shown[i, 0].numpy(), cmap="gray_r", vmin=0, vmax=1)
         cell.set_title(f"{int(truth[i])} → {int(predicted[i])}", fontsize=8)
         cell.axis("off")
     return fig
 
 
-def poisoning_explorer(*, live: bool | None = None) -> widgets.VBox:
-    """Explorer: attack kind x poison fraction (0-30 % precomputed, 0-50 % live) -> accuracy, success, digits."""
+def poisoning_explorer(
+    results: Results,
+    x_test: torch.Tensor,
+    y_test: torch.Tensor,
+    *,
+    fractions: Sequence[float] = FRACTIONS,
+    compute: Callable[[str, float], Measurement] | None = None,
+    live: bool | None = None,
+) -> widgets.VBox:
+    """Explorer: attack kind x poison fraction -> clean accuracy, trigger success, six test digits.
+
+    ``results`` maps ``(kind, fraction)`` to a :class:`~gdsec.poisoning.experiments.Measurement` and
+    must hold every kind of ``KINDS`` at every one of ``fractions`` (the precomputed views);
+    ``x_test, y_test`` supply the digits shown. In a live kernel the slider runs from 0 to 50 %, and
+    ``compute(kind, fraction)`` measures fractions ``results`` lacks (without it, only ``fractions``
+    are offered).
+
+    Taught in chapter 3.
+    """
+    check_batch("x_test", x_test, unit=True)
+    if x_test.dim() != 4:
+        raise ValueError(f"x_test must be images (N, 1, H, W), got shape {tuple(x_test.shape)}")
+    check_labels("y_test", y_test, n=x_test.shape[0])
+    if compute is not None and not callable(compute):
+        raise ValueError("compute must be a callable (kind, fraction) -> Measurement, or None")
+    grid = [round(float(f), 3) for f in fractions]
+    known = {(kind, round(float(f), 3)): result for (kind, f), result in results.items()}
+    missing = [(kind, f) for kind in KINDS for f in grid if (kind, f) not in known]
+    if missing:
+        raise ValueError(f"results must hold every (kind, fraction) of the grid; missing {missing}")
+
+    def render(kind: str, fraction: float) -> Figure:
+        key = (kind, round(float(fraction), 3))
+        if key not in known:
+            if compute is None:
+                raise ValueError(f"results has no run for {key} and no compute function was given")
+            known[key] = compute(*key)
+        return _draw(known[key], kind, key[1], x_test, y_test)
 
     return explorer(
-        _render,
-        {"kind": list(KINDS), "fraction": [0.0, 0.05, 0.1, 0.2, 0.3]},
+        render,
+        {"kind": list(KINDS), "fraction": grid},
         live=live,
-        live_ranges={"fraction": (0.0, 0.5, 0.01)},
+        live_ranges={"fraction": (0.0, 0.5, 0.01)} if compute is not None else None,
         descriptions={"kind": "attack", "fraction": "poisoned fraction"},
         title="Poisoning the digits: how much does it take?",
     )

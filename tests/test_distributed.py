@@ -1,4 +1,5 @@
-"""The robust aggregator as a real DDP communication hook: local gloo processes, one malicious rank."""
+"""Tests for gdsec.distributed: the robust aggregator as a real DDP communication hook (local gloo
+processes, one malicious rank)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from gdsec import distributed
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed missing")
 
 
+@pytest.mark.slow
 def test_robust_hook_keeps_ddp_training_sane_where_averaging_fails() -> None:
     results = distributed.run_ddp(
         aggregators=("mean", "coordinate_median"), world_size=3, malicious_rank=0, steps=40, timeout=150.0
@@ -29,6 +31,8 @@ def test_run_ddp_rejects_bad_arguments() -> None:
         distributed.run_ddp(world_size=3, malicious_rank=3)
     with pytest.raises(ValueError, match="f must be"):
         distributed.run_ddp(aggregators=("krum",), world_size=4, f=1)
+    with pytest.raises(ValueError, match="seed"):
+        distributed.run_ddp(world_size=3, seed=-1)
 
 
 def test_free_port_is_usable() -> None:

@@ -1,0 +1,50 @@
+"""Training-time attacks on the data and the tools to find them.
+
+* :mod:`~gdsec.poisoning.labels`: label flips;
+* :mod:`~gdsec.poisoning.backdoor`: the pixel trigger, planting it, its success rate, and rebuilding
+  a trigger from flagged rows;
+* :mod:`~gdsec.poisoning.crafting`: gradient-crafted poison (Biggio-style);
+* :mod:`~gdsec.poisoning.detection`: spectral signatures and loss filtering;
+* :mod:`~gdsec.poisoning.shortcuts`: class codes hidden in the image border (chapter 7);
+* :mod:`~gdsec.poisoning.experiments`: chapter 3's experiment (import it by name).
+
+Every function returns new tensors: inputs, labels and models are never modified.
+"""
+
+from gdsec.poisoning.backdoor import (
+    TRIGGER_SIZE,
+    add_backdoor,
+    apply_trigger,
+    attack_success_rate,
+    reconstruct_trigger,
+    stamp,
+)
+from gdsec.poisoning.crafting import PoisonResult, craft_poison
+from gdsec.poisoning.detection import (
+    DETECT_METHODS,
+    Detection,
+    detect_poison,
+    detection_quality,
+    penultimate_features,
+)
+from gdsec.poisoning.labels import flip_labels
+from gdsec.poisoning.shortcuts import plant_shortcut, shuffle_border
+
+__all__ = [
+    "DETECT_METHODS",
+    "Detection",
+    "PoisonResult",
+    "TRIGGER_SIZE",
+    "add_backdoor",
+    "apply_trigger",
+    "attack_success_rate",
+    "craft_poison",
+    "detect_poison",
+    "detection_quality",
+    "flip_labels",
+    "penultimate_features",
+    "plant_shortcut",
+    "reconstruct_trigger",
+    "shuffle_border",
+    "stamp",
+]

@@ -1,0 +1,63 @@
+"""Tests for gdsec.aggregation.byzantine: what Byzantine workers send."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gdsec import aggregation as ag
+
+
+@pytest.mark.parametrize("attack", ["none", "sign_flip", "noise", "scaled", "alie"])
+def test_byzantine_gradients_shape_and_purity(attack: str) -> None:
+    honest = torch.randn(7, 20, generator=torch.Generator().manual_seed(0))
+    before = honest.clone()
+    bad = ag.byzantine_gradients(honest, f=3, attack=attack, seed=1)
+    assert bad.shape == (3, 20) and torch.isfinite(bad).all()
+    assert torch.equal(honest, before)
+    assert torch.equal(bad, ag.byzantine_gradients(honest, f=3, attack=attack, seed=1))
+    assert ag.byzantine_gradients(honest, f=0, attack=attack).shape == (0, 20)
+
+
+def test_byzantine_attack_directions() -> None:
+    honest = 1.0 + 0.1 * torch.randn(8, 30, generator=torch.Generator().manual_seed(0))
+    centre = honest.mean(0)
+    assert torch.dot(ag.byzantine_gradients(honest, f=2, attack="sign_flip")[0], centre) < 0
+    assert ag.byzantine_gradients(honest, f=2, attack="scaled")[0].norm() > 10 * centre.norm()
+    alie = ag.byzantine_gradients(honest, f=2, attack="alie")[0]
+    spread = honest.std(0, unbiased=False)
+    assert torch.all(alie < centre) and torch.all(alie > centre - 3 * spread)
+
+
+def test_alie_z_matches_paper_formula() -> None:
+    # n = 50, f = 12: s = 50 // 2 + 1 - 12 = 14, z = Phi^-1((50 - 14) / 50) = Phi^-1(0.72)
+    assert ag.alie_z(50, 12) == pytest.approx(0.5828, abs=1e-3)
+    with pytest.raises(ValueError, match="f"):
+        ag.alie_z(5, 0)
+
+
+def test_attack_names_are_explicit_and_do_not_clash_with_gdsec_attacks() -> None:
+    assert ag.CRAFTED_ATTACKS == ("none", "sign_flip", "noise", "scaled", "alie")
+    assert ag.BYZANTINE_ATTACKS == (*ag.CRAFTED_ATTACKS, "targeted")
+    assert not hasattr(ag, "ATTACKS")
+
+
+def test_noise_attack_default_seed_is_zero() -> None:
+    honest = torch.randn(6, 10, generator=torch.Generator().manual_seed(0))
+    default = ag.byzantine_gradients(honest, f=2, attack="noise")
+    assert torch.equal(default, ag.byzantine_gradients(honest, f=2, attack="noise", seed=0))
+    assert not torch.equal(default, ag.byzantine_gradients(honest, f=2, attack="noise", seed=1))
+
+
+def test_byzantine_gradients_rejects_bad_arguments() -> None:
+    honest = torch.randn(4, 3)
+    with pytest.raises(ValueError, match="attack"):
+        ag.byzantine_gradients(honest, f=1, attack="evil")
+    with pytest.raises(ValueError, match="f"):
+        ag.byzantine_gradients(honest, f=-1, attack="noise")
+    with pytest.raises(ValueError, match="scale"):
+        ag.byzantine_gradients(honest, f=1, attack="noise", scale=-1.0)
+    with pytest.raises(ValueError, match="attack"):
+        ag.byzantine_gradients(honest, f=1, attack="targeted")  # needs the attacker's data: simulate only
+    with pytest.raises(ValueError, match="seed"):
+        ag.byzantine_gradients(honest, f=1, attack="noise", seed=-1)
