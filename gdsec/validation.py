@@ -30,7 +30,10 @@ def check_number(
     low_open: bool = False,
     high_open: bool = False,
 ) -> float:
-    """Return ``value`` as a float, or raise ``ValueError`` naming ``name`` and the allowed range."""
+    """Return ``value`` as a float, or raise ``ValueError`` naming ``name`` and the allowed range.
+
+    Used in chapters 1-10.
+    """
     lo = "-inf" if low is None else f"{low:g}"
     hi = "inf" if high is None else f"{high:g}"
     allowed = f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
@@ -47,7 +50,10 @@ def check_number(
 
 
 def check_int(name: str, value: object, *, low: int | None = None, high: int | None = None) -> int:
-    """Return ``value`` as an int, or raise ``ValueError`` naming ``name`` and the allowed range."""
+    """Return ``value`` as an int, or raise ``ValueError`` naming ``name`` and the allowed range.
+
+    Used in chapters 1-10.
+    """
     allowed = f"[{'-inf' if low is None else low}, {'inf' if high is None else high}]"
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{name} must be an integer in {allowed}, got {value!r}")
@@ -57,19 +63,28 @@ def check_int(name: str, value: object, *, low: int | None = None, high: int | N
 
 
 def check_fraction(name: str, value: object) -> float:
-    """Return ``value`` if it is a fraction in [0, 1]."""
+    """Return ``value`` if it is a fraction in [0, 1].
+
+    Used in chapters 1-10.
+    """
     return check_number(name, value, low=0.0, high=1.0)
 
 
 def check_choice(name: str, value: object, choices: Sequence[str]) -> str:
-    """Return ``value`` if it is one of ``choices``."""
+    """Return ``value`` if it is one of ``choices``.
+
+    Used in chapters 1-10.
+    """
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
     return value  # type: ignore[return-value]
 
 
 def check_unit_tensor(name: str, x: object, *, min_dim: int = 1) -> torch.Tensor:
-    """Return ``x`` if it is a finite floating tensor with values in [0, 1] and a batch axis."""
+    """Return ``x`` if it is a finite floating tensor with values in [0, 1] and a batch axis.
+
+    Used in chapters 1-10.
+    """
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if not x.is_floating_point():
@@ -88,7 +103,10 @@ def check_unit_tensor(name: str, x: object, *, min_dim: int = 1) -> torch.Tensor
 
 
 def check_labels(name: str, y: object, *, n: int | None = None, n_classes: int | None = None) -> torch.Tensor:
-    """Return ``y`` if it is a 1-D integer tensor of ``n`` labels in [0, n_classes)."""
+    """Return ``y`` if it is a 1-D integer tensor of ``n`` labels in [0, n_classes).
+
+    Used in chapters 1-10.
+    """
     if not isinstance(y, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor of integer labels, got {type(y).__name__}")
     if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
@@ -105,14 +123,20 @@ def check_labels(name: str, y: object, *, n: int | None = None, n_classes: int |
 
 
 def check_model(name: str, model: object) -> torch.nn.Module:
-    """Return ``model`` if it is a ``torch.nn.Module``."""
+    """Return ``model`` if it is a ``torch.nn.Module``.
+
+    Used in chapters 1-10.
+    """
     if not isinstance(model, torch.nn.Module):
         raise ValueError(f"{name} must be a torch.nn.Module, got {type(model).__name__}")
     return model
 
 
 def check_seed(seed: object) -> torch.Generator:
-    """A private ``torch.Generator`` seeded with ``seed`` (an int >= 0), or ``ValueError`` naming ``seed``."""
+    """A private ``torch.Generator`` seeded with ``seed`` (an int >= 0), or ``ValueError`` naming ``seed``.
+
+    Used in chapters 1-10.
+    """
     return torch.Generator().manual_seed(check_int("seed", seed, low=0))
 
 
@@ -120,6 +144,7 @@ def check_batch(name: str, x: object, *, unit: bool = False, min_rows: int = 1) 
     """``x`` as a finite floating-point tensor with a batch axis (N, ...), N >= ``min_rows``.
 
     With ``unit=True`` the values must also lie in [0, 1]. Raises ``ValueError`` naming ``name``.
+    Used in chapters 1-10.
     """
     if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() < 2:
         raise ValueError(f"{name} must be a floating-point tensor with a batch axis, shape (N, ...)")
@@ -133,7 +158,10 @@ def check_batch(name: str, x: object, *, unit: bool = False, min_rows: int = 1) 
 
 
 def check_keywords(name: str, given: dict[str, object], allowed: Sequence[str]) -> None:
-    """Raise ``ValueError`` naming every key of ``given`` that is not in ``allowed`` (``name`` is the function)."""
+    """Raise ``ValueError`` naming every key of ``given`` that is not in ``allowed`` (``name`` is the function).
+
+    Used in chapters 1-10.
+    """
     unknown = sorted(set(given) - set(allowed))
     if unknown:
         raise ValueError(
