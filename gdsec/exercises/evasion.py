@@ -98,8 +98,8 @@ def _fgsm(fn: Callable[..., object], generator: torch.Generator) -> str:
 
 
 def _projection(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
-    """The L-inf projection inside ``gdsec.attacks.pgd``: clip to [x - eps, x + eps], then to [0, 1]."""
-    return torch.minimum(torch.maximum(x_adv, x - eps), x + eps).clamp(0.0, 1.0)
+    """The L-inf projection ``gdsec.attacks.pgd`` uses (``gdsec.attacks.project``), student argument order."""
+    return attacks.project(x, x_adv, eps, "inf")
 
 
 def _pgd_project(fn: Callable[..., object], generator: torch.Generator) -> str:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import torch
 
-from gdsec import aggregation, audit, poisoning
+from gdsec import aggregation, poisoning
 from gdsec.exercises.core import (
     Failure,
     call,
@@ -112,7 +112,7 @@ def _coordinate_median(fn: Callable[..., object], generator: torch.Generator) ->
 
 def _reference_trigger(x: torch.Tensor, y: torch.Tensor, flagged: torch.Tensor, target: int, pixels: int) -> torch.Tensor:
     """The tested trigger reconstruction (``gdsec.poisoning`` after the audit split, ``gdsec.audit`` before)."""
-    rebuild = getattr(poisoning, "reconstruct_trigger", None) or audit.reconstruct_trigger
+    rebuild = poisoning.reconstruct_trigger
     return rebuild(x, y, flagged, target, pixels=pixels)
 
 
