@@ -31,6 +31,20 @@ def build_book(root: Path, *, timeout: float = 1200) -> subprocess.CompletedProc
     return subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def build_pdf(root: Path, *, timeout: float = 1200) -> subprocess.CompletedProcess[str]:
+    """Run ``jupyter-book build . --builder pdflatex -W -n --keep-going`` in ``root`` (after the HTML build).
+
+    The notebooks come from the HTML build's execution cache (``_build/.jupyter_cache``): they are not
+    run again. The PDF lands in ``_build/latex/gradient-descent-security.pdf``.
+    """
+    env = {**os.environ, "PYTHONWARNINGS": "ignore::DeprecationWarning"}
+    env.pop("GDSEC_WIDGETS", None)
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")
+    command = [str(jupyter_book) if jupyter_book.exists() else "jupyter-book", "build", ".", "--builder", "pdflatex",
+               "-W", "-n", "--keep-going"]
+    return subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
+
+
 def in_ci() -> bool:
     """True when running under CI, where missing tools must fail instead of skip."""
     return bool(os.environ.get("CI"))
