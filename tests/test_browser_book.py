@@ -44,9 +44,10 @@ CHANGE_TIMEOUT_MS = 5_000
 VIEWPORT = {"width": 1280, "height": 900}
 #: axe-core impacts that fail the accessibility test.
 BLOCKING_IMPACTS = {"critical", "serious"}
-#: In dark mode, the median brightness (0-255) of the outermost pixels of every figure's screenshot
-#: must reach this: a figure drawn on white keeps a white margin; a transparent one shows the dark page.
-LIGHT_BACKDROP = 200
+#: In dark mode, the median brightness (0-255) of each figure's own margin (a ring just inside the
+#: picture) must reach this: a figure drawn on white stays light (the theme dims images to about 220);
+#: a transparent one shows the dark page (about 20).
+LIGHT_BACKDROP = 150
 
 # A caption that is a file path or file name, not a description.
 PATH_LIKE_ALT = re.compile(r"^\S*[/\\]\S*$|^\S+\.(png|jpe?g|gif|svg|webp)$", re.IGNORECASE)
@@ -560,19 +561,41 @@ def test_explorer_controls_work_from_the_keyboard(browser, served: str, site: di
         context.close()
 
 
-def _border_brightness(png: bytes) -> float:
-    """Median brightness (0-255) of the outermost two-pixel ring of a screenshot."""
+PLANT_TRANSPARENT_JS = """() => {
+  const canvas = document.createElement('canvas');
+  canvas.width = 120; canvas.height = 80;
+  const draw = canvas.getContext('2d');
+  draw.fillStyle = '#000'; draw.fillRect(50, 30, 20, 20);
+  const img = document.createElement('img');
+  img.id = 'gdsec-planted'; img.alt = 'planted transparent figure'; img.src = canvas.toDataURL('image/png');
+  img.style.setProperty('background-color', 'transparent', 'important');
+  (document.querySelector('main') || document.body).prepend(img);
+  return new Promise((resolve) => { img.onload = () => resolve(true); });
+}"""
+
+
+def _margin_brightness(png: bytes, inset: float) -> float:
+    """Median brightness (0-255) of a 3-pixel ring just inside the picture (``inset`` = padding + border).
+
+    That ring is the figure's own margin: light for a figure drawn on white, the page colour for a
+    transparent one.
+    """
     import io
 
     from PIL import Image
 
     image = Image.open(io.BytesIO(png)).convert("L")
     width, height = image.size
+    low = int(round(inset)) + 3
+    if width <= 2 * (low + 3) or height <= 2 * (low + 3):
+        return 0.0
     pixels = image.load()
-    ring = [pixels[x, y] for x in range(width) for y in range(height)
-            if x < 2 or y < 2 or x >= width - 2 or y >= height - 2]
-    ring.sort()
-    return float(ring[len(ring) // 2]) if ring else 0.0
+    ring = sorted(pixels[x, y] for x in range(low, width - low) for y in range(low, height - low)
+                  if x < low + 3 or y < low + 3 or x >= width - low - 3 or y >= height - low - 3)
+    return float(ring[len(ring) // 2])
+
+
+INSET_JS = "(e) => { const s = getComputedStyle(e); return parseFloat(s.paddingTop) + parseFloat(s.borderTopWidth); }"
 
 
 def test_figures_are_readable_in_dark_mode(browser, served: str, site: dict) -> None:
@@ -584,6 +607,12 @@ def test_figures_are_readable_in_dark_mode(browser, served: str, site: dict) -> 
     page = context.new_page()
     problems, checked = [], 0
     try:
+        # control: a transparent figure planted on a dark page must fail the brightness check
+        page.goto(urljoin(served, site["pages"][0]), wait_until="load", timeout=PAGE_TIMEOUT_MS)
+        page.evaluate(PLANT_TRANSPARENT_JS)
+        planted_image = page.locator("#gdsec-planted")
+        planted = _margin_brightness(planted_image.screenshot(), planted_image.evaluate(INSET_JS))
+        assert planted < LIGHT_BACKDROP, f"a transparent figure on the dark page measured {planted:.0f}: vacuous check"
         for page_path in site["pages"]:
             page.goto(urljoin(served, page_path), wait_until="load", timeout=PAGE_TIMEOUT_MS)
             page.evaluate(SETTLE_JS)
@@ -597,11 +626,11 @@ def test_figures_are_readable_in_dark_mode(browser, served: str, site: dict) -> 
                 image.scroll_into_view_if_needed()
                 png = image.screenshot()
                 checked += 1
-                brightness = _border_brightness(png)
+                brightness = _margin_brightness(png, image.evaluate(INSET_JS))
                 if brightness < LIGHT_BACKDROP:
                     name = f"{page_path.replace('/', '__').removesuffix('.html')}-{index}.png"
                     (shots / name).write_bytes(png)
-                    problems.append(f"{page_path} image #{index}: edge brightness {brightness:.0f} < {LIGHT_BACKDROP} ({name})")
+                    problems.append(f"{page_path} image #{index}: margin brightness {brightness:.0f} < {LIGHT_BACKDROP} ({name})")
         assert checked, "no figure checked in dark mode: the check would be vacuous"
         assert not problems, "figures unreadable on the dark page:\n" + "\n".join(problems)
         assert not blocked, blocked
