@@ -103,3 +103,47 @@ def artifact_dir(name: str) -> Path:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+# --- axe-core (accessibility rules), fetched from npm at test time ----------------------------------
+
+#: The pinned axe-core tarball (``npm view axe-core@4.14.1 dist.integrity``).
+AXE_VERSION = "4.14.1"
+AXE_INTEGRITY = "sha512-FHfa+lmNjQZfJz1q8wKqIDwC6DExcHt/pkjNQb09a3NPjCKg2rhu5qb2S4r76ASyFNNtuFooJpZe37OgudVGtQ=="
+#: WCAG 2.1 level A and AA rules.
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+
+
+def axe_source() -> str:
+    """The text of ``axe.min.js`` from the hash-checked, cached npm tarball (skip/fail without npm)."""
+    import sys
+    import tarfile
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "book" / "_ext"))
+    import gdsec_vendor
+
+    package = gdsec_vendor.Package("axe-core", AXE_VERSION, AXE_INTEGRITY, {"package/axe.min.js": "axe.min.js"})
+    try:
+        tarball = gdsec_vendor.fetch(package, gdsec_vendor.cache_dir())
+    except Exception as error:  # noqa: BLE001 (any fetch failure means: no axe-core here)
+        missing(f"could not fetch axe-core {AXE_VERSION} with npm: {error}")
+    with tarfile.open(tarball, "r:gz") as archive:
+        member = archive.extractfile("package/axe.min.js")
+        assert member is not None
+        return member.read().decode()
+
+
+AXE_RUN_JS = """
+async (tags) => {
+  const result = await axe.run(document, {runOnly: {type: 'tag', values: tags}, resultTypes: ['violations']});
+  return result.violations.map((v) => ({id: v.id, impact: v.impact, help: v.help,
+    nodes: v.nodes.map((n) => ({target: n.target.join(' '), html: n.html.slice(0, 200),
+                                summary: (n.failureSummary || '').slice(0, 300)}))}));
+}
+"""
+
+
+def axe_violations(page, source: str) -> list[dict]:
+    """Run axe-core's WCAG 2.1 A/AA rules on the open page; return its violations."""
+    page.add_script_tag(content=source)
+    return page.evaluate(AXE_RUN_JS, AXE_TAGS)

@@ -5,9 +5,11 @@ headless Chromium while every request that does not go to 127.0.0.1 is aborted a
 failure. One visit per page collects everything the tests below assert:
 
 * no failed request, no HTTP error, no request leaving the machine, no JavaScript error;
-* every figure in the article has its image (``naturalWidth > 0``) and alt text that is not a path
-  (precomputed widget images carry no alt attribute: ipywidgets ``Image`` has none; they are checked
-  for being loaded, not for alt text);
+* every figure in the article, explorer views included, has its image (``naturalWidth > 0``) and alt
+  text that is not a path (explorer views get theirs from ``gdsec.widgets.core.DescribedImage`` and
+  the book extension's ``gdsec-a11y.js``);
+* axe-core (fetched from npm at test time, hash-checked, cached) finds no critical or serious
+  violation of the WCAG 2.1 A and AA rules on any page;
 * math is typeset by MathJax (no raw TeX left, no MathJax error nodes);
 * every kernel-free widget control (``SelectionSlider`` moved by keyboard and by drag,
   ``ToggleButtons`` clicked) changes the image that is shown (compared by the image's bytes);
@@ -15,7 +17,11 @@ failure. One visit per page collects everything the tests below assert:
 * a full-page screenshot per page in ``test-artifacts/browser-book/`` and a ``report.json`` with the
   counts of pages, requests and failures.
 
-Separate tests check that the sidebar reaches every chapter and that search finds a term.
+Separate tests check that the sidebar reaches every chapter, that search finds a term, that axe
+does report a violation planted in a page (so the accessibility check can fail), that the explorer
+controls are reached with Tab and move with the arrow keys, that every figure sits on a light
+backdrop in the theme's dark mode (pixels of an element screenshot), and that each chapter's
+download button offers its notebook.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from urllib.parse import urljoin
 
 import pytest
 import yaml
-from browser_support import artifact_dir, chromium, missing, serve
+from browser_support import artifact_dir, axe_source, axe_violations, chromium, missing, serve
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("book")]
 
@@ -36,6 +42,12 @@ SEARCH_TERM = "gradient"
 PAGE_TIMEOUT_MS = 30_000
 CHANGE_TIMEOUT_MS = 5_000
 VIEWPORT = {"width": 1280, "height": 900}
+#: axe-core impacts that fail the accessibility test.
+BLOCKING_IMPACTS = {"critical", "serious"}
+#: In dark mode, the median brightness (0-255) of each figure's own margin (a ring just inside the
+#: picture) must reach this: a figure drawn on white stays light (the theme dims images to about 220);
+#: a transparent one shows the dark page (about 20).
+LIGHT_BACKDROP = 150
 
 # A caption that is a file path or file name, not a description.
 PATH_LIKE_ALT = re.compile(r"^\S*[/\\]\S*$|^\S+\.(png|jpe?g|gif|svg|webp)$", re.IGNORECASE)
@@ -226,7 +238,7 @@ def _exercise_controls(page) -> list[dict]:
     return results
 
 
-def _visit(context, base: str, page_path: str, shots: Path) -> dict:
+def _visit(context, base: str, page_path: str, shots: Path, axe: str) -> dict:
     """Open one page offline, let widgets and math settle, inspect it, exercise widgets, screenshot it."""
     page = context.new_page()
     log = {"requests": [], "failed": [], "http_errors": [], "console_errors": [], "page_errors": []}
@@ -242,13 +254,14 @@ def _visit(context, base: str, page_path: str, shots: Path) -> dict:
         page.evaluate(SETTLE_JS)
         page.wait_for_load_state("networkidle", timeout=PAGE_TIMEOUT_MS)
         facts = page.evaluate(INSPECT_JS)
+        violations = axe_violations(page, axe)
         shot = shots / (page_path.replace("/", "__").removesuffix(".html") + ".png")
         page.screenshot(path=str(shot), full_page=True)
         controls = _exercise_controls(page)
         page.wait_for_load_state("networkidle", timeout=PAGE_TIMEOUT_MS)
     finally:
         page.close()
-    return {"page": page_path, **log, **facts, "controls": controls, "screenshot": str(shot)}
+    return {"page": page_path, **log, **facts, "controls": controls, "screenshot": str(shot), "axe": violations}
 
 
 @pytest.fixture(scope="module")
@@ -300,7 +313,13 @@ def offline_context(browser, base: str, blocked: list[str]):
 
 
 @pytest.fixture(scope="module")
-def visits(browser, served: str, site: dict) -> dict[str, dict]:
+def axe() -> str:
+    """axe-core's ``axe.min.js`` (npm tarball, integrity-checked, cached)."""
+    return axe_source()
+
+
+@pytest.fixture(scope="module")
+def visits(browser, served: str, site: dict, axe: str) -> dict[str, dict]:
     """Every page visited once with the network cut; the results keyed by page, plus report.json."""
     shots = artifact_dir("browser-book")
     results = {}
@@ -308,7 +327,7 @@ def visits(browser, served: str, site: dict) -> dict[str, dict]:
         blocked: list[str] = []
         context = offline_context(browser, served, blocked)
         try:
-            results[page_path] = _visit(context, served, page_path, shots)
+            results[page_path] = _visit(context, served, page_path, shots, axe)
         finally:
             context.close()
         results[page_path]["blocked"] = blocked
@@ -319,6 +338,8 @@ def visits(browser, served: str, site: dict) -> dict[str, dict]:
         "blocked_external_requests": sum(len(v["blocked"]) for v in results.values()),
         "javascript_errors": sum(len(v["console_errors"]) + len(v["page_errors"]) for v in results.values()),
         "widget_controls_exercised": sum(len(v["controls"]) for v in results.values()),
+        "axe_blocking_violations": sum(len(x["nodes"]) for v in results.values() for x in v["axe"]
+                                       if x["impact"] in BLOCKING_IMPACTS),
         "chapters_without_widget_controls": [p for p, v in results.items()
                                              if p.startswith("notebooks/") and not v["controls"]],
     }
@@ -358,18 +379,50 @@ def test_no_javascript_errors(visits: dict) -> None:
 
 def test_figures_have_images_and_alt_text(visits: dict) -> None:
     problems = []
+    widget_images = 0
     for page, v in visits.items():
         for image in v["images"]:
             if image["widget"]:
+                widget_images += 1
                 if image["visible"] and image["width"] == 0:
                     problems.append(f"{page}: widget image not loaded {image['src']}")
-                continue
-            if image["width"] == 0:
+            elif image["width"] == 0:
                 problems.append(f"{page}: image not loaded {image['src']}")
             alt = (image["alt"] or "").strip()
             if not alt or PATH_LIKE_ALT.match(alt):
-                problems.append(f"{page}: image {image['src']} has alt text {image['alt']!r}, not a description")
+                problems.append(f"{page}: image {image['src'][:60]} has alt text {image['alt']!r}, not a description")
     assert not problems, "\n".join(problems)
+    if any(p.startswith("notebooks/") for p in visits):
+        assert widget_images, "no explorer view found on any chapter page: the widget alt check would be vacuous"
+
+
+def _blocking(violations: list[dict]) -> list[str]:
+    return [f"{v['id']} ({v['impact']}, {len(v['nodes'])}x): {v['help']}; e.g. {v['nodes'][0]['target']} "
+            f"{v['nodes'][0]['html'][:120]}" for v in violations if v["impact"] in BLOCKING_IMPACTS]
+
+
+def test_no_serious_accessibility_violations(visits: dict) -> None:
+    found = {page: _blocking(v["axe"]) for page, v in visits.items() if _blocking(v["axe"])}
+    assert not found, "axe-core (WCAG 2.1 A/AA) critical or serious violations:\n" + json.dumps(found, indent=1)
+
+
+def test_axe_reports_a_planted_violation(browser, served: str, site: dict, axe: str) -> None:
+    blocked: list[str] = []
+    context = offline_context(browser, served, blocked)
+    page = context.new_page()
+    try:
+        page.goto(urljoin(served, site["pages"][0]), wait_until="load", timeout=PAGE_TIMEOUT_MS)
+        page.evaluate("""() => {
+          const img = document.createElement('img');
+          img.src = 'data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==';
+          (document.querySelector('main') || document.body).appendChild(img);
+          const button = document.createElement('button');
+          (document.querySelector('main') || document.body).appendChild(button);
+        }""")
+        ids = {v["id"] for v in axe_violations(page, axe) if v["impact"] in BLOCKING_IMPACTS}
+        assert {"image-alt", "button-name"} <= ids, f"axe missed the planted image without alt and unnamed button: {ids}"
+    finally:
+        context.close()
 
 
 def test_math_is_typeset(visits: dict) -> None:
@@ -465,3 +518,143 @@ def test_search_finds_a_term(browser, served: str, site: dict) -> None:
         assert not blocked, blocked
     finally:
         context.close()
+
+
+def _chapter_pages(site: dict) -> list[str]:
+    return [f"{doc}.html" for doc in site["toc"] if doc.startswith("notebooks/") and f"{doc}.html" in site["pages"]]
+
+
+def test_explorer_controls_work_from_the_keyboard(browser, served: str, site: dict) -> None:
+    """Tab from the top of a chapter reaches a slider handle with a name; ArrowRight moves it."""
+    blocked: list[str] = []
+    context = offline_context(browser, served, blocked)
+    page = context.new_page()
+    try:
+        reached = None
+        for page_path in _chapter_pages(site):
+            page.goto(urljoin(served, page_path), wait_until="load", timeout=PAGE_TIMEOUT_MS)
+            page.evaluate(SETTLE_JS)
+            if not page.locator(".widget-slider .noUi-handle").count():
+                continue
+            page.locator("body").focus()
+            for _ in range(400):
+                page.keyboard.press("Tab")
+                focused = page.evaluate("""() => { const e = document.activeElement;
+                  return e && e.getAttribute('role') === 'slider' ? {name: e.getAttribute('aria-label'),
+                    now: e.getAttribute('aria-valuenow'), text: e.getAttribute('aria-valuetext')} : null; }""")
+                if focused:
+                    reached = (page_path, focused)
+                    break
+            if reached:
+                break
+        assert reached, "no slider handle reached with Tab on any chapter page"
+        page_path, before = reached
+        assert before["name"] and before["name"] != "value", f"{page_path}: the focused slider has no name: {before}"
+        page.keyboard.press("ArrowRight")
+        page.wait_for_timeout(300)
+        after = page.evaluate("""() => ({now: document.activeElement.getAttribute('aria-valuenow'),
+                                          text: document.activeElement.getAttribute('aria-valuetext')})""")
+        assert after["now"] != before["now"], f"{page_path}: ArrowRight did not move the slider ({before} -> {after})"
+        assert after["text"] != before["text"], f"{page_path}: the slider's spoken value did not follow ({before} -> {after})"
+        assert not blocked, blocked
+    finally:
+        context.close()
+
+
+PLANT_TRANSPARENT_JS = """() => {
+  const canvas = document.createElement('canvas');
+  canvas.width = 120; canvas.height = 80;
+  const draw = canvas.getContext('2d');
+  draw.fillStyle = '#000'; draw.fillRect(50, 30, 20, 20);
+  const img = document.createElement('img');
+  img.id = 'gdsec-planted'; img.alt = 'planted transparent figure'; img.src = canvas.toDataURL('image/png');
+  img.style.setProperty('background-color', 'transparent', 'important');
+  (document.querySelector('main') || document.body).prepend(img);
+  return new Promise((resolve) => { img.onload = () => resolve(true); });
+}"""
+
+
+def _margin_brightness(png: bytes, inset: float) -> float:
+    """Median brightness (0-255) of a 3-pixel ring just inside the picture (``inset`` = padding + border).
+
+    That ring is the figure's own margin: light for a figure drawn on white, the page colour for a
+    transparent one.
+    """
+    import io
+
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(png)).convert("L")
+    width, height = image.size
+    low = int(round(inset)) + 3
+    if width <= 2 * (low + 3) or height <= 2 * (low + 3):
+        return 0.0
+    pixels = image.load()
+    ring = sorted(pixels[x, y] for x in range(low, width - low) for y in range(low, height - low)
+                  if x < low + 3 or y < low + 3 or x >= width - low - 3 or y >= height - low - 3)
+    return float(ring[len(ring) // 2])
+
+
+INSET_JS = "(e) => { const s = getComputedStyle(e); return parseFloat(s.paddingTop) + parseFloat(s.borderTopWidth); }"
+
+
+def test_figures_are_readable_in_dark_mode(browser, served: str, site: dict) -> None:
+    """In the theme's dark mode every visible figure and explorer view keeps a light backdrop."""
+    shots = artifact_dir("browser-book-dark")
+    blocked: list[str] = []
+    context = offline_context(browser, served, blocked)
+    context.add_init_script("localStorage.setItem('mode', 'dark')")
+    page = context.new_page()
+    problems, checked = [], 0
+    try:
+        # control: a transparent figure planted on a dark page must fail the brightness check
+        page.goto(urljoin(served, site["pages"][0]), wait_until="load", timeout=PAGE_TIMEOUT_MS)
+        page.evaluate(PLANT_TRANSPARENT_JS)
+        planted_image = page.locator("#gdsec-planted")
+        planted = _margin_brightness(planted_image.screenshot(), planted_image.evaluate(INSET_JS))
+        assert planted < LIGHT_BACKDROP, f"a transparent figure on the dark page measured {planted:.0f}: vacuous check"
+        for page_path in site["pages"]:
+            page.goto(urljoin(served, page_path), wait_until="load", timeout=PAGE_TIMEOUT_MS)
+            page.evaluate(SETTLE_JS)
+            theme = page.evaluate("() => document.documentElement.dataset.theme")
+            assert theme == "dark", f"{page_path}: the theme did not switch to dark mode ({theme!r})"
+            images = page.locator("main img")
+            for index in range(images.count()):
+                image = images.nth(index)
+                if not image.is_visible() or (image.bounding_box() or {"width": 0})["width"] < 40:
+                    continue
+                image.scroll_into_view_if_needed()
+                png = image.screenshot()
+                checked += 1
+                brightness = _margin_brightness(png, image.evaluate(INSET_JS))
+                if brightness < LIGHT_BACKDROP:
+                    name = f"{page_path.replace('/', '__').removesuffix('.html')}-{index}.png"
+                    (shots / name).write_bytes(png)
+                    problems.append(f"{page_path} image #{index}: margin brightness {brightness:.0f} < {LIGHT_BACKDROP} ({name})")
+        assert checked, "no figure checked in dark mode: the check would be vacuous"
+        assert not problems, "figures unreadable on the dark page:\n" + "\n".join(problems)
+        assert not blocked, blocked
+    finally:
+        context.close()
+
+
+def test_every_chapter_offers_its_notebook(site: dict, served: str) -> None:
+    """The theme's download button on each chapter page links the chapter's .ipynb, which is served."""
+    from urllib.request import urlopen
+
+    chapters = _chapter_pages(site)
+    assert chapters, "no chapter pages"
+    problems = []
+    for page_path in chapters:
+        text = (site["html"] / page_path).read_text(errors="replace")
+        tags = [tag for tag in re.findall(r"<a\b[^>]*>", text) if "btn-download-source-button" in tag]
+        links = [m.group(1) for tag in tags for m in [re.search(r'href="([^"]+\.ipynb)"', tag)] if m]
+        local = [link for link in links if not link.startswith(("http:", "https:"))]
+        if not local:
+            problems.append(f"{page_path}: no download button for the .ipynb")
+            continue
+        with urlopen(urljoin(urljoin(served, page_path), local[0]), timeout=30) as response:
+            notebook = json.loads(response.read())
+        if Path(local[0]).stem != Path(page_path).stem or not notebook.get("cells") or notebook.get("nbformat") != 4:
+            problems.append(f"{page_path}: {local[0]} is not this chapter's notebook")
+    assert not problems, problems

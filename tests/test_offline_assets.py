@@ -24,7 +24,10 @@ from helpers import in_ci
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "book" / "_ext"))
 
-import gdsec_vendor  # noqa: E402  (the book's local Sphinx extension)
+import gdsec_a11y  # noqa: E402  (the book's local Sphinx extensions)
+import gdsec_buildinfo  # noqa: E402
+import gdsec_latex  # noqa: E402
+import gdsec_vendor  # noqa: E402
 
 EXTERNAL = re.compile(r"""<(script|link|img|iframe|source|video|audio)\b[^>]*?\b(src|href)=["'](https?:)?//""",
                       re.IGNORECASE)
@@ -174,3 +177,45 @@ def test_build_without_npm_succeeds_with_cdn_defaults(tmp_path: Path, monkeypatc
     assert "WARNING" not in process.stdout + process.stderr
     page = (project / "_build" / "index.html").read_text()
     assert "cdn.jsdelivr.net/npm/mathjax@3" in page and "gdsec-vendor" not in page
+
+
+# --- accessibility, build information and LaTeX settings ---------------------------------------------
+
+
+def test_body_fixes_name_toggles_by_their_text_and_give_citations_list_items() -> None:
+    body = ('<summary aria-label="Toggle hidden content"><p>Show code cell source</p></summary>'
+            '<div role="list" class="citation-list"><div class="citation" id="id29" role="doc-biblioentry">x</div></div>')
+    fixed = gdsec_a11y.fix_body(body)
+    assert "<summary><p>Show code cell source</p></summary>" in fixed
+    assert '<div class="citation" id="id29" role="listitem">' in fixed and "doc-biblioentry" not in fixed
+    assert gdsec_a11y.fix_body(fixed) == fixed
+
+
+def test_theme_overrides_and_assets_exist() -> None:
+    for name in ("theme-switcher.html", "search-button-field.html"):
+        template = (gdsec_a11y.TEMPLATES / name).read_text()
+        assert "aria-hidden" in template
+    assert 'aria-label="' not in (gdsec_a11y.TEMPLATES / "search-button-field.html").read_text()
+    assert "aria-label" in (gdsec_a11y.STATIC / gdsec_a11y.JS_FILE).read_text()
+    assert 'data-theme="dark"' in (gdsec_a11y.STATIC / gdsec_a11y.CSS_FILE).read_text()
+
+
+def test_build_info_names_python_torch_and_machine() -> None:
+    import platform
+
+    info = gdsec_buildinfo.build_info()
+    assert info["gdsec_python"].endswith(platform.python_version())
+    assert info["gdsec_torch"].split("+")[0].count(".") == 2
+    assert int(info["gdsec_cores"]) >= 1 and info["gdsec_cpu"] and info["gdsec_memory"]
+    config = SimpleNamespace(myst_substitutions={"gdsec_python": "kept"})
+    gdsec_buildinfo._add_substitutions(None, config)
+    assert config.myst_substitutions["gdsec_python"] == "kept" and "gdsec_torch" in config.myst_substitutions
+
+
+def test_latex_settings_avoid_xindy_and_ship_bbm() -> None:
+    config = SimpleNamespace(latex_additional_files=[], latex_use_xindy=True, latex_elements={"preamble": "% x"})
+    gdsec_latex._configure(None, config)
+    assert config.latex_use_xindy is False
+    assert [Path(f).name for f in config.latex_additional_files] == ["bbm.sty"]
+    assert all(Path(f).is_file() for f in config.latex_additional_files)
+    assert config.latex_elements["preamble"].startswith("% x") and "\\renewcommand{\\*}" in config.latex_elements["preamble"]

@@ -4,6 +4,9 @@
   page (the browser otherwise logs ``Identifier 'THEBE_JS_URL' has already been declared``).
 * Loads :mod:`gdsec_vendor`, which serves require.js, the ipywidgets html-manager and MathJax from
   the book's own ``_static`` folder (fetched from npm at build time), so pages work offline.
+* Loads :mod:`gdsec_a11y` (theme and page fixes for WCAG 2.1 A/AA, dark-mode figure backdrop) and
+  :mod:`gdsec_buildinfo` (Python, packages and machine as MyST substitutions for the execution page)
+  and :mod:`gdsec_latex` (what the PDF build needs beyond Debian's small TeX Live set).
 """
 
 from __future__ import annotations
@@ -31,4 +34,7 @@ def _drop_duplicate_scripts(app: Any, pagename: str, templatename: str, context:
 def setup(app: Any) -> dict[str, Any]:
     app.connect("html-page-context", _drop_duplicate_scripts)
     app.setup_extension("gdsec_vendor")
+    app.setup_extension("gdsec_a11y")
+    app.setup_extension("gdsec_buildinfo")
+    app.setup_extension("gdsec_latex")
     return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "0.1"}
