@@ -64,7 +64,7 @@ def test_result_is_a_consistent_per_row_worst_case(honest, digits_mlp, rows) -> 
 
 
 def test_defaults_are_the_autoattack_budgets(digits_mlp, rows, monkeypatch) -> None:
-    from gdsec.attacks import evaluate as module
+    module = importlib.import_module("gdsec.attacks.evaluate")
 
     seen = {}
     monkeypatch.setattr(module, "_attack", lambda name, m, x, y, eps, b, norm, seed: seen.setdefault(name, (b, x))[1])
@@ -84,7 +84,7 @@ def test_worst_case_is_no_weaker_than_any_single_attack(honest, digits_mlp, rows
 
 
 def test_each_attack_only_sees_the_rows_still_robust(digits_mlp, rows, monkeypatch) -> None:
-    from gdsec.attacks import evaluate as module
+    module = importlib.import_module("gdsec.attacks.evaluate")
 
     real, sizes = module._attack, []
 
@@ -188,6 +188,15 @@ def test_zero_gradients_and_square_beating_white_box_are_flagged(digits_mlp, row
     e = evaluate(quantised, *rows, EPS, **{**FAST, "queries": 1000})
     assert {"zero-gradient", "square-beats-white-box"} <= _names(e.flags)
     assert e.accuracy_after["square"] < e.accuracy_after["fab-t"] - 0.05
+
+
+def test_square_must_break_more_than_a_fifth_of_a_percent_and_more_than_one_row() -> None:
+    flags = importlib.import_module("gdsec.attacks.evaluate")._sequence_flags
+    assert flags({"apgd-t": 0.5, "square": 0.5 - 1 / 450}, 450) == []  # one row: 0.22 %, not enough
+    assert len(flags({"apgd-t": 0.5, "square": 0.5 - 2 / 450}, 450)) == 1
+    assert flags({"apgd-t": 0.5, "square": 0.5 - 20 / 10_000}, 10_000) == []  # 0.2 % exactly
+    assert len(flags({"apgd-t": 0.5, "square": 0.5 - 21 / 10_000}, 10_000)) == 1
+    assert flags({"square": 0.3, "apgd-t": 0.2}, 450) == []  # Square first: nothing to beat
 
 
 def test_probability_outputs_are_flagged(digits_mlp, rows) -> None:
