@@ -262,10 +262,11 @@ def _sequence_flags(accuracy_after: dict[str, float], n: int) -> list[str]:
     if "square" not in names or names.index("square") == 0:
         return []
     before = accuracy_after[names[names.index("square") - 1]]
-    drop = before - accuracy_after["square"]
-    if drop <= _SQUARE_MARGIN or round(drop * n) < 2:
+    broken = round((before - accuracy_after["square"]) * n)
+    drop = broken / n
+    if broken <= _SQUARE_MARGIN * n + 1e-9 or broken < 2:
         return []
-    return [f"square-beats-white-box: the gradient-free Square Attack broke {round(drop * n)} row(s) ({drop:.1%}) the gradient attacks missed; the gradients may be masked, try an adaptive attack"]
+    return [f"square-beats-white-box: the gradient-free Square Attack broke {broken} row(s) ({drop:.1%}) the gradient attacks missed; the gradients may be masked, try an adaptive attack"]
 
 
 def _monotone_flag(
