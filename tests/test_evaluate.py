@@ -60,7 +60,7 @@ def test_result_is_a_consistent_per_row_worst_case(honest, digits_mlp, rows) -> 
             assert predicted[i] != y[i]
     assert torch.equal(e.x_adv[e.robust], x[e.robust])
     assert (e.x_adv - x).abs().max() <= EPS + 1e-6 and e.x_adv.min() >= 0 and e.x_adv.max() <= 1
-    assert e.budgets["square"]["queries"] == 200 and e.budgets["apgd-t"]["steps"] == 10
+    assert e.budgets["square"]["queries"] == 200 and e.budgets["apgd-t"] == {"steps": 10, "restarts": 1, "targets": 9}
 
 
 def test_defaults_are_the_autoattack_budgets(digits_mlp, rows, monkeypatch) -> None:
@@ -220,6 +220,7 @@ def test_two_classes_and_l2(digits) -> None:
     x, y = split.x_test[:60], split.y_test[:60]
     e = evaluate(model, x, y, 0.15, **FAST)
     assert e.flags == () and e.robust_accuracy < e.clean_accuracy - 0.2
+    assert e.budgets["apgd-t"]["targets"] == 1 and e.budgets["fab-t"]["targets"] == 1
     assert e.robust_accuracy <= _accuracy(model, pgd(model, x, y, 0.15, steps=20), y) + 1e-6
     l2 = evaluate(model, x, y, 1.0, norm="2", **FAST)
     assert list(l2.accuracy_after) == ["apgd-ce", "apgd-t", "fab-t"] and l2.robust_accuracy < l2.clean_accuracy

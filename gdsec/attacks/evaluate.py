@@ -185,7 +185,7 @@ def evaluate(
     Taught in chapters 6 and 8.
     """
     check_keywords("evaluate", unknown, ())
-    check_attack_inputs(model, x, y)
+    n_classes = check_attack_inputs(model, x, y)
     eps = check_number("eps", eps, low=0.0)
     norm = check_norm("norm", norm)
     check_seed(seed)
@@ -195,7 +195,8 @@ def evaluate(
     b_square = {"queries": check_int("queries", queries, low=1), "p_init": check_number("p_init", p_init, low=0.0, high=1.0, low_open=True)}
     eot_samples = check_int("eot_samples", eot_samples, low=1)
     check_rows = check_int("check_rows", check_rows, low=0)
-    budgets = {"apgd-ce": b_apgd, "apgd-t": {**b_apgd, "targets": 9}, "fab-t": {**b_fab, "targets": 9}, "square": b_square}
+    targets = min(9, n_classes - 1)
+    budgets = {"apgd-ce": b_apgd, "apgd-t": {**b_apgd, "targets": targets}, "fab-t": {**b_fab, "targets": targets}, "square": b_square}
     x, y = x.detach(), y.detach()
     with torch.random.fork_rng(devices=[]), eval_mode(model):
         torch.manual_seed(seed)  # the model's own randomness only, inside a forked (restored) global RNG
