@@ -203,7 +203,8 @@ def ibp_train(
 
     Adam on ``kappa * CE(clean) + (1 - kappa) * CE(worst case)``; during the first half of the
     epochs ``eps`` ramps up from 0 and ``kappa`` falls from 1 to 0.5, then both stay. Mini-batches
-    of ``batch_size`` rows (all rows if fewer). Taught in chapter 6.
+    of ``batch_size`` rows (all rows if fewer), shuffled by ``seed``. The mode is left as it was.
+    Taught in chapter 6.
     """
     layers = _layers(check_model("model", model))
     check_unit_tensor("x", x, min_dim=2)

@@ -60,11 +60,11 @@ def test_result_is_a_consistent_per_row_worst_case(honest, digits_mlp, rows) -> 
             assert predicted[i] != y[i]
     assert torch.equal(e.x_adv[e.robust], x[e.robust])
     assert (e.x_adv - x).abs().max() <= EPS + 1e-6 and e.x_adv.min() >= 0 and e.x_adv.max() <= 1
-    assert e.budgets["square"]["queries"] == 200 and e.budgets["apgd-t"]["steps"] == 10
+    assert e.budgets["square"]["queries"] == 200 and e.budgets["apgd-t"] == {"steps": 10, "restarts": 1, "targets": 9}
 
 
 def test_defaults_are_the_autoattack_budgets(digits_mlp, rows, monkeypatch) -> None:
-    from gdsec.attacks import evaluate as module
+    module = importlib.import_module("gdsec.attacks.evaluate")
 
     seen = {}
     monkeypatch.setattr(module, "_attack", lambda name, m, x, y, eps, b, norm, seed: seen.setdefault(name, (b, x))[1])
@@ -84,7 +84,7 @@ def test_worst_case_is_no_weaker_than_any_single_attack(honest, digits_mlp, rows
 
 
 def test_each_attack_only_sees_the_rows_still_robust(digits_mlp, rows, monkeypatch) -> None:
-    from gdsec.attacks import evaluate as module
+    module = importlib.import_module("gdsec.attacks.evaluate")
 
     real, sizes = module._attack, []
 
@@ -190,6 +190,15 @@ def test_zero_gradients_and_square_beating_white_box_are_flagged(digits_mlp, row
     assert e.accuracy_after["square"] < e.accuracy_after["fab-t"] - 0.05
 
 
+def test_square_must_break_more_than_a_fifth_of_a_percent_and_more_than_one_row() -> None:
+    flags = importlib.import_module("gdsec.attacks.evaluate")._sequence_flags
+    assert flags({"apgd-t": 0.5, "square": 0.5 - 1 / 450}, 450) == []  # one row: 0.22 %, not enough
+    assert len(flags({"apgd-t": 0.5, "square": 0.5 - 2 / 450}, 450)) == 1
+    assert flags({"apgd-t": 0.5, "square": 0.5 - 20 / 10_000}, 10_000) == []  # 0.2 % exactly
+    assert len(flags({"apgd-t": 0.5, "square": 0.5 - 21 / 10_000}, 10_000)) == 1
+    assert flags({"square": 0.3, "apgd-t": 0.2}, 450) == []  # Square first: nothing to beat
+
+
 def test_probability_outputs_are_flagged(digits_mlp, rows) -> None:
     e = evaluate(nn.Sequential(digits_mlp, nn.Softmax(dim=1)), *rows, EPS, **FAST)
     assert "probabilities" in _names(e.flags)
@@ -211,6 +220,7 @@ def test_two_classes_and_l2(digits) -> None:
     x, y = split.x_test[:60], split.y_test[:60]
     e = evaluate(model, x, y, 0.15, **FAST)
     assert e.flags == () and e.robust_accuracy < e.clean_accuracy - 0.2
+    assert e.budgets["apgd-t"]["targets"] == 1 and e.budgets["fab-t"]["targets"] == 1
     assert e.robust_accuracy <= _accuracy(model, pgd(model, x, y, 0.15, steps=20), y) + 1e-6
     l2 = evaluate(model, x, y, 1.0, norm="2", **FAST)
     assert list(l2.accuracy_after) == ["apgd-ce", "apgd-t", "fab-t"] and l2.robust_accuracy < l2.clean_accuracy

@@ -14,7 +14,9 @@ margin ``z_t - z_y`` (scale-invariant in sign, never saturating), with the one o
 It also runs AutoAttack's checks and a few of Carlini et al. (2019), each a ``flags`` entry that says
 what it saw: a zero input gradient, a randomised forward pass (then every attack and the scoring
 use EOT), probabilities instead of logits, the gradient-free attack beating the white-box ones,
-and accuracy rising with ``eps``. ``flags`` is empty when none of these happened.
+and accuracy rising with ``eps``. ``flags`` is empty when none of these happened. Square "beats"
+the white-box attacks when it breaks more than 0.2 % of the rows (AutoAttack's threshold) and at
+least two rows (0.2 % of a small evaluation is less than one row).
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ class Evaluation:
 def wilson_interval(successes: int, n: int, *, z: float = _Z95) -> tuple[float, float]:
     """The Wilson score interval for a proportion ``successes / n`` (95 % for the default ``z``).
 
-    Taught in chapter 8.
+    Used in chapter 8.
     """
     n = check_int("n", n, low=1)
     successes = check_int("successes", successes, low=0, high=n)
@@ -183,7 +185,7 @@ def evaluate(
     Taught in chapters 6 and 8.
     """
     check_keywords("evaluate", unknown, ())
-    check_attack_inputs(model, x, y)
+    n_classes = check_attack_inputs(model, x, y)
     eps = check_number("eps", eps, low=0.0)
     norm = check_norm("norm", norm)
     check_seed(seed)
@@ -193,7 +195,8 @@ def evaluate(
     b_square = {"queries": check_int("queries", queries, low=1), "p_init": check_number("p_init", p_init, low=0.0, high=1.0, low_open=True)}
     eot_samples = check_int("eot_samples", eot_samples, low=1)
     check_rows = check_int("check_rows", check_rows, low=0)
-    budgets = {"apgd-ce": b_apgd, "apgd-t": {**b_apgd, "targets": 9}, "fab-t": {**b_fab, "targets": 9}, "square": b_square}
+    targets = min(9, n_classes - 1)
+    budgets = {"apgd-ce": b_apgd, "apgd-t": {**b_apgd, "targets": targets}, "fab-t": {**b_fab, "targets": targets}, "square": b_square}
     x, y = x.detach(), y.detach()
     with torch.random.fork_rng(devices=[]), eval_mode(model):
         torch.manual_seed(seed)  # the model's own randomness only, inside a forked (restored) global RNG
@@ -252,15 +255,19 @@ def _evaluate(
 
 
 def _sequence_flags(accuracy_after: dict[str, float], n: int) -> list[str]:
-    """AutoAttack's check_square_sr: Square lowered the accuracy left by the white-box attacks by > 0.2 %."""
+    """AutoAttack's check_square_sr: Square broke more than 0.2 % of the rows the white-box attacks left.
+
+    On fewer than 500 rows 0.2 % is less than one row, so one row is not enough: it takes two.
+    """
     names = list(accuracy_after)
     if "square" not in names or names.index("square") == 0:
         return []
     before = accuracy_after[names[names.index("square") - 1]]
-    drop = before - accuracy_after["square"]
-    if drop <= _SQUARE_MARGIN:
+    broken = round((before - accuracy_after["square"]) * n)
+    drop = broken / n
+    if broken <= _SQUARE_MARGIN * n + 1e-9 or broken < 2:
         return []
-    return [f"square-beats-white-box: the gradient-free Square Attack broke {round(drop * n)} row(s) ({drop:.1%}) the gradient attacks missed; the gradients may be masked, try an adaptive attack"]
+    return [f"square-beats-white-box: the gradient-free Square Attack broke {broken} row(s) ({drop:.1%}) the gradient attacks missed; the gradients may be masked, try an adaptive attack"]
 
 
 def _monotone_flag(
