@@ -75,6 +75,37 @@ def blobs_mlp():
     return model, split.x_test, split.y_test
 
 
+TORCHATTACKS = "torchattacks==3.5.1"
+
+
+@pytest.fixture(scope="session")
+def torchattacks():
+    """torchattacks 3.5.1, the reference ensemble's parts, installed on first use into a cache folder.
+
+    It is installed with ``--no-deps`` (its pins would pull torchvision and an old ``requests``); it
+    imports and runs without them. Skipped locally when PyPI cannot be reached, a failure in CI.
+    """
+    import importlib
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from helpers import in_ci
+
+    if importlib.util.find_spec("torchattacks") is None:
+        target = Path(os.environ.get("GDSEC_TEST_CACHE", Path.home() / ".cache" / "gdsec-test")) / TORCHATTACKS
+        if not (target / "torchattacks").is_dir():
+            done = subprocess.run(
+                [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), TORCHATTACKS],
+                capture_output=True, text=True, check=False,
+            )
+            if done.returncode != 0:
+                message = f"could not install {TORCHATTACKS}: {done.stderr.strip()[-300:]}"
+                pytest.fail(message) if in_ci() else pytest.skip(message)
+        sys.path.insert(0, str(target))
+    return importlib.import_module("torchattacks")
+
+
 @pytest.fixture(scope="session")
 def built_book(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Build the book from a clean copy of the course with warnings as errors (executes every notebook)."""

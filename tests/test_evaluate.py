@@ -276,10 +276,7 @@ def test_fab_finds_small_adversarial_examples(digits_mlp, rows) -> None:
 # ------------------------------------------------------------------ against the reference
 
 
-@pytest.mark.skipif(importlib.util.find_spec("torchattacks") is None, reason="torchattacks is not installed (pip install --no-deps torchattacks==3.5.1)")
-def test_no_weaker_than_torchattacks(digits_mlp, rows) -> None:
-    import torchattacks
-
+def test_no_weaker_than_torchattacks(digits_mlp, rows, torchattacks) -> None:
     x, y = rows
     model = copy.deepcopy(digits_mlp)
     with torch.random.fork_rng(devices=[]):

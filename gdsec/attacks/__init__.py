@@ -40,6 +40,7 @@ from gdsec.attacks._core import (
     random_start,
     row_norm,
 )
+from gdsec.attacks.evaluate import ENSEMBLE, Evaluation, evaluate, wilson_interval
 from gdsec.attacks.fab import fab
 from gdsec.attacks.gradient import APGD_LOSSES, apgd, checkpoints, fgsm, pgd
 from gdsec.attacks.minimal import cw_l2, deepfool
@@ -52,8 +53,10 @@ __all__ = [
     "APGD_LOSSES",
     "ATTACKS",
     "NORMS",
+    "ENSEMBLE",
     "Attack",
     "AttackSpec",
+    "Evaluation",
     "apgd",
     "attack_contract",
     "check_attack_inputs",
@@ -64,6 +67,7 @@ __all__ = [
     "cw_l2",
     "deepfool",
     "dlr_loss",
+    "evaluate",
     "fab",
     "fgsm",
     "input_gradient",
@@ -77,6 +81,7 @@ __all__ = [
     "row_norm",
     "spsa",
     "square_attack",
+    "wilson_interval",
 ]
 
 #: An attack as a callable ``(model, x, y) -> x_adv`` (e.g. a ``functools.partial`` of one below).
