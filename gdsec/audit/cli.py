@@ -253,16 +253,15 @@ def _say(message: str) -> None:
 
 
 def _prepare(args: argparse.Namespace) -> tuple[AuditConfig, nn.Module, Split]:
-    """Validated settings, model and data; ``ValueError`` naming the first problem."""
+    """Validated settings, model and data (progress printed only once all are valid); ``ValueError`` otherwise."""
     config, out = _config(args), args.out
     if out is not None and (out.is_dir() or not out.parent.is_dir() or not os.access(out.parent, os.W_OK)):
         raise ValueError(f"--out {out}: not a writable file path")
     if out is not None and out.exists() and any(p.exists() and out.samefile(p) for p in (args.model, args.data)):
         raise ValueError(f"--out {out}: would overwrite an input file")
-    data = load_data(args.data)
-    _say(f"data: {len(data.y_train)} training rows, {len(data.y_test)} held-out rows shaped {tuple(data.x_test.shape[1:])}")
-    model = load_model(args.model)
+    data, model = load_data(args.data), load_model(args.model)
     n_classes = _n_classes(model, data)
+    _say(f"data: {len(data.y_train)} training rows, {len(data.y_test)} held-out rows shaped {tuple(data.x_test.shape[1:])}")
     kind = "export" if isinstance(model, torch.fx.GraphModule) else "torchscript"
     _say(f"model: {_KINDS[kind]}, {sum(p.numel() for p in model.parameters()):,} parameters, {n_classes} classes")
     return config, model, data
