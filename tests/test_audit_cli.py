@@ -357,6 +357,13 @@ def test_loaders_return_the_saved_model_and_data(files):
             torch.testing.assert_close(model(data.x_test), expected)
 
 
+def test_a_model_saved_in_training_mode_is_probed_and_audited_in_eval_mode(files, tmp_path, capsys):
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10), nn.BatchNorm1d(10)).train()  # batch norm fails on one row
+    path = _script(model, tmp_path / "bn.pt")
+    status, out, err = _inprocess([str(path), str(files["data"]), *QUICK, "--fail-on", "never"], capsys)
+    assert status == 0 and out.startswith("### Audit of bn.pt"), err
+
+
 def test_help_and_version_exit_0(capsys):
     assert cli.main(["--help"]) == 0
     text = capsys.readouterr().out

@@ -26,6 +26,7 @@ from torch import nn
 from gdsec import __version__
 from gdsec.audit import AuditConfig, AuditReport, audit
 from gdsec.data import Split
+from gdsec.models import eval_mode
 
 __all__ = ["ARRAYS", "load_data", "load_model", "main"]
 
@@ -184,7 +185,7 @@ def _n_classes(model: nn.Module, data: Split) -> int:
     x, widths = data.x_test, set()
     for n in (1, min(16, len(x))):
         try:
-            with torch.no_grad():
+            with eval_mode(model), torch.no_grad():
                 out = model(x[:n])
         except Exception as error:  # the model's own failure, whatever its type
             hint = "; export it with a dynamic batch dimension" if isinstance(model, torch.fx.GraphModule) else ""
@@ -287,7 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say(f"error: {error} (see gdsec-audit --help)")
         return 2
     except (ValueError, OSError) as error:  # bad input, or an --out that cannot be written
-        _say(f"error: {error}")
+        _say(f"error: {' '.join(str(error).split())}")
         return 2
     except Exception as error:  # a bug, or a model the checks cannot handle: one line, status 3
         _say(f"error: the audit failed ({_one_line(error)})")
