@@ -78,9 +78,9 @@ def files(tmp_path_factory, digits, digits_mlp) -> dict:
     """The honest digits MLP saved both ways, and 300 training / 120 held-out digits as an .npz."""
     folder = tmp_path_factory.mktemp("audit_cli")
     model = copy.deepcopy(digits_mlp).eval()
-    arrays = {
-        "x_train": digits.x_train[:300].numpy(), "y_train": digits.y_train[:300].numpy(),
-        "x_test": digits.x_test[:120].numpy(), "y_test": digits.y_test[:120].numpy(),
+    arrays = {  # copies: no test may reach the session fixture through a shared buffer
+        "x_train": digits.x_train[:300].numpy().copy(), "y_train": digits.y_train[:300].numpy().copy(),
+        "x_test": digits.x_test[:120].numpy().copy(), "y_test": digits.y_test[:120].numpy().copy(),
     }
     np.savez(folder / "data.npz", **arrays)
     return {
