@@ -1,4 +1,4 @@
-"""Loss surfaces to descend, the measured stability bound, and where descent ends (minimum, saddle, divergence).
+"""Loss surfaces to descend, the measured stability bound, where descent ends, and the loss between two models.
 
 The curvature of real models (sharpness, Lanczos extremes, the full Hessian) lives in
 :mod:`gdsec.hessian` and is re-exported here, where the chapters have always found it.
@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from torch import nn
 
 from gdsec.hessian import (
     HessianExtremes,
@@ -20,27 +21,22 @@ from gdsec.hessian import (
     hessian_top_eigenvalue,
     sharpness,
 )
+from gdsec.models import eval_mode
 from gdsec.optim import check_descent_args, minimize, step
-from gdsec.validation import check_choice, check_int, check_number, check_seed
+from gdsec.validation import (
+    check_batch,
+    check_choice,
+    check_int,
+    check_labels,
+    check_model,
+    check_number,
+    check_seed,
+)
 
 __all__ = [
-    "Surface",
-    "SURFACES",
-    "critical_lr",
-    "HessianExtremes",
-    "critical_point_kind",
-    "curvature",
-    "descend_many",
-    "evaluate_grid",
-    "first_exit",
-    "full_hessian",
-    "hessian_eigenvalues",
-    "hessian_extremes",
-    "hessian_top_eigenvalue",
-    "nearest_minimum",
-    "quadratic",
-    "sharpness",
-    "surface",
+    "Surface", "SURFACES", "critical_lr", "HessianExtremes", "critical_point_kind", "curvature", "descend_many",
+    "evaluate_grid", "first_exit", "full_hessian", "hessian_eigenvalues", "hessian_extremes",
+    "hessian_top_eigenvalue", "nearest_minimum", "quadratic", "segment_loss", "sharpness", "surface",
 ]
 
 Loss = Callable[[torch.Tensor], torch.Tensor]
@@ -269,3 +265,32 @@ def first_exit(path: torch.Tensor, center: Sequence[float], radius: float) -> in
         raise ValueError(f"path must have shape (k, d), got {tuple(path.shape)}")
     outside = ((path - torch.as_tensor(center, dtype=torch.float64)).norm(dim=1) > radius).nonzero()
     return int(outside[0]) if len(outside) else None
+
+
+def segment_loss(
+    start: nn.Module, end: nn.Module, x: torch.Tensor, y: torch.Tensor, ts: Sequence[float] | torch.Tensor
+) -> torch.Tensor:
+    """Mean cross-entropy on (x, y) at the weights ``(1 - t) * start + t * end`` for each ``t`` in ``ts``.
+
+    ``t = 0`` is ``start``, ``t = 1`` is ``end``; values outside [0, 1] extend the line. Both models
+    need the same parameter names and shapes; neither is modified (mode and ``.grad`` included).
+    Taught in chapter 7.
+    """
+    for name, model in (("start", start), ("end", end)):
+        check_model(name, model)
+    check_batch("x", x)
+    check_labels("y", y, n=x.shape[0])
+    first, second = dict(start.named_parameters()), dict(end.named_parameters())
+    if {n: p.shape for n, p in first.items()} != {n: p.shape for n, p in second.items()}:
+        raise ValueError("end must have the same parameter names and shapes as start")
+    coefficients = torch.as_tensor(ts, dtype=torch.float64).detach()
+    if coefficients.dim() != 1 or coefficients.numel() == 0 or not torch.isfinite(coefficients).all():
+        raise ValueError(f"ts must be a non-empty 1-D sequence of finite numbers, got shape {tuple(coefficients.shape)}")
+    buffers = dict(start.named_buffers())
+    losses = []
+    with eval_mode(start), torch.no_grad():
+        for t in coefficients.tolist():
+            values = {n: (1 - t) * p.detach() + t * second[n].detach() for n, p in first.items()}
+            logits = torch.func.functional_call(start, {**buffers, **values}, (x,))
+            losses.append(nn.functional.cross_entropy(logits, y).item())
+    return torch.tensor(losses, dtype=torch.float64)

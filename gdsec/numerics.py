@@ -34,6 +34,7 @@ __all__ = [
     "is_loss_spike",
     "layer_gradient_norms",
     "parameters_finite",
+    "row_gradient_norms",
     "unit_activity",
     "valid_rows",
 ]
@@ -65,6 +66,30 @@ def layer_gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> 
         loss = nn.functional.cross_entropy(model(x), y)
         grads = torch.autograd.grad(loss, weights)
     return [g.norm().item() for g in grads]
+
+
+def row_gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, layer: int = 0) -> torch.Tensor:
+    """L2 norm, for each row of ``x`` alone, of its cross-entropy gradient for weight matrix ``layer`` (0 = input).
+
+    One vectorised backward pass per row (``torch.func.vmap``); the model's parameters, ``.grad`` and
+    mode are left as they were.
+    Taught in chapter 7.
+    """
+    check_model("model", model)
+    check_batch("x", x)
+    check_labels("y", y, n=x.shape[0])
+    names = [n for n, p in model.named_parameters() if p.requires_grad and p.dim() >= 2]
+    check_int("layer", layer, low=0, high=len(names) - 1)
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    buffers = dict(model.named_buffers())
+
+    def row_loss(values: dict[str, torch.Tensor], row: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        logits = torch.func.functional_call(model, {**buffers, **values}, (row.unsqueeze(0),))
+        return nn.functional.cross_entropy(logits, label.unsqueeze(0))
+
+    with eval_mode(model):
+        grads = torch.func.vmap(torch.func.grad(row_loss), in_dims=(None, 0, 0))(params, x, y)
+    return grads[names[layer]].flatten(1).norm(dim=1).detach()
 
 
 class Activity(NamedTuple):

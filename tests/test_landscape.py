@@ -1,5 +1,7 @@
 """Test surfaces, the measured stability bound, many starts at once, critical points, and the trap explorer."""
 
+import copy
+
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import pytest
@@ -7,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gdsec import landscape
+from gdsec import landscape, models
 from gdsec.optim import minimize
 from gdsec.widgets.landscape import plot_trajectory, trap_explorer
 
@@ -155,3 +157,59 @@ def test_trap_explorer_faces_and_trajectory_plot():
 def test_trap_widget_bad_arguments_raise_value_error(call):
     with pytest.raises(ValueError):
         call()
+
+
+def _two_mlps(digits_mlp):
+    """A copy of the shared trained MLP and an untrained one of the same architecture."""
+    return copy.deepcopy(digits_mlp), models.mlp(64, 10, hidden=32, seed=1)
+
+
+def _blend(start, end, t):
+    """A copy of ``start`` whose parameters are (1 - t) * start + t * end."""
+    blend = copy.deepcopy(start)
+    with torch.no_grad():
+        for p, q in zip(blend.parameters(), end.parameters(), strict=True):
+            p.mul_(1 - t).add_(t * q)
+    return blend
+
+
+def test_segment_loss_ends_are_the_models_and_points_between_interpolate_weights(digits, digits_mlp):
+    start, end = _two_mlps(digits_mlp)
+    x, y = digits.x_train[:300], digits.y_train[:300]
+    ts = [-0.5, 0.0, 0.5, 1.0, 1.5]
+    losses = landscape.segment_loss(start, end, x, y, ts)
+    with torch.no_grad():
+        expected = [torch.nn.functional.cross_entropy(_blend(start, end, t)(x), y).item() for t in ts]
+        own = [torch.nn.functional.cross_entropy(m(x), y).item() for m in (start, end)]
+    assert losses.shape == (5,) and losses.dtype == torch.float64
+    assert torch.allclose(losses, torch.tensor(expected, dtype=torch.float64), atol=1e-5)
+    assert abs(losses[1] - own[0]) < 1e-5 and abs(losses[3] - own[1]) < 1e-5
+    assert abs(losses[2] - (own[0] + own[1]) / 2) > 0.05  # the weights are averaged, not the losses
+
+
+def test_segment_loss_leaves_both_models_alone(digits, digits_mlp):
+    start, end = _two_mlps(digits_mlp)
+    start.train()
+    end.eval()
+    before = [p.detach().clone() for p in (*start.parameters(), *end.parameters())]
+    landscape.segment_loss(start, end, digits.x_train[:200], digits.y_train[:200], torch.linspace(0, 1, 5))
+    assert start.training and not end.training
+    assert all(p.grad is None for p in (*start.parameters(), *end.parameters()))
+    assert all(torch.equal(a, b.detach()) for a, b in zip(before, (*start.parameters(), *end.parameters()), strict=True))
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda s, e, x, y: landscape.segment_loss(s, models.mlp(64, 10, hidden=16), x, y, [0.0]), "end"),
+        (lambda s, e, x, y: landscape.segment_loss(s, e, x, y, []), "ts"),
+        (lambda s, e, x, y: landscape.segment_loss(s, e, x, y, [[0.0, 1.0]]), "ts"),
+        (lambda s, e, x, y: landscape.segment_loss(s, e, x, y, [0.0, float("nan")]), "ts"),
+        (lambda s, e, x, y: landscape.segment_loss(s, e, x, y[:-1], [0.0]), "y"),
+        (lambda s, e, x, y: landscape.segment_loss("model", e, x, y, [0.0]), "start"),
+    ],
+)
+def test_segment_loss_rejects_bad_arguments(digits, digits_mlp, make, message):
+    start, end = _two_mlps(digits_mlp)
+    with pytest.raises(ValueError, match=message):
+        make(start, end, digits.x_train[:20], digits.y_train[:20])

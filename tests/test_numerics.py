@@ -31,6 +31,27 @@ def test_layer_gradient_norms_explode_with_input_scale_and_leave_model_alone(dig
     assert model.training and all(p.grad is None for p in model.parameters())
 
 
+def test_row_gradient_norms_match_one_row_at_a_time_and_leave_model_alone(digits):
+    x, y, _, _ = digits
+    model = models.mlp(depth=2, seed=0)
+    model.train()
+    for layer in (0, 2):
+        rows = numerics.row_gradient_norms(model, x[:6], y[:6], layer=layer)
+        alone = torch.tensor([numerics.layer_gradient_norms(model, x[i : i + 1], y[i : i + 1])[layer] for i in range(6)])
+        assert rows.shape == (6,) and torch.allclose(rows, alone, rtol=1e-4)
+    assert model.training and all(p.grad is None for p in model.parameters())
+
+
+def test_scaled_inputs_vanish_on_rows_a_trained_relu_net_gets_right(digits):
+    x, y, _, _ = digits
+    model, _ = _trained(x, y)
+    with torch.no_grad():
+        right = model(1000 * x).argmax(1) == y
+    growth = numerics.row_gradient_norms(model, 1000 * x, y) / numerics.row_gradient_norms(model, x, y)
+    assert 0.8 < right.float().mean() < 1.0
+    assert (growth[right] < 1e-3).float().mean() > 0.95 and growth[~right].min() > 100
+
+
 def test_sigmoid_stack_vanishes_and_saturates(digits):
     x, y, _, _ = digits
     model = models.mlp(depth=4, activation="sigmoid", seed=0)
@@ -127,6 +148,9 @@ def test_guards_each_stop_their_own_attack(digits):
         lambda m, x, y: numerics.parameters_finite(None),
         lambda m, x, y: numerics.valid_rows(torch.zeros(3)),
         lambda m, x, y: numerics.valid_rows(torch.zeros(3, 2, dtype=torch.long)),
+        lambda m, x, y: numerics.row_gradient_norms(m, x, y, layer=2),
+        lambda m, x, y: numerics.row_gradient_norms(m, x[:4], y[:5]),
+        lambda m, x, y: numerics.row_gradient_norms(torch.nn.ReLU(), x[:4], y[:4]),
     ],
 )
 def test_bad_arguments_raise_value_error(digits, call):
