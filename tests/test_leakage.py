@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from gdsec import data, leakage, models
-from gdsec.widgets.leakage import leakage_explorer
+from gdsec.widgets.leakage import leakage_explorer, plot_reconstruction
 
 
 @pytest.fixture()
@@ -316,6 +316,16 @@ def test_leakage_explorer_precomputes_views(digits, victim):
         leakage_explorer(victim, x, y, batch_sizes=(3,), live=False)
     with pytest.raises(ValueError, match="noise_levels"):
         leakage_explorer(victim, x, y, noise_levels=(-1.0,), live=False)
+
+
+def test_plot_reconstruction_captions_psnr(digits):
+    import matplotlib.pyplot as plt
+
+    x = digits.x_test[:2]
+    fig = plot_reconstruction(x, x, torch.tensor([0.01, 0.001]), columns=3)
+    captions = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    plt.close(fig)
+    assert captions == ["20 dB", "30 dB"]
 
 
 def test_public_names_live_in_one_submodule_each_and_import_from_the_package():
