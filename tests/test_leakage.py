@@ -293,6 +293,10 @@ def test_reconstruction_quality_matches_before_scoring(digits):
     assert all(torch.allclose(a, b) for a, b in zip(shuffled, aligned, strict=True))
     assert torch.allclose(aligned.psnr, 10 * torch.log10(1 / aligned.mse))
     assert (aligned.ssim < 1).all() and (aligned.ssim > 0.5).all() and (aligned.psnr > 20).all()
+    unmatched = leakage.reconstruction_quality(noisy[[2, 0, 1]], x, match=False)
+    assert (unmatched.psnr < aligned.psnr - 5).all() and torch.allclose(unmatched.psnr, leakage.psnr(noisy[[2, 0, 1]], x))
+    with pytest.raises(ValueError, match="match"):
+        leakage.reconstruction_quality(noisy, x, match="yes")
     blank = leakage.reconstruction_quality(torch.zeros_like(x), x)
     assert (blank.ssim < 0.1).all() and (blank.psnr < aligned.psnr - 10).all()
 

@@ -89,11 +89,16 @@ class Quality(NamedTuple):
     ssim: torch.Tensor
 
 
-def reconstruction_quality(x_rec: torch.Tensor, x: torch.Tensor, *, window: int = 7) -> Quality:
-    """MSE, PSNR and SSIM of each original against the reconstruction matched to it (pixels in [0, 1]).
+def reconstruction_quality(x_rec: torch.Tensor, x: torch.Tensor, *, match: bool = True, window: int = 7) -> Quality:
+    """MSE, PSNR and SSIM of each original against its reconstruction (pixels in [0, 1]).
 
+    With ``match=True`` (a batch rebuilt in no particular order) each original is first paired with
+    one reconstruction by :func:`gdsec.leakage.match_reconstructions`; with ``match=False`` row i is
+    scored against row i, as for independent clients attacked one at a time.
     Taught in chapter 9.
     """
-    matched = match_reconstructions(x_rec, x)
+    if not isinstance(match, bool):
+        raise ValueError(f"match must be True or False, got {match!r}")
+    matched = match_reconstructions(x_rec, x) if match else _check_pair(x_rec, x, images=False)[0].to(x.dtype)
     mse = ((matched.double() - x.double()) ** 2).flatten(1).mean(1)
     return Quality(mse, psnr(matched, x), ssim(matched, x, window=window))
