@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from gdsec import data, leakage, models
-from gdsec.widgets.leakage import leakage_explorer
+from gdsec.widgets.leakage import leakage_explorer, plot_reconstruction
 
 
 @pytest.fixture()
@@ -154,6 +154,19 @@ def test_noise_and_pruning_copy_and_validate():
         leakage.prune_gradients(grads, 1.5)
 
 
+def test_global_pruning_ranks_entries_across_tensors():
+    grads = [torch.tensor([1.0, -2.0, 3.0]), torch.tensor([10.0, -20.0])]
+    saved = [g.clone() for g in grads]
+    pruned = leakage.prune_gradients(grads, 0.4, scope="global")
+    assert torch.equal(pruned[0], torch.tensor([0.0, 0.0, 3.0])) and torch.equal(pruned[1], grads[1])
+    per_tensor = leakage.prune_gradients(grads, 0.4)
+    assert torch.equal(per_tensor[0], torch.tensor([0.0, -2.0, 3.0])) and torch.equal(per_tensor[1], torch.tensor([0.0, -20.0]))
+    assert leakage.prune_gradients(grads, 0.0, scope="global")[0].equal(grads[0])
+    assert all(torch.equal(a, b) for a, b in zip(grads, saved, strict=True))
+    with pytest.raises(ValueError, match="scope"):
+        leakage.prune_gradients(grads, 0.5, scope="layer")
+
+
 def test_dp_gradients_match_opacus_clipping(digits, victim):
     from opacus import PrivacyEngine
 
@@ -191,6 +204,21 @@ def test_dp_epsilon_falls_with_noise():
         leakage.dp_epsilon(1.0, sample_rate=0.1, steps=10, delta=1.0)
 
 
+def test_one_unamplified_release_costs_what_the_gaussian_mechanism_costs():
+    # One release (sample_rate=1, steps=1): RDP of order a is a / (2 sigma^2); Opacus converts it to
+    # eps = min_a [a / (2 sigma^2) + log((a - 1) / a) - (log(delta) + log(a)) / (a - 1)] over its orders.
+    orders = [1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64))
+    for sigma in (0.1, 1.0, 4.0):
+        closed = min(
+            a / (2 * sigma**2) + math.log((a - 1) / a) - (math.log(1e-5) + math.log(a)) / (a - 1) for a in orders
+        )
+        assert math.isclose(leakage.dp_epsilon(sigma, sample_rate=1.0, steps=1), closed, rel_tol=1e-6)
+    # Subsampling amplifies only with enough noise: at sigma = 4, 176 secret steps at q = 1/22 cost less
+    # than one release the attacker knows about; at sigma = 0.1 the composition costs far more.
+    assert leakage.dp_epsilon(4.0, sample_rate=1 / 22, steps=176) < 0.8 * leakage.dp_epsilon(4.0, sample_rate=1.0, steps=1)
+    assert leakage.dp_epsilon(0.1, sample_rate=1 / 22, steps=176) > 10 * leakage.dp_epsilon(0.1, sample_rate=1.0, steps=1)
+
+
 def test_dp_train_reports_epsilon_silently_and_leaves_no_hooks(digits):
     model = models.mlp(activation="sigmoid", hidden=16, seed=0)
     before = [p.detach().clone() for p in model.parameters()]
@@ -206,6 +234,71 @@ def test_dp_train_reports_epsilon_silently_and_leaves_no_hooks(digits):
     assert not model._forward_hooks and all(not m._forward_hooks for m in model.modules())
     with pytest.raises(ValueError, match="batch_size"):
         leakage.dp_train(model, digits.x_train[:10], digits.y_train[:10], noise_multiplier=1.0, batch_size=20)
+
+
+def test_psnr_by_hand():
+    x = torch.zeros(2, 1, 2, 2)
+    x_rec = x.clone()
+    x_rec[0, 0, 0, 0] = 0.2  # MSE 0.04 / 4 = 0.01 -> 10 log10(1 / 0.01) = 20 dB
+    values = leakage.psnr(x_rec, x)
+    assert math.isclose(values[0].item(), 20.0, rel_tol=1e-6) and values[1].item() == math.inf
+    assert math.isclose(leakage.psnr(x_rec, x, data_range=2.0)[0].item(), 20.0 + 20 * math.log10(2), rel_tol=1e-6)
+    assert leakage.psnr(x_rec.flatten(1), x.flatten(1))[0].item() == pytest.approx(20.0)
+    with pytest.raises(ValueError, match="x_rec"):
+        leakage.psnr(x_rec[:1], x)
+    with pytest.raises(ValueError, match="data_range"):
+        leakage.psnr(x_rec, x, data_range=0.0)
+    with pytest.raises(ValueError, match="x"):
+        leakage.psnr(x_rec, torch.full_like(x, math.nan))
+
+
+def test_ssim_by_hand_on_one_window():
+    # x = [[0, 0], [1, 1]], y = [[0, 0], [1, 0]], one 2x2 window, sample (n - 1 = 3) statistics:
+    # mu_x = 1/2, mu_y = 1/4, var_x = 1/3, var_y = 1/4, cov = 1/6, c1 = 1e-4, c2 = 9e-4, so
+    # SSIM = (2 * 1/8 + c1)(2/6 + c2) / ((1/4 + 1/16 + c1)(1/3 + 1/4 + c2)) = 0.25010 * 0.33423 / (0.31260 * 0.58423).
+    x = torch.tensor([[[0.0, 0.0], [1.0, 1.0]]])
+    y = torch.tensor([[[0.0, 0.0], [1.0, 0.0]]])
+    assert leakage.ssim(y, x, window=2).item() == pytest.approx(0.45771, abs=1e-5)
+    assert leakage.ssim(x, y, window=2).item() == pytest.approx(0.45771, abs=1e-5)
+    assert leakage.ssim(x, x, window=2).item() == pytest.approx(1.0)
+    assert leakage.ssim(1 - x, x, window=2).item() < 0  # inverted contrast: negative correlation
+    # The same pair at a tenth of the contrast, where the constants matter: every statistic but the
+    # means scales by 1/100, so SSIM = (2 * 1/800 + c1)(2/600 + c2) / ((1/400 + 1/1600 + c1)(1/300 + 1/400 + c2))
+    # = 0.0026 * 0.0042333 / (0.003225 * 0.0067333) = 0.50687 (population variances would give 0.51964).
+    assert leakage.ssim(y / 10, x / 10, window=2).item() == pytest.approx(0.50687, abs=1e-4)
+
+
+def test_ssim_averages_every_window_position_and_channel():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(2, 2, 8, 8, generator=g), torch.rand(2, 2, 8, 8, generator=g)
+    by_window = [
+        leakage.ssim(a[n : n + 1, c, i : i + 3, j : j + 3], b[n : n + 1, c, i : i + 3, j : j + 3], window=3)
+        for n in range(2) for c in range(2) for i in range(6) for j in range(6)
+    ]
+    expected = torch.cat(by_window).reshape(2, 72).mean(1)
+    assert torch.allclose(leakage.ssim(a, b, window=3), expected, atol=1e-12)
+    assert leakage.ssim(a, b).shape == (2,)  # default window 7 fits an 8x8 image
+    for window in (1, 9):
+        with pytest.raises(ValueError, match="window"):
+            leakage.ssim(a, b, window=window)
+    with pytest.raises(ValueError, match="images"):
+        leakage.ssim(a.flatten(1), b.flatten(1))
+
+
+def test_reconstruction_quality_matches_before_scoring(digits):
+    x = digits.x_test[:3]
+    noisy = (x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
+    shuffled = leakage.reconstruction_quality(noisy[[2, 0, 1]], x)
+    aligned = leakage.reconstruction_quality(noisy, x)
+    assert all(torch.allclose(a, b) for a, b in zip(shuffled, aligned, strict=True))
+    assert torch.allclose(aligned.psnr, 10 * torch.log10(1 / aligned.mse))
+    assert (aligned.ssim < 1).all() and (aligned.ssim > 0.5).all() and (aligned.psnr > 20).all()
+    unmatched = leakage.reconstruction_quality(noisy[[2, 0, 1]], x, match=False)
+    assert (unmatched.psnr < aligned.psnr - 5).all() and torch.allclose(unmatched.psnr, leakage.psnr(noisy[[2, 0, 1]], x))
+    with pytest.raises(ValueError, match="match"):
+        leakage.reconstruction_quality(noisy, x, match="yes")
+    blank = leakage.reconstruction_quality(torch.zeros_like(x), x)
+    assert (blank.ssim < 0.1).all() and (blank.psnr < aligned.psnr - 10).all()
 
 
 def test_client_gradients_validate_and_restore_mode(digits, victim):
@@ -229,9 +322,20 @@ def test_leakage_explorer_precomputes_views(digits, victim):
         leakage_explorer(victim, x, y, noise_levels=(-1.0,), live=False)
 
 
-def test_public_names_live_in_one_submodule_each_and_import_from_the_package():
-    from gdsec.leakage import defences, gradients, reconstruction
+def test_plot_reconstruction_captions_psnr(digits):
+    import matplotlib.pyplot as plt
 
-    homes = {name: [m for m in (defences, gradients, reconstruction) if name in m.__all__] for name in leakage.__all__}
+    x = digits.x_test[:2]
+    fig = plot_reconstruction(x, x, torch.tensor([0.01, 0.001]), columns=3)
+    captions = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    plt.close(fig)
+    assert captions == ["20 dB", "30 dB"]
+
+
+def test_public_names_live_in_one_submodule_each_and_import_from_the_package():
+    from gdsec.leakage import defences, gradients, metrics, reconstruction
+
+    modules = (defences, gradients, metrics, reconstruction)
+    homes = {name: [m for m in modules if name in m.__all__] for name in leakage.__all__}
     assert all(len(found) == 1 and getattr(leakage, name) is getattr(found[0], name) for name, found in homes.items())
     assert "max_norm" in leakage.DPTraining._fields and "max_grad_norm" not in leakage.DPTraining._fields

@@ -2,11 +2,13 @@
 
 Split by responsibility: :mod:`gdsec.leakage.gradients` (what a client shares),
 :mod:`gdsec.leakage.reconstruction` (DLG and iDLG label inference, matching reconstructions to
-originals) and :mod:`gdsec.leakage.defences` (gradient noise, pruning, DP-SGD via Opacus). Every
+originals), :mod:`gdsec.leakage.metrics` (PSNR and SSIM of a reconstruction) and
+:mod:`gdsec.leakage.defences` (gradient noise, pruning, DP-SGD via Opacus). Every
 public name is importable from ``gdsec.leakage``.
 """
 
 from gdsec.leakage.defences import (
+    PRUNE_SCOPES,
     DPTraining,
     add_gradient_noise,
     dp_epsilon,
@@ -15,6 +17,7 @@ from gdsec.leakage.defences import (
     prune_gradients,
 )
 from gdsec.leakage.gradients import client_gradients
+from gdsec.leakage.metrics import Quality, psnr, reconstruction_quality, ssim
 from gdsec.leakage.reconstruction import (
     DISTANCES,
     dlg,
@@ -26,7 +29,9 @@ from gdsec.leakage.reconstruction import (
 
 __all__ = [
     "DISTANCES",
+    "PRUNE_SCOPES",
     "DPTraining",
+    "Quality",
     "add_gradient_noise",
     "client_gradients",
     "dlg",
@@ -37,5 +42,8 @@ __all__ = [
     "infer_labels",
     "match_reconstructions",
     "prune_gradients",
+    "psnr",
     "reconstruction_errors",
+    "reconstruction_quality",
+    "ssim",
 ]

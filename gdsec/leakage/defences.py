@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from gdsec.leakage.gradients import check_inputs, client_gradients, trainable
-from gdsec.validation import check_int, check_number, check_seed
+from gdsec.validation import check_choice, check_int, check_number, check_seed
 
-__all__ = ["DPTraining", "add_gradient_noise", "dp_epsilon", "dp_gradients", "dp_train", "prune_gradients"]
+__all__ = ["PRUNE_SCOPES", "DPTraining", "add_gradient_noise", "dp_epsilon", "dp_gradients", "dp_train", "prune_gradients"]
 
 #: Opacus warnings that are expected in a teaching setting and carry no information for the reader.
 _OPACUS_EXPECTED = (
@@ -34,12 +34,27 @@ def add_gradient_noise(grads: Sequence[torch.Tensor], sigma: float, *, seed: int
     return [g.detach() + sigma * torch.randn(g.shape, generator=generator, dtype=g.dtype) for g in grads]
 
 
-def prune_gradients(grads: Sequence[torch.Tensor], fraction: float) -> list[torch.Tensor]:
-    """A copy of ``grads`` with the ``fraction`` smallest-magnitude entries of each tensor set to zero.
+#: How ``prune_gradients`` ranks entries: within each tensor, or across the whole gradient at once.
+PRUNE_SCOPES = ("tensor", "global")
 
+
+def prune_gradients(grads: Sequence[torch.Tensor], fraction: float, *, scope: str = "tensor") -> list[torch.Tensor]:
+    """A copy of ``grads`` with the ``fraction`` smallest-magnitude entries set to zero.
+
+    ``scope="tensor"`` prunes that fraction of every tensor; ``scope="global"`` ranks all entries of
+    all tensors together, so a layer with small entries can lose more than ``fraction`` of them.
     Taught in chapter 9.
     """
     check_number("fraction", fraction, low=0.0, high=1.0)
+    check_choice("scope", scope, PRUNE_SCOPES)
+    if scope == "global":
+        flat = torch.cat([g.detach().reshape(-1) for g in grads])
+        k = int(round(fraction * flat.numel()))
+        keep = torch.ones_like(flat, dtype=torch.bool)
+        if k > 0:
+            keep[torch.argsort(flat.abs())[:k]] = False
+        masks = torch.split(keep, [g.numel() for g in grads])
+        return [torch.where(m.reshape(g.shape), g.detach(), 0.0) for g, m in zip(grads, masks, strict=True)]
     pruned = []
     for g in grads:
         k = int(round(fraction * g.numel()))
@@ -83,6 +98,9 @@ def dp_gradients(
 def dp_epsilon(noise_multiplier: float, *, sample_rate: float, steps: int, delta: float = 1e-5) -> float:
     """Opacus's RDP accountant: the epsilon of ``steps`` DP-SGD steps at this noise and sampling rate.
 
+    ``sample_rate=1, steps=1`` is one unamplified release of a clipped, noised gradient (the
+    Gaussian mechanism), what an attacker who knows the example took part sees; amplification by
+    subsampling (``sample_rate < 1``) holds only while the sampling stays secret from the adversary.
     Taught in chapter 9.
     """
     sigma = check_number("noise_multiplier", noise_multiplier, low=0.0)
@@ -130,9 +148,11 @@ def dp_train(
 ) -> DPTraining:
     """Train ``model`` in place with DP-Adam through Opacus (Poisson sampling, flat clipping).
 
-    Returns Opacus's RDP accountant's epsilon at ``delta``. Opacus's expected warnings (secure RNG
-    off, backward hooks on inputs without grad, alpha range) are silenced here by message. The
-    model is left in eval mode, without Opacus hooks.
+    Returns Opacus's RDP accountant's epsilon at ``delta`` (example-level, central DP). Opacus runs
+    with ``secure_mode`` off: the noise comes from a seeded pseudo-random generator, so the guarantee
+    is a teaching one, not cryptographically sound. Opacus's expected warnings (secure RNG off,
+    backward hooks on inputs without grad, alpha range) are silenced here by message. The model is
+    left in eval mode, without Opacus hooks.
     Taught in chapter 9.
     """
     check_inputs(model, x, y)

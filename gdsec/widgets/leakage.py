@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
@@ -15,7 +16,7 @@ from gdsec.leakage import (
     client_gradients,
     dlg,
     match_reconstructions,
-    reconstruction_errors,
+    reconstruction_quality,
 )
 from gdsec.validation import check_int, check_labels, check_model, check_number, check_unit_tensor
 from gdsec.widgets.core import explorer
@@ -26,8 +27,10 @@ __all__ = ["leakage_explorer", "plot_reconstruction"]
 def plot_reconstruction(
     x: torch.Tensor, x_rec: torch.Tensor, errors: torch.Tensor, *, columns: int | None = None, title: str = ""
 ) -> Figure:
-    """Originals in the top row, their reconstructions below, each with its mean squared error.
+    """Originals in the top row, their reconstructions below, each captioned with its PSNR.
 
+    ``errors`` are the per-image mean squared errors (pixels in [0, 1]); the caption shows
+    10 log10(1 / MSE) in dB (20 dB is an MSE of 0.01).
     Taught in chapter 9.
     """
     n = x.shape[0]
@@ -40,7 +43,9 @@ def plot_reconstruction(
         if j < n:
             axes[0, j].imshow(x[j, 0], cmap="gray_r", vmin=0, vmax=1)
             axes[1, j].imshow(x_rec[j, 0], cmap="gray_r", vmin=0, vmax=1)
-            axes[1, j].set_title(f"MSE {errors[j].item():.3f}", fontsize=8)
+            mse = float(errors[j])
+            db = math.inf if mse <= 0 else 10 * math.log10(1 / mse)
+            axes[1, j].set_title(f"{db:.0f} dB", fontsize=8)
     axes[0, 0].text(-0.3, 0.5, "private", rotation=90, va="center", ha="right", transform=axes[0, 0].transAxes)
     axes[1, 0].text(-0.3, 0.5, "rebuilt", rotation=90, va="center", ha="right", transform=axes[1, 0].transAxes)
     if title:
@@ -62,7 +67,8 @@ def leakage_explorer(
     """Gradient-noise level x client batch size -> the DLG reconstruction of the client's batch.
 
     Each view computes the client's gradient on the first ``batch`` rows of (x, y), adds Gaussian
-    noise of the chosen standard deviation, runs :func:`gdsec.leakage.dlg` and shows the result.
+    noise of the chosen standard deviation, runs :func:`gdsec.leakage.dlg` and shows the result
+    with its PSNR and SSIM (:func:`gdsec.leakage.reconstruction_quality`).
     Taught in chapter 9.
     """
     check_model("model", model)
@@ -79,9 +85,12 @@ def leakage_explorer(
         xb, yb = x[:batch], y[:batch]
         grads = add_gradient_noise(client_gradients(model, xb, yb), noise, seed=0)
         x_rec, _ = dlg(model, grads, tuple(xb.shape), n_classes=n_classes, steps=steps)
-        errors = reconstruction_errors(x_rec, xb)
-        title = f"noise σ = {noise:.3g}, batch of {batch}: mean MSE {errors.mean().item():.3f}"
-        return plot_reconstruction(xb, match_reconstructions(x_rec, xb), errors, columns=widest, title=title)
+        quality = reconstruction_quality(x_rec, xb)
+        title = (
+            f"noise σ = {noise:.3g}, batch of {batch}: median PSNR {quality.psnr.median().item():.0f} dB, "
+            f"mean SSIM {quality.ssim.mean().item():.2f}"
+        )
+        return plot_reconstruction(xb, match_reconstructions(x_rec, xb), quality.mse, columns=widest, title=title)
 
     return explorer(
         render,
