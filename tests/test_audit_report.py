@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import pytest
 
 from gdsec import audit
-from gdsec.audit.report import grade
+from gdsec.audit.report import CAVEAT, NOT_TESTED, SEVERITY_TEXT, contrast_ratio, grade
 from gdsec.plotting import PALETTE
 from gdsec.widgets import audit as audit_widgets
 from gdsec.widgets.audit import audit_explorer, plot_report
@@ -39,6 +39,15 @@ def test_report_exports_markdown_json_and_html():
     assert page == report._repr_html_()
     assert page.count("<tr") == 6 and "exports &lt;model&gt;" in page and "medium" in page and "a | b" in page
     assert "See chapters 8-9." in page and "(See chapters 8-9.)" in markdown
+    for text in (markdown, page, report.to_json()):
+        assert "necessary, never sufficient" in text and "Not tested" in text or "not_tested" in text
+    assert parsed["not_tested"] == list(NOT_TESTED) and parsed["caveat"] == CAVEAT and len(NOT_TESTED) >= 5
+
+
+@pytest.mark.parametrize(("a", "b", "expected"), [("#000000", "#ffffff", 21.0), ("#ffffff", "#ffffff", 1.0), ("#777777", "#ffffff", 4.48)])
+def test_contrast_ratio_follows_wcag(a, b, expected):
+    assert contrast_ratio(a, b) == pytest.approx(expected, abs=0.01)
+    assert contrast_ratio(b, a) == pytest.approx(expected, abs=0.01)
 
 
 def test_report_reads_findings_severities_and_the_worst():
@@ -63,7 +72,9 @@ def test_one_severity_palette_for_the_report_and_the_explorer():
     report = _report(adversarial_testing="medium", training_security="high")
     page = report.to_html()
     for severity, colour in audit.SEVERITY_COLOURS.items():
-        assert f'background:{colour};color:white;padding:1px 6px;border-radius:3px">{severity}<' in page
+        text = SEVERITY_TEXT[severity]
+        assert f'background:{colour};color:{text};padding:1px 6px;border-radius:3px">{severity}<' in page
+        assert contrast_ratio(text, colour) >= 4.5, f"{severity} badge fails WCAG AA"
     fig = plot_report(report)
     faces = {
         t.get_text(): t.get_bbox_patch().get_facecolor() for t in fig.axes[0].texts if t.get_bbox_patch() is not None

@@ -10,6 +10,7 @@ from ipywidgets import VBox
 from matplotlib.figure import Figure
 
 from gdsec.audit import SEVERITY_COLOURS, AuditReport
+from gdsec.audit.report import SEVERITY_TEXT
 from gdsec.widgets.core import explorer
 
 __all__ = ["SHORT_NAMES", "audit_explorer", "plot_report"]
@@ -41,7 +42,7 @@ def plot_report(report: AuditReport, *, width: int = 72) -> Figure:
     for row, finding in enumerate(report.findings):
         ax.text(0, row + 0.45, SHORT_NAMES.get(finding.question, finding.question), fontsize=9, va="center", weight="bold")
         ax.text(
-            2.55, row + 0.45, finding.severity, fontsize=9, va="center", ha="center", color="white", weight="bold",
+            2.55, row + 0.45, finding.severity, fontsize=9, va="center", ha="center", color=SEVERITY_TEXT.get(finding.severity, "black"), weight="bold",
             bbox={"boxstyle": "round,pad=0.3", "facecolor": SEVERITY_COLOURS.get(finding.severity, "grey"), "edgecolor": "none"},
         )
         ax.text(3.1, row + 0.45, "\n".join(textwrap.wrap(finding.summary, width)), fontsize=8.5, va="center")
@@ -65,5 +66,5 @@ def audit_explorer(reports: Mapping[str, AuditReport], *, live: bool | None = No
 
     return explorer(
         render, {"model": list(reports)}, live=live, descriptions={"model": "model to audit"},
-        title="Five audit questions, three models",
+        title="Five audit questions, one card per model",
     )
