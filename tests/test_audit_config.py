@@ -29,6 +29,7 @@ from gdsec.audit.config import configure, eval_rows, provenance
         ({"sharpness_rows": 0}, "sharpness_rows"),
         ({"sharpness_ratio": 0.5}, "sharpness_ratio"),
         ({"trigger_margin": 0.0}, "trigger_margin"),
+        ({"trigger_high": 0.2}, "trigger_high"),
         ({"adaptive_tol": 2.0}, "adaptive_tol"),
         ({"fab_steps": 0}, "fab_steps"),
         ({"eot_samples": 0}, "eot_samples"),

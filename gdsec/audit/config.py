@@ -35,7 +35,7 @@ EXPOSURES = ("labels", "scores", "logits", "gradients")
 #: The poison scans of :func:`gdsec.poisoning.detect_poison` the training-security check can use.
 POISON_METHODS = ("loss", "spectral")
 #: The fields of :class:`AuditConfig` that set a check's threshold rather than the threat model.
-THRESHOLDS = ("trigger_pixels", "trigger_margin", "adaptive_tol", "sharpness_rows", "sharpness_ratio", "generalisation_gap")
+THRESHOLDS = ("trigger_pixels", "trigger_margin", "trigger_high", "adaptive_tol", "sharpness_rows", "sharpness_ratio", "generalisation_gap")
 #: The fields of :class:`AuditConfig` that set an attack's budget (named in every finding).
 BUDGETS = ("pgd_steps", "fab_steps", "restarts", "queries", "eot_samples", "check_rows")
 
@@ -66,7 +66,9 @@ class AuditConfig:
     ``n_eval=None`` measures attacks on the whole trusted split. ``references`` are clean models
     trained on the trusted split (several seeds) that calibrate the thresholds and serve as the
     transfer surrogate; ``None`` lets :func:`gdsec.audit.audit` train ``reference_seeds`` of them.
-    ``reference`` (the poison scan's judge) and ``surrogate`` default to the first of them.
+    ``reference`` (the poison scan's judge) and ``surrogate`` default to the first of them. A rebuilt
+    trigger is "medium" when it moves ``trigger_margin`` more rows than it moves on any clean
+    reference, "high" from ``trigger_high`` (and half of the rows) on.
     Every field is checked when the config is built; a bad value raises ``ValueError`` naming it.
 
     Taught in chapter 10.
@@ -89,7 +91,8 @@ class AuditConfig:
     references: tuple[nn.Module, ...] | None = None
     reference_seeds: int = 3
     trigger_pixels: int = 9
-    trigger_margin: float = 0.3
+    trigger_margin: float = 0.35
+    trigger_high: float = 0.5
     adaptive_tol: float = 0.05
     sharpness_rows: int = 500
     sharpness_ratio: float = 10.0
@@ -113,6 +116,7 @@ class AuditConfig:
                 check_model(name, getattr(self, name))
         object.__setattr__(self, "references", _check_references(self.references))
         check_number("trigger_margin", self.trigger_margin, low=0.0, high=1.0, low_open=True)
+        check_number("trigger_high", self.trigger_high, low=self.trigger_margin, high=1.0)
         check_number("adaptive_tol", self.adaptive_tol, low=0.0, high=1.0)
         check_number("sharpness_ratio", self.sharpness_ratio, low=1.0)
         check_number("generalisation_gap", self.generalisation_gap, low=0.0, high=1.0)

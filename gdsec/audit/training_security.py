@@ -83,10 +83,10 @@ def _candidates(model: nn.Module, data: Split, flagged: torch.Tensor, references
 
 
 def _severity(best: dict | None, config: AuditConfig) -> str:
-    """'high' when the trigger works on the model and beats every clean reference by twice the margin."""
+    """'high' when the trigger moves half the rows and ``trigger_high`` more than on any clean reference."""
     if best is None:
         return "low"
-    if best["excess"] >= 2 * config.trigger_margin and best["rate"] >= 0.5:
+    if best["excess"] >= config.trigger_high and best["rate"] >= 0.5:
         return "high"
     return "medium" if best["excess"] >= config.trigger_margin else "low"
 
