@@ -53,7 +53,12 @@ from gdsec.audit.report import (
     Finding,
 )
 from gdsec.audit.robustness_verification import check_robustness_verification
-from gdsec.audit.training_security import check_training_security, rebuild_trigger, stamp_values
+from gdsec.audit.training_security import (
+    check_training_security,
+    rebuild_trigger,
+    stamp_values,
+    trigger_severity,
+)
 from gdsec.data import Split
 from gdsec.models import eval_mode
 from gdsec.validation import check_batch, check_choice, check_labels, check_model
@@ -84,6 +89,7 @@ __all__ = [
     "reference_model",
     "reference_models",
     "stamp_values",
+    "trigger_severity",
 ]
 
 #: The check that answers each question, in audit order.

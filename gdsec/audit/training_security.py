@@ -22,7 +22,7 @@ from gdsec.poisoning import detect_poison
 from gdsec.train import predict
 from gdsec.validation import check_int, check_labels
 
-__all__ = ["check_training_security", "rebuild_trigger", "stamp_values"]
+__all__ = ["check_training_security", "rebuild_trigger", "stamp_values", "trigger_severity"]
 
 _MIN_ROWS = 3  # a class needs this many flagged rows before a trigger is rebuilt from them
 
@@ -82,13 +82,22 @@ def _candidates(model: nn.Module, data: Split, flagged: torch.Tensor, references
     return found
 
 
+def trigger_severity(excess: float, rate: float, *, margin: float, high: float) -> str:
+    """Severity of a rebuilt trigger that moves ``rate`` of the rows, ``excess`` more than on any clean reference.
+
+    "high" from ``high`` excess (and half of the rows moved), "medium" from ``margin``, else "low".
+    Taught in chapter 10.
+    """
+    if excess >= high and rate >= 0.5:
+        return "high"
+    return "medium" if excess >= margin else "low"
+
+
 def _severity(best: dict | None, config: AuditConfig) -> str:
-    """'high' when the trigger moves half the rows and ``trigger_high`` more than on any clean reference."""
+    """The severity of the strongest rebuilt trigger (``low`` when no class had enough flagged rows)."""
     if best is None:
         return "low"
-    if best["excess"] >= config.trigger_high and best["rate"] >= 0.5:
-        return "high"
-    return "medium" if best["excess"] >= config.trigger_margin else "low"
+    return trigger_severity(best["excess"], best["rate"], margin=config.trigger_margin, high=config.trigger_high)
 
 
 def _recommendation(severity: str) -> str:
