@@ -103,7 +103,6 @@ def plot_thresholds(findings: Mapping[str, Sequence[Finding]], *, margin: float,
     ax.set_xlabel("rebuilt trigger's success on the model minus its best success on a clean reference")
     handles = [plt.Line2D([], [], marker="o", linestyle="", color=SEVERITY_COLOURS[s], label=s) for s in SEVERITY_COLOURS]
     ax.legend(handles=handles, fontsize=7, loc="lower right", title=f"medium from {margin:g}, high from {high:g}", title_fontsize=7)
-    fig.tight_layout()
     return fig
 
 
