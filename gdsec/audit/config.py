@@ -8,7 +8,7 @@ check runs; :func:`configure` applies named settings to a config and rejects unk
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 
 import torch
 from torch import nn
@@ -125,7 +125,7 @@ class AuditConfig:
     def public(self) -> dict[str, object]:
         """The settings worth printing (models are named, not dumped), with the library version."""
         models = ("reference", "surrogate", "references")
-        out: dict[str, object] = {k: v for k, v in asdict(self).items() if k not in models}
+        out: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in models}
         trained = f"{self.reference_seeds} trained on the trusted split"
         out["n_eval"] = "all" if self.n_eval is None else self.n_eval
         out["references"] = f"{len(self.references)} given" if self.references is not None else trained
