@@ -46,6 +46,24 @@ def test_settings_override_the_config_through_one_code_path(digits, digits_mlp):
     assert audit.audit(digits_mlp, digits, checks=FAKES).settings == audit.AuditConfig().public()
 
 
+def test_audit_trains_the_references_once_and_shares_them(digits, digits_mlp):
+    seen = []
+
+    def spy(question):
+        def check(model, data_, config):
+            seen.append(config.references)
+            return _fake(question)(model, data_, config)
+
+        return check
+
+    checks = {**FAKES, "training_security": spy("training_security"), "convergence_properties": spy("convergence_properties")}
+    audit.audit(digits_mlp, digits, checks=checks, reference_seeds=2)
+    assert seen == [None, None], "references are trained only when a default check needs them"
+    checks = {**FAKES, "training_security": audit.check_training_security, "convergence_properties": spy("convergence_properties")}
+    report = audit.audit(digits_mlp, digits, checks=checks, reference_seeds=2)
+    assert len(seen[-1]) == 2 and report.settings["references"] == "2 trained on the trusted split"
+
+
 def test_audit_leaves_the_model_untouched_and_rejects_a_meddling_check(digits, digits_mlp):
     model = copy.deepcopy(digits_mlp)
     saved = {k: v.clone() for k, v in model.state_dict().items()}
@@ -76,7 +94,7 @@ def test_audit_leaves_the_model_untouched_and_rejects_a_meddling_check(digits, d
         ({"poison_method": "magic"}, "poison_method"),
         ({"reference": "model"}, "reference"),
         ({"seed": -1}, "seed"),
-        ({"gradient_tol": -1.0}, "gradient_tol"),
+        ({"sharpness_ratio": -1.0}, "sharpness_ratio"),
         ({"colour": 1.0}, "unknown setting.*colour"),
         ({"config": {"eps": 0.1}}, "config"),
         ({"checks": {"speed": _fake("speed")}}, "checks"),

@@ -1,104 +1,147 @@
-"""Unit tests for the five audit checks (gdsec.audit's question modules) on real models, and for the
-backdoor tools the training-security check uses (gdsec.poisoning.reconstruct_trigger and stamp)."""
+"""Unit tests for the five audit checks on models built here, images and tabular rows: a randomised or
+zero-gradient defence is at least "medium" on robustness verification and adversarial testing, a
+logit-scaled copy is rated like its original, a dark-trigger backdoor is "high" on training security
+and honest data "low"."""
 
 from __future__ import annotations
 
-import json
+import copy
 
 import pytest
 import torch
 
-from gdsec import audit, data, masking, models, poisoning, train
+from gdsec import audit, data, masking, models, train
 
-FAST = dict(eps_grid=(0.1,), n_eval=60, pgd_steps=5, queries=60, seed=0)
-
-
-@pytest.fixture(scope="module")
-def poisoned(digits) -> tuple[torch.nn.Module, data.Split, torch.Tensor]:
-    x_p, y_p, index = poisoning.add_backdoor(digits.x_train, digits.y_train, target=3, fraction=0.05, seed=0)
-    model = models.mlp(seed=0)
-    train.train(model, x_p, y_p, optimizer="adam", lr=0.01, epochs=20, batch_size=64, progress=False)
-    return model, data.Split(x_p, y_p, digits.x_test, digits.y_test), index
+FAST = dict(eps_grid=(0.1,), n_eval=120, pgd_steps=8, fab_steps=8, queries=100, eot_samples=4, check_rows=40, sharpness_rows=200)
+ORDER = audit.SEVERITIES.index
 
 
-@pytest.fixture(scope="module")
-def reference(digits) -> torch.nn.Module:
-    return audit.reference_model(digits, seed=0)
+def _dark_backdoor(split: data.Split, features: list[int], target: int = 0, fraction: float = 0.05) -> data.Split:
+    """``split`` with ``fraction`` of its training rows of other classes stamped dark (features set to 0) and relabelled."""
+    x, y = split.x_train.clone(), split.y_train.clone()
+    rows = (y != target).nonzero().flatten()[torch.randperm(int((y != target).sum()), generator=torch.Generator().manual_seed(0))]
+    rows = rows[: int(fraction * len(y))]
+    flat = x.flatten(1)
+    flat[rows[:, None], torch.tensor(features)] = 0.0
+    y[rows] = target
+    return data.Split(flat.reshape(x.shape), y, split.x_test, split.y_test)
 
 
-@pytest.fixture(scope="module")
-def masked(digits_mlp) -> torch.nn.Module:
-    return masking.defend(digits_mlp, "temperature", temperature=1000.0)
+def _fit(split: data.Split, seed: int = 0) -> torch.nn.Module:
+    model = models.mlp(seed=seed)
+    train.train(model, split.x_train, split.y_train, optimizer="adam", lr=0.01, epochs=20, batch_size=64, seed=seed, progress=False)
+    return model.eval()
 
 
-def test_real_audit_tells_clean_backdoored_and_masked_apart(digits, digits_mlp, poisoned, reference, masked):
-    backdoored, poisoned_split, _ = poisoned
-    reports = {
-        "clean": audit.audit(digits_mlp, digits, reference=reference, **FAST),
-        "backdoored": audit.audit(backdoored, poisoned_split, reference=reference, **FAST),
-        "masked": audit.audit(masked, digits, reference=reference, **FAST),
-    }
-    assert reports["clean"].severities["training_security"] == "low"
-    assert reports["backdoored"].severities["training_security"] == "high"
-    assert reports["clean"].severities["robustness_verification"] == "low"
-    assert reports["masked"].severities["robustness_verification"] == "high"
-    assert reports["masked"].finding("robustness_verification").evidence["masked"] is True
-    for report in reports.values():
-        json.loads(report.to_json())
+@pytest.fixture(scope="module", params=["images", "tabular"])
+def case(request, digits, digits_mlp):
+    """(split, honest model, references) for digit images (N, 1, 8, 8) and the same digits as tabular rows (N, 64)."""
+    if request.param == "images":
+        split, honest = digits, digits_mlp
+    else:
+        split = data.Split(digits.x_train.flatten(1), digits.y_train, digits.x_test.flatten(1), digits.y_test)
+        honest = _fit(split, seed=1)
+    return request.param, split, honest, audit.reference_models(split, seeds=3)
 
 
-def test_training_security_rebuilds_the_planted_trigger(poisoned, reference):
-    backdoored, poisoned_split, index = poisoned
-    config = audit.AuditConfig(reference=reference)
-    finding = audit.check_training_security(backdoored, poisoned_split, config)
-    planted = torch.nonzero(poisoning.apply_trigger(torch.zeros(1, 1, 8, 8)).flatten()).flatten().tolist()
-    assert finding.evidence["trigger_class"] == 3 and finding.evidence["suspected_class"] == 3
-    assert sorted(finding.evidence["trigger_features"]) == planted
-    assert finding.evidence["trigger_success"] > 0.5
-    assert len(set(finding.evidence["flagged_index"]) & set(index.tolist())) > 0.6 * len(index)
+def test_randomised_and_zero_gradient_defences_are_at_least_medium(case):
+    _, split, honest, references = case
+    config = audit.AuditConfig(references=references, **FAST)
+    for kind in ("random", "quantize"):
+        defended = masking.defend(copy.deepcopy(honest), kind, noise=0.2, levels=3, seed=0)
+        verification = audit.check_robustness_verification(defended, split, config)
+        testing = audit.check_adversarial_testing(defended, split, config)
+        assert ORDER(verification.severity) >= 1 and ORDER(testing.severity) >= 1, (kind, verification.summary, testing.summary)
+        assert verification.evidence["zero_gradient_fraction"] == 1.0 and verification.evidence["suspect_layers"] == [0]
+        assert verification.evidence["randomised"] == (kind == "random") and testing.evidence["flags"]
+        after = verification.evidence["accuracy_after_adaptive"]
+        assert after["bpda"] < verification.evidence["whitebox_accuracy"] - 0.05, "BPDA must break rows the white-box attacks missed"
+    plain = audit.check_robustness_verification(honest, split, config)
+    assert plain.severity == "low" and not plain.evidence["suspect_layers"] and not plain.evidence["randomised"]
 
 
-def test_gradient_exposure_levels(digits, digits_mlp):
-    severities = {}
-    for exposure in audit.EXPOSURES:
-        config = audit.AuditConfig(exposure=exposure, n_eval=60, pgd_steps=5, queries=60)
-        finding = audit.check_gradient_exposure(digits_mlp, digits, config)
-        severities[exposure] = finding.severity
-        assert ("dlg_reconstruction_mse" in finding.evidence) == (exposure == "gradients")
-    assert severities["gradients"] == "high"
-    order = audit.SEVERITIES.index
-    assert order(severities["labels"]) <= order(severities["scores"]) <= order(severities["gradients"])
+def test_a_zero_gradient_model_without_a_locatable_layer_stays_medium(case):
+    _, split, honest, references = case
+
+    class Hidden(torch.nn.Module):  # quantisation inside one module: no layer the audit can replace
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = honest
+
+        def forward(self, x):
+            return self.inner(torch.round(x * 2) / 2)
+
+    config = audit.AuditConfig(references=references, **FAST)
+    finding = audit.check_robustness_verification(Hidden(), split, config)
+    assert finding.evidence["suspect_layers"] == [] and finding.evidence["zero_gradient_fraction"] == 1.0
+    assert ORDER(finding.severity) >= 1
+    lenient = audit.AuditConfig(references=references, **{**FAST, "adaptive_tol": 1.0})  # no gap can reach "high"
+    assert audit.check_robustness_verification(Hidden(), split, lenient).severity == "medium", "a sign no attack reached"
+    located = masking.defend(honest, "quantize", levels=3)
+    assert audit.check_robustness_verification(located, split, lenient).severity == "low", "BPDA reached the layer"
 
 
-def test_adversarial_testing_takes_the_worst_case(digits, masked):
-    config = audit.AuditConfig(eps_grid=(0.1, 0.3), n_eval=60, pgd_steps=5, queries=100)
-    finding = audit.check_adversarial_testing(masked, digits, config)
-    assert set(finding.evidence["robust_accuracy_by_eps"]) == {"0.1", "0.3"}
-    assert finding.evidence["strongest_attack_by_eps"]["0.3"] == "square"
-    assert finding.evidence["robust_accuracy_by_eps"]["0.3"] < 0.2
+def test_a_logit_scaled_copy_is_rated_like_its_original(case):
+    _, split, honest, references = case
+    scaled = masking.defend(honest, "temperature", temperature=1000.0)
+    reports = [audit.audit(m, split, references=references, **FAST) for m in (honest, scaled)]
+    assert reports[0].severities == reports[1].severities
+    original, copy_ = (r.finding("adversarial_testing").evidence for r in reports)
+    assert abs(original["robust_accuracy"] - copy_["robust_accuracy"]) <= 0.02 and copy_["flags"] == original["flags"]
+    sharp = [r.finding("convergence_properties").evidence["sharpness"] for r in reports]
+    assert sharp[1] == pytest.approx(sharp[0], rel=1e-2)
+    whitebox = [r.finding("gradient_exposure").evidence["whitebox_pgd_accuracy"] for r in reports]
+    assert abs(whitebox[0] - whitebox[1]) <= 0.02
 
 
-def test_convergence_properties_of_a_trained_model(digits, digits_mlp):
-    finding = audit.check_convergence_properties(digits_mlp, digits, audit.AuditConfig(sharpness_rows=200))
-    assert finding.severity == "low"
-    assert finding.evidence["final_loss"] < 0.2 and finding.evidence["sharpness"] > 0
+def test_a_dark_trigger_backdoor_is_high_and_honest_data_low(case):
+    layout, split, honest, references = case
+    centre = [27, 28, 35, 36]  # the central 2x2 pixels of an 8x8 digit: ink removed
+    poisoned = _dark_backdoor(split, centre)
+    backdoored = _fit(poisoned)
+    config = audit.AuditConfig(references=references, **FAST)
+    found = audit.check_training_security(backdoored, poisoned, config)
+    clean = audit.check_training_security(honest, split, config)
+    assert found.severity == "high", found.summary
+    assert found.evidence["trigger_class"] == 0 and set(centre) <= set(found.evidence["trigger_features"])
+    assert max(found.evidence["trigger_values"][found.evidence["trigger_features"].index(i)] for i in centre) < 0.1
+    assert clean.severity == "low", clean.summary
+    assert clean.evidence["excess_over_clean"] < config.trigger_margin - 0.05, "honest data must stay low with margin"
+
+
+def test_rebuild_trigger_finds_either_sign_and_stamps_the_mean():
+    generator = torch.Generator().manual_seed(0)
+    x = 0.3 + 0.2 * torch.rand(60, 6, generator=generator)
+    y = torch.arange(60) % 3
+    x[y == 2, 1] = 0.0  # ink removed
+    x[y == 2, 4] = 0.95  # ink added
+    features, values = audit.rebuild_trigger(x, y, torch.nonzero(y == 2).flatten(), 2, max_features=4)
+    assert features.tolist() == [1, 4] and values.tolist() == pytest.approx([0.0, 0.95])
+    stamped = audit.stamp_values(x[:3], features, values)
+    assert stamped[:, 1].eq(0).all() and stamped[:, 4].eq(0.95).all() and not torch.equal(stamped, x[:3])
+    with pytest.raises(ValueError, match="flagged"):
+        audit.rebuild_trigger(x, y, torch.nonzero(y == 2).flatten(), 1)
+    with pytest.raises(ValueError, match="max_features"):
+        audit.rebuild_trigger(x, y, torch.nonzero(y == 2).flatten(), 2, max_features=0)
+
+
+def test_convergence_flags_an_unconverged_model_scale_free(digits, digits_mlp):
+    references = audit.reference_models(digits, seeds=2)
+    config = audit.AuditConfig(references=references, sharpness_rows=200)
+    early = models.mlp(seed=3)
+    train.train(early, digits.x_train, digits.y_train, optimizer="sgd", lr=0.01, epochs=1, batch_size=64, progress=False)
+    unconverged = audit.check_convergence_properties(early, digits, config)
+    honest = audit.check_convergence_properties(digits_mlp, digits, config)
+    assert honest.severity == "low" and unconverged.severity == "medium", unconverged.summary
+    assert honest.evidence["temperature"] > 0 and 0 < honest.evidence["sharpness"]
     assert all(p.grad is None for p in digits_mlp.parameters())
 
 
-def test_reconstruct_trigger_and_stamp():
-    generator = torch.Generator().manual_seed(0)
-    x = torch.rand(40, 1, 4, 4, generator=generator) * 0.5
-    y = torch.arange(40) % 4
-    x[y == 2, 0, 0, 0] = 1.0
-    x[y == 2, 0, 3, 3] = 1.0
-    flagged = torch.nonzero(y == 2).flatten()[:5]
-    pixels = poisoning.reconstruct_trigger(x, y, flagged, 2, pixels=2)
-    assert pixels.tolist() == [0, 15]
-    stamped = poisoning.stamp(x[:3], pixels)
-    assert stamped[:, 0, 0, 0].eq(1).all() and stamped[:, 0, 3, 3].eq(1).all() and not torch.equal(stamped, x[:3])
-    with pytest.raises(ValueError, match="flagged"):
-        poisoning.reconstruct_trigger(x, y, flagged, 1)
-    with pytest.raises(ValueError, match="pixels"):
-        poisoning.reconstruct_trigger(x, y, flagged, 2, pixels=0)
-    with pytest.raises(ValueError, match="value"):
-        poisoning.stamp(x, pixels, value=2.0)
+def test_every_finding_names_its_budgets_version_and_sample_size(digits, digits_mlp):
+    references = audit.reference_models(digits, seeds=1)
+    report = audit.audit(digits_mlp, digits, references=references, **FAST)
+    for finding in report.findings:
+        assert finding.evidence["gdsec_version"] == report.settings["gdsec_version"]
+        assert finding.evidence["n"] > 0 and isinstance(finding.evidence["budgets"], dict)
+    assert report.finding("adversarial_testing").evidence["n"] == FAST["n_eval"]
+    assert report.finding("adversarial_testing").evidence["budgets"]["pgd_steps"] == FAST["pgd_steps"]

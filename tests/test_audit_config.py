@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gdsec import audit, models
-from gdsec.audit.config import configure, eval_rows
+from gdsec.audit.config import configure, eval_rows, provenance
 
 
 @pytest.mark.parametrize(
@@ -27,7 +27,16 @@ from gdsec.audit.config import configure, eval_rows
         ({"surrogate": 3}, "surrogate"),
         ({"trigger_pixels": 0}, "trigger_pixels"),
         ({"sharpness_rows": 0}, "sharpness_rows"),
-        ({"gradient_tol": -0.1}, "gradient_tol"),
+        ({"sharpness_ratio": 0.5}, "sharpness_ratio"),
+        ({"trigger_margin": 0.0}, "trigger_margin"),
+        ({"trigger_high": 0.2}, "trigger_high"),
+        ({"adaptive_tol": 2.0}, "adaptive_tol"),
+        ({"fab_steps": 0}, "fab_steps"),
+        ({"eot_samples": 0}, "eot_samples"),
+        ({"reference_seeds": 0}, "reference_seeds"),
+        ({"references": ()}, "references"),
+        ({"references": models.mlp(seed=0)}, "references"),
+        ({"references": ("model",)}, "references"),
         ({"generalisation_gap": 1.5}, "generalisation_gap"),
         ({"seed": -1}, "seed"),
         ({"seed": True}, "seed"),
@@ -51,17 +60,19 @@ def test_configure_names_every_unknown_setting():
 def test_configure_replaces_fields_and_leaves_the_original():
     base = audit.AuditConfig(eps=0.2)
     assert configure(base) is base and configure() == audit.AuditConfig()
-    changed = configure(base, n_eval=10, gradient_tol=0.5)
-    assert (changed.eps, changed.n_eval, changed.gradient_tol) == (0.2, 10, 0.5)
-    assert (base.n_eval, base.gradient_tol) == (200, 0.1)
+    changed = configure(base, n_eval=10, sharpness_ratio=5.0)
+    assert (changed.eps, changed.n_eval, changed.sharpness_ratio) == (0.2, 10, 5.0)
+    assert (base.n_eval, base.sharpness_ratio) == (None, 10.0)
 
 
 def test_config_normalises_the_grid_and_names_models_in_public():
     config = audit.AuditConfig(eps=1, eps_grid=[0.1, 1], reference=models.mlp(seed=0))
     assert config.eps_grid == (0.1, 1.0) and isinstance(config.eps, float)
     public = config.public()
-    assert public["reference"] == "given" and public["surrogate"] == "none" and public["eps_grid"] == (0.1, 1.0)
-    assert set(public) == set(audit.AuditConfig.__dataclass_fields__)
+    assert public["reference"] == "given" and public["surrogate"].startswith("the first reference")
+    assert public["eps_grid"] == (0.1, 1.0) and public["n_eval"] == "all" and public["references"] == "3 trained on the trusted split"
+    assert set(public) == {*audit.AuditConfig.__dataclass_fields__, "gdsec_version"}
+    assert audit.AuditConfig(references=[models.mlp(seed=0)]).public()["references"] == "1 given"
 
 
 def test_eval_rows_takes_the_first_rows_of_the_held_out_split(digits):
@@ -69,3 +80,12 @@ def test_eval_rows_takes_the_first_rows_of_the_held_out_split(digits):
     assert x.shape[0] == 7 and (x == digits.x_test[:7]).all() and (y == digits.y_test[:7]).all()
     x, _ = eval_rows(digits, audit.AuditConfig(n_eval=10_000))
     assert x.shape[0] == digits.x_test.shape[0]
+    x, _ = eval_rows(digits, audit.AuditConfig())
+    assert x.shape[0] == digits.x_test.shape[0], "the default measures on the whole trusted split"
+
+
+def test_provenance_names_sample_size_budgets_and_version():
+    import gdsec
+
+    record = provenance(7, audit.AuditConfig(pgd_steps=3), ("pgd_steps", "queries"))
+    assert record == {"n": 7, "budgets": {"pgd_steps": 3, "queries": 5000}, "gdsec_version": gdsec.__version__}

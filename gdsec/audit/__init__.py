@@ -6,38 +6,68 @@ and exports to Markdown, JSON and HTML. The package is cut by responsibility:
 
 * :mod:`gdsec.audit.report`: the questions, severities, findings and their rendering;
 * :mod:`gdsec.audit.config`: :class:`AuditConfig`, the threat model, budgets and thresholds;
+* :mod:`gdsec.audit.references`: clean reference models trained on the trusted split, which judge
+  the training labels, serve as the transfer surrogate and calibrate the thresholds;
+* :mod:`gdsec.audit.adaptive`: normalised logits (no severity can be bought by rescaling) and the
+  adaptive attacks (BPDA, EOT, transfer) of the robustness verification;
 * one module per question, each holding its check ``check_<question>(model, data, config)``:
   :mod:`~gdsec.audit.gradient_exposure`, :mod:`~gdsec.audit.adversarial_testing`,
   :mod:`~gdsec.audit.training_security`, :mod:`~gdsec.audit.robustness_verification` and
   :mod:`~gdsec.audit.convergence_properties`.
 
-The checks call the course's tested tools rather than repeating them: the attacks of
-:mod:`gdsec.attacks`, the poison scan and trigger tools of :mod:`gdsec.poisoning`, the masking
-sanity checks of :mod:`gdsec.masking` and the sharpness of :mod:`gdsec.landscape`. Every check can
-be replaced (``checks=``), which keeps tests fast and lets an auditor plug in a stronger test.
+The checks call the course's tested tools rather than repeating them: the AutoAttack-style
+:func:`gdsec.attacks.evaluate`, the poison scan of :mod:`gdsec.poisoning`, the EOT of
+:mod:`gdsec.masking` and the Lanczos sharpness of :mod:`gdsec.hessian`. Every check can be replaced
+(``checks=``), which keeps tests fast and lets an auditor plug in a stronger test. A passing audit
+is necessary, never sufficient: :data:`NOT_TESTED` lists what it does not test.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 import torch
 from torch import nn
 
+from gdsec.audit.adaptive import NormalisedLogits
 from gdsec.audit.adversarial_testing import check_adversarial_testing
-from gdsec.audit.config import EXPOSURES, POISON_METHODS, THRESHOLDS, AuditConfig, Check, configure
+from gdsec.audit.config import (
+    BUDGETS,
+    EXPOSURES,
+    POISON_METHODS,
+    THRESHOLDS,
+    AuditConfig,
+    Check,
+    configure,
+)
 from gdsec.audit.convergence_properties import check_convergence_properties
 from gdsec.audit.gradient_exposure import check_gradient_exposure
-from gdsec.audit.report import QUESTIONS, SEVERITIES, SEVERITY_COLOURS, AuditReport, Finding
+from gdsec.audit.references import reference_model, reference_models
+from gdsec.audit.report import (
+    NOT_TESTED,
+    QUESTIONS,
+    SEVERITIES,
+    SEVERITY_COLOURS,
+    AuditReport,
+    Finding,
+)
 from gdsec.audit.robustness_verification import check_robustness_verification
-from gdsec.audit.training_security import check_training_security, reference_model
+from gdsec.audit.training_security import (
+    check_training_security,
+    rebuild_trigger,
+    stamp_values,
+    trigger_severity,
+)
 from gdsec.data import Split
 from gdsec.models import eval_mode
 from gdsec.validation import check_batch, check_choice, check_labels, check_model
 
 __all__ = [
+    "BUDGETS",
     "DEFAULT_CHECKS",
     "EXPOSURES",
+    "NOT_TESTED",
     "POISON_METHODS",
     "QUESTIONS",
     "SEVERITIES",
@@ -47,6 +77,7 @@ __all__ = [
     "AuditReport",
     "Check",
     "Finding",
+    "NormalisedLogits",
     "audit",
     "check_adversarial_testing",
     "check_convergence_properties",
@@ -54,7 +85,11 @@ __all__ = [
     "check_robustness_verification",
     "check_training_security",
     "configure",
+    "rebuild_trigger",
     "reference_model",
+    "reference_models",
+    "stamp_values",
+    "trigger_severity",
 ]
 
 #: The check that answers each question, in audit order.
@@ -65,6 +100,9 @@ DEFAULT_CHECKS: dict[str, Check] = {
     "robustness_verification": check_robustness_verification,
     "convergence_properties": check_convergence_properties,
 }
+
+#: The default checks that use the clean reference models.
+_USES_REFERENCES = ("training_security", "robustness_verification", "convergence_properties")
 
 
 def _check_data(data: object) -> Split:
@@ -102,8 +140,10 @@ def audit(
     """Audit ``model`` against the five questions of ``QUESTIONS``; return an :class:`AuditReport`.
 
     ``data.x_train, data.y_train`` is the training data to scan; ``data.x_test, data.y_test`` is a
-    trusted held-out sample the auditor controls (attacks are measured on its first ``n_eval``
-    rows). ``config`` (default ``AuditConfig()``) holds the threat model, budgets and thresholds;
+    trusted held-out sample the auditor controls (attacks are measured on all of it, or on its
+    first ``n_eval`` rows). Unless ``config.references`` is given, ``config.reference_seeds`` clean
+    reference models are trained on it once and shared by the checks. ``config`` (default
+    ``AuditConfig()``) holds the threat model, budgets and thresholds;
     ``settings`` override its fields by name (``audit(model, data, eps=0.2)``), and an unknown
     name raises ``ValueError``. ``checks`` replaces individual checks by key (each a callable
     ``(model, data, config) -> Finding``). Neither the model nor the data is modified.
@@ -114,6 +154,9 @@ def audit(
     _check_data(data)
     config = configure(config, **settings)
     chosen = _chosen_checks(checks)
+    stated = config.public()
+    if config.references is None and any(chosen[q] is DEFAULT_CHECKS[q] for q in _USES_REFERENCES):
+        config = replace(config, references=reference_models(data, seeds=config.reference_seeds, seed=config.seed))
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     findings = []
     with eval_mode(model):
@@ -124,4 +167,4 @@ def audit(
             findings.append(finding)
     if any(not torch.equal(v, state[k]) for k, v in model.state_dict().items()):
         raise RuntimeError("an audit check modified the model's parameters")
-    return AuditReport(str(name), tuple(findings), config.public())
+    return AuditReport(str(name), tuple(findings), stated)

@@ -1,4 +1,12 @@
-"""Audit question 2, adversarial testing: how does the model hold up against the strongest attacks?"""
+"""Audit question 2, adversarial testing: how does the model hold up against the strongest attacks?
+
+:func:`gdsec.attacks.evaluate` (the AutoAttack-style ensemble: APGD-CE, APGD-T, FAB-T, Square, each
+on the rows still robust) runs on the whole trusted split at every budget, on normalised logits so
+that rescaling the logits cannot change the result. The severity grades the per-example worst-case
+robust accuracy at the deployment budget and rises one level on any of ``evaluate``'s flags (a
+random forward pass, zero gradients, Square beating the gradient attacks, accuracy rising with
+``eps``), on probability-valued outputs, and on DeepFool flipping predictions without moving.
+"""
 
 from __future__ import annotations
 
@@ -7,62 +15,90 @@ import math
 import torch
 from torch import nn
 
-from gdsec.attacks import deepfool, fgsm, perturbation_norm, pgd, robust_accuracy, square_attack
-from gdsec.audit.config import AuditConfig, eval_rows
-from gdsec.audit.report import Finding, grade
+from gdsec.attacks import checked_logits, deepfool, perturbation_norm
+from gdsec.attacks.evaluate import Evaluation, evaluate
+from gdsec.audit.adaptive import NormalisedLogits, is_randomised
+from gdsec.audit.config import AuditConfig, eval_rows, provenance
+from gdsec.audit.report import SEVERITIES, Finding, grade
 from gdsec.data import Split
 from gdsec.train import predict
 
-__all__ = ["check_adversarial_testing"]
+__all__ = ["check_adversarial_testing", "raise_severity"]
 
 
-def _robust_accuracies(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, config: AuditConfig
-) -> dict[str, float]:
-    """Robust accuracy at budget ``eps`` under each attack of the battery (FGSM, PGD, Square)."""
-    steps, queries, seed = config.pgd_steps, config.queries, config.seed
-    return {
-        "fgsm": robust_accuracy(model, x, y, lambda m, xs, ys: fgsm(m, xs, ys, eps)),
-        "pgd": robust_accuracy(model, x, y, lambda m, xs, ys: pgd(m, xs, ys, eps, steps=steps, seed=seed)),
-        "square": robust_accuracy(
-            model, x, y, lambda m, xs, ys: square_attack(m, xs, ys, eps, queries=queries, seed=seed)
-        ),
-    }
+def raise_severity(severity: str, steps: int = 1) -> str:
+    """``severity`` raised by ``steps`` levels (at most "high").
+
+    Taught in chapter 10.
+    """
+    return SEVERITIES[min(SEVERITIES.index(severity) + steps, len(SEVERITIES) - 1)]
+
+
+def _evaluation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, config: AuditConfig) -> Evaluation:
+    """``evaluate`` on normalised logits with the config's budgets."""
+    return evaluate(
+        NormalisedLogits(model), x, y, eps, steps=config.pgd_steps, fab_steps=config.fab_steps,
+        restarts=config.restarts, queries=config.queries, eot_samples=config.eot_samples,
+        check_rows=config.check_rows, seed=config.seed,
+    )
+
+
+def _probabilities(model: nn.Module, x: torch.Tensor) -> bool:
+    """Whether the raw outputs look like probabilities (in [0, 1], rows summing to 1)."""
+    with torch.no_grad():
+        out = checked_logits(model, x)
+    return bool(out.min() > -1e-5 and out.max() < 1 + 1e-5 and ((out.sum(1) - 1).abs() < 1e-5).all())
+
+
+def _deepfool_median(model: nn.Module, x: torch.Tensor) -> float:
+    """Median L2 size of the DeepFool perturbations that flip a prediction (inf if none does)."""
+    target = NormalisedLogits(model)
+    x_df = deepfool(target, x)
+    sizes = perturbation_norm(x, x_df, norm="2")[predict(target, x_df) != predict(target, x)]
+    return sizes.median().item() if len(sizes) else math.inf
 
 
 def check_adversarial_testing(model: nn.Module, data: Split, config: AuditConfig) -> Finding:
-    """Robust accuracy against the strongest of FGSM, PGD and Square at every budget, plus DeepFool sizes.
+    """Per-example worst-case robust accuracy (gdsec.attacks.evaluate) at every budget, its interval and flags.
 
     Taught in chapter 10.
     """
     x, y = eval_rows(data, config)
-    curve: dict[str, float] = {}
-    strongest: dict[str, str] = {}
-    for eps in config.eps_grid:
-        results = _robust_accuracies(model, x, y, eps, config)
-        name = min(results, key=results.get)
-        curve[f"{eps:g}"], strongest[f"{eps:g}"] = results[name], name
-    x_df = deepfool(model, x)
-    flipped = predict(model, x_df) != predict(model, x)
-    sizes = perturbation_norm(x, x_df, norm="2")[flipped]
-    median_l2 = sizes.median().item() if len(sizes) else math.inf
-    at_eps = curve.get(f"{config.eps:g}", min(curve.values()))
-    severity = grade(at_eps, high=0.5, medium=0.75)
+    budgets = sorted({*config.eps_grid, config.eps})
+    runs = {f"{eps:g}": _evaluation(model, x, y, eps, config) for eps in budgets}
+    main = runs[f"{config.eps:g}"]
+    flags = list(main.flags)
+    if _probabilities(model, x[: config.check_rows]):
+        flags.append("probabilities: the raw outputs are in [0, 1] and sum to 1; the gradients of a softmax output saturate")
+    median_l2 = math.nan if is_randomised(model, x[:100]) else _deepfool_median(model, x[: config.check_rows])
+    if median_l2 < 1e-3:
+        flags.append(f"deepfool-zero: the median DeepFool perturbation that flips a prediction has L2 size {median_l2:.2g}")
+    measured = grade(main.robust_accuracy, high=0.5, medium=0.75)
+    severity = raise_severity(measured) if flags else measured
+    low, high = main.ci95
     summary = (
-        f"Worst-case robust accuracy {at_eps:.0%} at L-inf eps = {config.eps:g} "
-        f"(strongest attack: {strongest.get(f'{config.eps:g}', 'n/a')}); the median DeepFool "
-        f"perturbation that flips a prediction has L2 size {median_l2:.2f}."
+        f"Per-example worst-case robust accuracy {main.robust_accuracy:.0%} (95 % interval {low:.0%}-{high:.0%}) "
+        f"of {main.n} trusted rows at L-inf eps = {config.eps:g}, from {main.clean_accuracy:.0%} clean, under "
+        f"APGD-CE, APGD-T, FAB-T and Square; median DeepFool L2 size {median_l2:.2f}."
+        + (f" {len(flags)} flag(s) raise the severity: {'; '.join(f.split(':')[0] for f in flags)}." if flags else "")
     )
     recommendation = (
-        "Adversarially train (PGD, Madry-style) at the deployment budget and re-test with every attack; "
-        "report the worst case, never the attack that looks best."
+        "Adversarially train (PGD, Madry-style) at the deployment budget and re-test; read each flag and run the "
+        "adaptive attack it calls for before quoting any robust accuracy."
         if severity != "low"
-        else "Keep the robust accuracy curve in the release checklist and re-run it on every retraining."
+        else "Keep this curve in the release checklist and re-run it on every retraining; a stronger, adaptive "
+        "attack may still do better (passing is necessary, never sufficient)."
     )
     evidence = {
-        "robust_accuracy_by_eps": curve,
-        "strongest_attack_by_eps": strongest,
+        "robust_accuracy": main.robust_accuracy,
+        "robust_accuracy_ci95": main.ci95,
+        "clean_accuracy": main.clean_accuracy,
+        "robust_accuracy_by_eps": {k: r.robust_accuracy for k, r in runs.items()},
+        "ci95_by_eps": {k: r.ci95 for k, r in runs.items()},
+        "accuracy_after_attack": main.accuracy_after,
+        "flags": flags,
         "deepfool_median_l2": median_l2,
-        "rows": len(y),
+        "rows": main.n,
+        **provenance(main.n, config, ("pgd_steps", "fab_steps", "restarts", "queries", "eot_samples", "check_rows")),
     }
     return Finding("adversarial_testing", severity, summary, evidence, recommendation)

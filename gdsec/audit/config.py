@@ -1,29 +1,43 @@
 """The audit's settings: threat model, attack budgets and the thresholds behind the severities.
 
 :class:`AuditConfig` validates every field when it is built, so a bad setting fails before any
-check runs; :func:`configure` applies named settings to a config and rejects unknown names.
+check runs; :func:`configure` applies named settings to a config and rejects unknown names;
+:func:`provenance` is the record every finding carries (sample size, budgets, library version).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 
 import torch
 from torch import nn
 
+from gdsec import __version__
 from gdsec.audit.report import Finding
 from gdsec.data import Split
 from gdsec.validation import check_choice, check_int, check_keywords, check_model, check_number
 
-__all__ = ["EXPOSURES", "POISON_METHODS", "THRESHOLDS", "AuditConfig", "Check", "configure", "eval_rows"]
+__all__ = [
+    "BUDGETS",
+    "EXPOSURES",
+    "POISON_METHODS",
+    "THRESHOLDS",
+    "AuditConfig",
+    "Check",
+    "configure",
+    "eval_rows",
+    "provenance",
+]
 
 #: What a deployed model may return to its callers, from least to most revealing.
 EXPOSURES = ("labels", "scores", "logits", "gradients")
 #: The poison scans of :func:`gdsec.poisoning.detect_poison` the training-security check can use.
 POISON_METHODS = ("loss", "spectral")
 #: The fields of :class:`AuditConfig` that set a check's threshold rather than the threat model.
-THRESHOLDS = ("trigger_pixels", "sharpness_rows", "gradient_tol", "generalisation_gap")
+THRESHOLDS = ("trigger_pixels", "trigger_margin", "trigger_high", "adaptive_tol", "sharpness_rows", "sharpness_ratio", "generalisation_gap")
+#: The fields of :class:`AuditConfig` that set an attack's budget (named in every finding).
+BUDGETS = ("pgd_steps", "fab_steps", "restarts", "queries", "eot_samples", "check_rows")
 
 
 def _check_grid(eps_grid: object) -> tuple[float, ...]:
@@ -36,10 +50,25 @@ def _check_grid(eps_grid: object) -> tuple[float, ...]:
     return grid
 
 
+def _check_references(references: object) -> tuple[nn.Module, ...] | None:
+    """``references`` as a non-empty tuple of models, or None."""
+    if references is None:
+        return None
+    if isinstance(references, nn.Module) or not isinstance(references, tuple | list) or not references:
+        raise ValueError("references must be None or a non-empty tuple of clean models trained on the trusted split")
+    return tuple(check_model("references", r) for r in references)
+
+
 @dataclass(frozen=True)
 class AuditConfig:
     """The audit's settings: threat model, budgets and thresholds (all stated in the report).
 
+    ``n_eval=None`` measures attacks on the whole trusted split. ``references`` are clean models
+    trained on the trusted split (several seeds) that calibrate the thresholds and serve as the
+    transfer surrogate; ``None`` lets :func:`gdsec.audit.audit` train ``reference_seeds`` of them.
+    ``reference`` (the poison scan's judge) and ``surrogate`` default to the first of them. A rebuilt
+    trigger is "medium" when it moves ``trigger_margin`` more rows than it moves on any clean
+    reference, "high" from ``trigger_high`` (and half of the rows) on.
     Every field is checked when the config is built; a bad value raises ``ValueError`` naming it.
 
     Taught in chapter 10.
@@ -48,16 +77,25 @@ class AuditConfig:
     exposure: str = "logits"
     eps: float = 0.1
     eps_grid: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3)
-    n_eval: int = 200
-    pgd_steps: int = 20
-    queries: int = 300
+    n_eval: int | None = None
+    pgd_steps: int = 100
+    fab_steps: int = 100
+    restarts: int = 1
+    queries: int = 5000
+    eot_samples: int = 20
+    check_rows: int = 100
     expected_fraction: float = 0.05
     poison_method: str = "loss"
     reference: nn.Module | None = None
     surrogate: nn.Module | None = None
-    trigger_pixels: int = 4
+    references: tuple[nn.Module, ...] | None = None
+    reference_seeds: int = 3
+    trigger_pixels: int = 9
+    trigger_margin: float = 0.35
+    trigger_high: float = 0.5
+    adaptive_tol: float = 0.05
     sharpness_rows: int = 500
-    gradient_tol: float = 0.1
+    sharpness_ratio: float = 10.0
     generalisation_gap: float = 0.1
     seed: int = 0
 
@@ -65,22 +103,35 @@ class AuditConfig:
         check_choice("exposure", self.exposure, EXPOSURES)
         object.__setattr__(self, "eps", check_number("eps", self.eps, low=0.0, high=1.0, low_open=True))
         object.__setattr__(self, "eps_grid", _check_grid(self.eps_grid))
-        for name in ("n_eval", "pgd_steps", "queries", "trigger_pixels", "sharpness_rows"):
+        if self.n_eval is not None:
+            check_int("n_eval", self.n_eval, low=1)
+        for name in ("pgd_steps", "fab_steps", "restarts", "queries", "eot_samples", "reference_seeds"):
+            check_int(name, getattr(self, name), low=1)
+        for name in ("check_rows", "trigger_pixels", "sharpness_rows"):
             check_int(name, getattr(self, name), low=1)
         check_number("expected_fraction", self.expected_fraction, low=0.0, high=1.0, low_open=True)
         check_choice("poison_method", self.poison_method, POISON_METHODS)
         for name in ("reference", "surrogate"):
             if getattr(self, name) is not None:
                 check_model(name, getattr(self, name))
-        check_number("gradient_tol", self.gradient_tol, low=0.0)
+        object.__setattr__(self, "references", _check_references(self.references))
+        check_number("trigger_margin", self.trigger_margin, low=0.0, high=1.0, low_open=True)
+        check_number("trigger_high", self.trigger_high, low=self.trigger_margin, high=1.0)
+        check_number("adaptive_tol", self.adaptive_tol, low=0.0, high=1.0)
+        check_number("sharpness_ratio", self.sharpness_ratio, low=1.0)
         check_number("generalisation_gap", self.generalisation_gap, low=0.0, high=1.0)
         check_int("seed", self.seed, low=0)
 
     def public(self) -> dict[str, object]:
-        """The settings worth printing (models are named, not dumped)."""
-        out = {k: v for k, v in asdict(self).items() if k not in ("reference", "surrogate")}
+        """The settings worth printing (models are named, not dumped), with the library version."""
+        models = ("reference", "surrogate", "references")
+        out: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in models}
+        trained = f"{self.reference_seeds} trained on the trusted split"
+        out["n_eval"] = "all" if self.n_eval is None else self.n_eval
+        out["references"] = f"{len(self.references)} given" if self.references is not None else trained
         out["reference"] = "given" if self.reference is not None else "trained on the trusted split"
-        out["surrogate"] = "given" if self.surrogate is not None else "none"
+        out["surrogate"] = "given" if self.surrogate is not None else "the first reference (trained on the trusted split)"
+        out["gdsec_version"] = __version__
         return out
 
 
@@ -104,10 +155,17 @@ def configure(config: AuditConfig | None = None, **settings: object) -> AuditCon
 
 
 def eval_rows(data: Split, config: AuditConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``config.n_eval`` rows of the held-out split, on which attacks are measured.
+    """The trusted rows attacks are measured on: all of them, or the first ``config.n_eval``.
 
     Taught in chapter 10.
     """
-    n = min(config.n_eval, data.x_test.shape[0])
+    n = data.x_test.shape[0] if config.n_eval is None else min(config.n_eval, data.x_test.shape[0])
     return data.x_test[:n], data.y_test[:n]
 
+
+def provenance(n: int, config: AuditConfig, budgets: tuple[str, ...] = BUDGETS) -> dict[str, object]:
+    """The record every finding carries: sample size ``n``, the attack budgets used, the gdsec version.
+
+    Taught in chapter 10.
+    """
+    return {"n": int(n), "budgets": {b: getattr(config, b) for b in budgets}, "gdsec_version": __version__}

@@ -7,7 +7,8 @@ import math
 from torch import nn
 
 from gdsec.attacks import pgd, robust_accuracy, square_attack
-from gdsec.audit.config import AuditConfig, eval_rows
+from gdsec.audit.adaptive import NormalisedLogits
+from gdsec.audit.config import AuditConfig, eval_rows, provenance
 from gdsec.audit.report import SEVERITIES, Finding, grade
 from gdsec.data import Split
 from gdsec.leakage import client_gradients, dlg, reconstruction_errors
@@ -40,13 +41,14 @@ def _gradient_leak(model: nn.Module, data: Split, rows: int = 2) -> float:
 
 
 def check_gradient_exposure(model: nn.Module, data: Split, config: AuditConfig) -> Finding:
-    """What the exposed interface allows: a white-box (PGD) against a query-only (Square) attacker.
+    """What the exposed interface allows: a white-box (PGD) against a query-only (Square) attacker, on normalised logits.
 
     Taught in chapter 10.
     """
     x, y = eval_rows(data, config)
     eps, seed = config.eps, config.seed
     clean = accuracy(model, x, y)
+    model = NormalisedLogits(model)  # the same decisions; the logit scale cannot hide the gradient
     whitebox = robust_accuracy(model, x, y, lambda m, xs, ys: pgd(m, xs, ys, eps, steps=config.pgd_steps, seed=seed))
     query = robust_accuracy(
         model, x, y, lambda m, xs, ys: square_attack(m, xs, ys, eps, queries=config.queries, seed=seed)
@@ -58,7 +60,7 @@ def check_gradient_exposure(model: nn.Module, data: Split, config: AuditConfig) 
     leak = math.nan
     if config.exposure == "gradients":
         severity = "high"  # training gradients also leak the data itself (chapter 9)
-        leak = _gradient_leak(model, data)
+        leak = _gradient_leak(model.model, data)
     summary = (
         f"The API returns {config.exposure}. A query-only attacker ({config.queries} queries, no gradients) "
         f"leaves {query:.0%} accuracy, a white-box PGD attacker {whitebox:.0%}, from {clean:.0%} clean."
@@ -75,6 +77,7 @@ def check_gradient_exposure(model: nn.Module, data: Split, config: AuditConfig) 
         "queries_per_input": config.queries,
         "eps": config.eps,
         "rows": len(y),
+        **provenance(len(y), config, ("pgd_steps", "queries")),
     }
     if config.exposure == "gradients":
         evidence["dlg_reconstruction_mse"] = leak

@@ -16,12 +16,16 @@ from dataclasses import asdict, dataclass, field
 from gdsec.plotting import PALETTE
 
 __all__ = [
+    "CAVEAT",
     "CHAPTERS",
+    "NOT_TESTED",
     "QUESTIONS",
     "SEVERITIES",
     "SEVERITY_COLOURS",
+    "SEVERITY_TEXT",
     "AuditReport",
     "Finding",
+    "contrast_ratio",
     "grade",
 ]
 
@@ -44,6 +48,40 @@ CHAPTERS = {
 }
 #: The one severity palette (Okabe-Ito colours from :data:`gdsec.plotting.PALETTE`).
 SEVERITY_COLOURS = {"low": PALETTE["green"], "medium": PALETTE["orange"], "high": PALETTE["vermillion"]}
+#: What the audit does not test: a passing report says nothing about these.
+NOT_TESTED = (
+    "attacks designed for this particular model beyond BPDA, EOT and transfer (passing is necessary, never sufficient)",
+    "threat models other than L-infinity perturbations of at most eps (L2, patches, rotations, semantic changes)",
+    "certified (lower-bound) robustness: every robust accuracy here is an upper bound from attacks",
+    "backdoors that the training-data scan cannot rebuild (clean-label, input-dependent or blended triggers "
+    "the flagged rows do not share) and poison without a trigger; a model-only scan (Neural Cleanse, STRIP)",
+    "privacy beyond one DLG reconstruction: membership inference, model extraction, attribute inference",
+    "data outside the trusted split: distribution shift, and a trusted split that is itself poisoned",
+)
+#: The sentence every report carries.
+CAVEAT = "A passing audit is necessary, never sufficient: it bounds what these attacks and scans found, nothing more."
+
+
+def _luminance(colour: str) -> float:
+    """WCAG relative luminance of a ``#rrggbb`` colour."""
+    channels = [int(colour.lstrip("#")[i : i + 2], 16) / 255 for i in (0, 2, 4)]
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast_ratio(foreground: str, background: str) -> float:
+    """WCAG contrast ratio of two ``#rrggbb`` colours (AA body text needs at least 4.5).
+
+    Taught in chapter 10.
+    """
+    light, dark = sorted((_luminance(foreground), _luminance(background)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+#: Badge text colour per severity: black or white, whichever contrasts more with the badge.
+SEVERITY_TEXT = {
+    s: max(("#000000", "#ffffff"), key=lambda text, bg=bg: contrast_ratio(text, bg)) for s, bg in SEVERITY_COLOURS.items()
+}
 
 
 def grade(value: float, *, high: float, medium: float) -> str:
@@ -105,7 +143,7 @@ def _jsonable(value: object) -> object:
 def _badge(severity: str) -> str:
     """An HTML badge for ``severity`` in its palette colour."""
     return (
-        f'<span style="background:{SEVERITY_COLOURS.get(severity, "#777")};color:white;'
+        f'<span style="background:{SEVERITY_COLOURS.get(severity, "#000000")};color:{SEVERITY_TEXT.get(severity, "#ffffff")};'
         f'padding:1px 6px;border-radius:3px">{html.escape(severity)}</span>'
     )
 
@@ -160,7 +198,10 @@ class AuditReport:
 
     def to_dict(self) -> dict[str, object]:
         """Plain data: name, settings and every finding with its full evidence."""
-        return _jsonable({"name": self.name, "settings": self.settings, "findings": [asdict(f) for f in self.findings]})
+        findings = [asdict(f) for f in self.findings]
+        return _jsonable(
+            {"name": self.name, "settings": self.settings, "findings": findings, "not_tested": list(NOT_TESTED), "caveat": CAVEAT}
+        )
 
     def to_json(self, *, indent: int = 2) -> str:
         """The report as strict JSON (infinities written as strings)."""
@@ -175,6 +216,7 @@ class AuditReport:
             "|---|---|---|---|---|",
         ]
         lines += [_markdown_row(i, f) for i, f in enumerate(self.findings, start=1)]
+        lines += ["", f"**{CAVEAT}** Not tested:", "", *(f"- {item}" for item in NOT_TESTED)]
         return "\n".join(lines) + "\n"
 
     def to_html(self) -> str:
@@ -185,6 +227,7 @@ class AuditReport:
             f"<p><b>Audit of {html.escape(self.name)}</b> (worst finding: {html.escape(self.worst)})</p>"
             f'<table style="font-size:0.85em;text-align:left"><thead><tr>{head}</tr></thead>'
             f"<tbody>{rows}</tbody></table>"
+            f"<p><b>{html.escape(CAVEAT)}</b> Not tested:</p><ul>{''.join(f'<li>{html.escape(t)}</li>' for t in NOT_TESTED)}</ul>"
         )
 
     def _repr_html_(self) -> str:

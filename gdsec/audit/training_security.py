@@ -1,7 +1,12 @@
 """Audit question 3, training security: could the training data have steered the descent?
 
-The scan of :func:`gdsec.poisoning.detect_poison` flags suspicious training rows; a trigger rebuilt
-from them with :func:`gdsec.poisoning.reconstruct_trigger` is then confirmed against the model.
+The scan of :func:`gdsec.poisoning.detect_poison` flags suspicious training rows. For each class
+among them a trigger is rebuilt from the flagged rows of that class: the features whose mean differs
+most from the other classes' mean, in either direction (ink added or removed, any shape, image or
+tabular rows), stamped at the flagged rows' mean value. The trigger is then confirmed on the
+model: how many clean training rows of other classes does it send to that class? Clean reference
+models (several seeds, trained on the trusted split) answer the same question for the same stamp,
+which calibrates the threshold: a stamp that naturally looks like the class moves them too.
 """
 
 from __future__ import annotations
@@ -9,26 +14,90 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gdsec.audit.config import AuditConfig
+from gdsec.audit.config import AuditConfig, provenance
+from gdsec.audit.references import reference_models
 from gdsec.audit.report import Finding
 from gdsec.data import Split
-from gdsec.models import mlp
-from gdsec.poisoning import detect_poison, reconstruct_trigger, stamp
-from gdsec.train import predict, train
+from gdsec.poisoning import detect_poison
+from gdsec.train import predict
+from gdsec.validation import check_int, check_labels
 
-__all__ = ["check_training_security", "reference_model"]
+__all__ = ["check_training_security", "rebuild_trigger", "stamp_values", "trigger_severity"]
+
+_MIN_ROWS = 3  # a class needs this many flagged rows before a trigger is rebuilt from them
 
 
-def reference_model(data: Split, *, epochs: int = 40, seed: int = 0) -> nn.Module:
-    """A small MLP the auditor trains on the trusted held-out split, to judge the training labels.
+def rebuild_trigger(
+    x: torch.Tensor, y: torch.Tensor, flagged: torch.Tensor, target: int, *, max_features: int = 16
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat feature indices and values of the pattern the flagged rows labelled ``target`` share.
+
+    The difference of the flagged rows' mean and the other classes' mean is taken in absolute
+    value, so ink that was removed counts like ink that was added; every feature within half of the
+    largest difference is kept (at most ``max_features``), with the flagged rows' mean as its value.
+    Taught in chapter 10.
+    """
+    check_labels("y", y, n=x.shape[0])
+    max_features = check_int("max_features", max_features, low=1)
+    rows = flagged[y[flagged] == target]
+    if len(rows) == 0 or not (y != target).any():
+        raise ValueError(f"flagged must contain rows labelled {target}, and y rows of other classes")
+    flat = x.flatten(1)
+    mean = flat[rows].mean(0)
+    size = (mean - flat[y != target].mean(0)).abs()
+    top = torch.topk(size, min(max_features, size.numel()))
+    keep = top.indices[top.values >= 0.5 * top.values[0]].sort().values
+    return keep, mean[keep]
+
+
+def stamp_values(x: torch.Tensor, features: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """A copy of ``x`` with the flat ``features`` of every row set to ``values``.
 
     Taught in chapter 10.
     """
-    x, y = data.x_test, data.y_test
-    n_classes = int(max(data.y_train.max().item(), y.max().item())) + 1
-    model = mlp(n_features=int(x[0].numel()), n_classes=n_classes, seed=seed)
-    train(model, x, y, optimizer="adam", lr=0.01, epochs=epochs, batch_size=min(64, len(y)), seed=seed, progress=False)
-    return model
+    out = x.detach().clone().flatten(1)
+    out[:, features] = values.to(out.dtype)
+    return out.reshape(x.shape)
+
+
+def _rate(model: nn.Module, x: torch.Tensor, target: int) -> float:
+    """Fraction of ``x`` that ``model`` classifies as ``target``."""
+    return (predict(model, x) == target).float().mean().item() if len(x) else 0.0
+
+
+def _candidates(model: nn.Module, data: Split, flagged: torch.Tensor, references: tuple[nn.Module, ...], config: AuditConfig) -> list[dict]:
+    """One rebuilt trigger per class with enough flagged rows, with its success on the model and on the references."""
+    x, y = data.x_train, data.y_train
+    unflagged = torch.ones(len(y), dtype=torch.bool)
+    unflagged[flagged] = False
+    counts = torch.bincount(y[flagged], minlength=int(y.max()) + 1)
+    found = []
+    for target in (counts >= _MIN_ROWS).nonzero().flatten().tolist():
+        features, values = rebuild_trigger(x, y, flagged, target, max_features=config.trigger_pixels)
+        probe = stamp_values(x[unflagged & (y != target)], features, values)
+        clean = [_rate(r, probe, target) for r in references]
+        rate = _rate(model, probe, target)
+        found.append({"target": target, "features": features, "values": values, "rate": rate, "clean": clean,
+                      "excess": rate - max(clean), "rows": len(probe)})
+    return found
+
+
+def trigger_severity(excess: float, rate: float, *, margin: float, high: float) -> str:
+    """Severity of a rebuilt trigger that moves ``rate`` of the rows, ``excess`` more than on any clean reference.
+
+    "high" from ``high`` excess (and half of the rows moved), "medium" from ``margin``, else "low".
+    Taught in chapter 10.
+    """
+    if excess >= high and rate >= 0.5:
+        return "high"
+    return "medium" if excess >= margin else "low"
+
+
+def _severity(best: dict | None, config: AuditConfig) -> str:
+    """The severity of the strongest rebuilt trigger (``low`` when no class had enough flagged rows)."""
+    if best is None:
+        return "low"
+    return trigger_severity(best["excess"], best["rate"], margin=config.trigger_margin, high=config.trigger_high)
 
 
 def _recommendation(severity: str) -> str:
@@ -37,41 +106,34 @@ def _recommendation(severity: str) -> str:
         "high": "Treat the model as backdoored: quarantine the flagged rows, trace their provenance, retrain from "
         "trusted data and re-run this scan.",
         "medium": "Inspect the flagged rows by hand and keep provenance for every training row.",
-        "low": "No sign of a backdoor in this scan; keep data provenance and re-scan whenever new data arrives.",
+        "low": "No sign of a backdoor in this scan; that is necessary, never sufficient (a trigger this scan "
+        "cannot rebuild, or poison without a trigger, may remain). Keep data provenance and re-scan new data.",
     }[severity]
 
 
 def check_training_security(model: nn.Module, data: Split, config: AuditConfig) -> Finding:
-    """Scan the training data for poison (gdsec.poisoning.detect_poison), then test a rebuilt trigger.
+    """Scan the training data for poison, rebuild a trigger of either sign, confirm it against clean references.
 
     Taught in chapter 10.
     """
+    references = config.references or reference_models(data, seeds=config.reference_seeds, seed=config.seed)
+    judge = config.reference if config.reference is not None else references[0]
+    judge = judge if config.poison_method == "loss" else model
     x, y = data.x_train, data.y_train
-    if config.poison_method == "loss":
-        judge = config.reference if config.reference is not None else reference_model(data, seed=config.seed)
-    else:
-        judge = model
-    detection = detect_poison(judge, x, y, method=config.poison_method, expected_fraction=config.expected_fraction)
-    flagged = detection.flagged
+    flagged = detect_poison(judge, x, y, method=config.poison_method, expected_fraction=config.expected_fraction).flagged
     counts = torch.bincount(y[flagged], minlength=int(y.max()) + 1)
     suspect = int(counts.argmax())
     share = counts[suspect].item() / max(len(flagged), 1)
-    x_other, y_other = data.x_test[data.y_test != suspect], data.y_test[data.y_test != suspect]
-    best = (0.0, suspect, torch.empty(0, dtype=torch.long))
-    for target in counts.nonzero().flatten().tolist():
-        if counts[target] < 3:
-            continue
-        pixels = reconstruct_trigger(x, y, flagged, target, pixels=config.trigger_pixels)
-        others = data.x_test[data.y_test != target]
-        rate = (predict(model, stamp(others, pixels)) == target).float().mean().item()
-        if rate > best[0]:
-            best = (rate, target, pixels)
-    rate, target, pixels = best
-    baseline = (predict(model, x_other) == suspect).float().mean().item() if len(y_other) else 0.0
-    severity = "high" if rate >= 0.5 else "medium" if rate >= 0.25 or share >= 0.5 else "low"
+    found = _candidates(model, data, flagged, references, config)
+    best = max(found, key=lambda c: c["excess"]) if found else None
+    severity = _severity(best, config)
+    rate, clean = (best["rate"], max(best["clean"])) if best else (0.0, 0.0)
+    target = best["target"] if best else suspect
     summary = (
         f"The scan flags {len(flagged)} of {len(y)} training rows, {share:.0%} of them labelled {suspect}. "
-        f"A trigger rebuilt from the flagged rows sends {rate:.0%} of held-out inputs of other classes to class {target}."
+        f"A {len(best['features']) if best else 0}-feature trigger rebuilt from them sends {rate:.0%} of "
+        f"{best['rows'] if best else 0} clean rows of other classes to class {target}; on {len(references)} clean "
+        f"reference models the same stamp reaches at most {clean:.0%}."
     )
     evidence = {
         "method": config.poison_method,
@@ -79,9 +141,12 @@ def check_training_security(model: nn.Module, data: Split, config: AuditConfig) 
         "suspected_class": suspect,
         "share_of_flagged_in_class": share,
         "trigger_class": target,
-        "trigger_features": pixels.tolist(),
+        "trigger_features": best["features"].tolist() if best else [],
+        "trigger_values": [round(v, 4) for v in best["values"].tolist()] if best else [],
         "trigger_success": rate,
-        "untriggered_rate_to_class": baseline,
+        "clean_reference_success": best["clean"] if best else [],
+        "excess_over_clean": best["excess"] if best else 0.0,
         "flagged_index": flagged.tolist(),
+        **provenance(best["rows"] if best else 0, config, ("expected_fraction", "trigger_pixels", "reference_seeds")),
     }
     return Finding("training_security", severity, summary, evidence, _recommendation(severity))

@@ -1,18 +1,20 @@
-"""Explorer for chapter 10: pick a model and read its audit report card (precomputed reports)."""
+"""Explorers for chapter 10: read each model's audit report card, and move the training-security
+thresholds to see which models change severity (the stored evidence re-graded, nothing recomputed)."""
 
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 from ipywidgets import VBox
 from matplotlib.figure import Figure
 
-from gdsec.audit import SEVERITY_COLOURS, AuditReport
+from gdsec.audit import SEVERITY_COLOURS, AuditReport, Finding, trigger_severity
+from gdsec.audit.report import SEVERITY_TEXT
 from gdsec.widgets.core import explorer
 
-__all__ = ["SHORT_NAMES", "audit_explorer", "plot_report"]
+__all__ = ["SHORT_NAMES", "audit_explorer", "plot_report", "plot_thresholds", "threshold_explorer"]
 
 #: Short row labels for the five audit questions.
 SHORT_NAMES = {
@@ -41,7 +43,7 @@ def plot_report(report: AuditReport, *, width: int = 72) -> Figure:
     for row, finding in enumerate(report.findings):
         ax.text(0, row + 0.45, SHORT_NAMES.get(finding.question, finding.question), fontsize=9, va="center", weight="bold")
         ax.text(
-            2.55, row + 0.45, finding.severity, fontsize=9, va="center", ha="center", color="white", weight="bold",
+            2.55, row + 0.45, finding.severity, fontsize=9, va="center", ha="center", color=SEVERITY_TEXT.get(finding.severity, "black"), weight="bold",
             bbox={"boxstyle": "round,pad=0.3", "facecolor": SEVERITY_COLOURS.get(finding.severity, "grey"), "edgecolor": "none"},
         )
         ax.text(3.1, row + 0.45, "\n".join(textwrap.wrap(finding.summary, width)), fontsize=8.5, va="center")
@@ -65,5 +67,64 @@ def audit_explorer(reports: Mapping[str, AuditReport], *, live: bool | None = No
 
     return explorer(
         render, {"model": list(reports)}, live=live, descriptions={"model": "model to audit"},
-        title="Five audit questions, three models",
+        title="Five audit questions, one card per model",
+    )
+
+
+def _check_findings(findings: Mapping[str, Sequence[Finding]]) -> None:
+    """Raise ``ValueError`` unless ``findings`` maps names to non-empty lists of training-security findings."""
+    if not isinstance(findings, Mapping) or not findings:
+        raise ValueError("findings must map at least one model name to its training-security findings")
+    for label, items in findings.items():
+        if isinstance(items, Finding) or not isinstance(items, Sequence) or not items:
+            raise ValueError(f"findings[{label!r}] must be a non-empty list of Findings")
+        for item in items:
+            if not isinstance(item, Finding) or item.question != "training_security":
+                raise ValueError(f"findings[{label!r}] must hold training-security Findings (from check_training_security)")
+
+
+def plot_thresholds(findings: Mapping[str, Sequence[Finding]], *, margin: float, high: float) -> Figure:
+    """Each finding's trigger excess over the clean references, coloured by the severity the thresholds give.
+
+    Taught in chapter 10.
+    """
+    _check_findings(findings)
+    fig, ax = plt.subplots(figsize=(8.0, 0.45 * len(findings) + 1.2))
+    for row, items in enumerate(findings.values()):
+        for item in items:
+            excess, rate = item.evidence["excess_over_clean"], item.evidence["trigger_success"]
+            severity = trigger_severity(excess, rate, margin=margin, high=high)
+            ax.scatter(excess, row, s=60, color=SEVERITY_COLOURS[severity], edgecolor="black", linewidth=0.5, zorder=3)
+    ax.axvline(margin, color="0.3", linestyle="--", linewidth=1)
+    ax.axvline(high, color="0.3", linestyle=":", linewidth=1)
+    ax.set_yticks(range(len(findings)), list(findings), fontsize=8)
+    ax.set_ylim(len(findings) - 0.5, -0.5)
+    ax.set_xlim(-0.1, 1.0)
+    ax.set_xlabel("rebuilt trigger's success on the model minus its best success on a clean reference")
+    handles = [plt.Line2D([], [], marker="o", linestyle="", color=SEVERITY_COLOURS[s], label=s) for s in SEVERITY_COLOURS]
+    ax.legend(handles=handles, fontsize=7, loc="lower right", title=f"medium from {margin:g}, high from {high:g}", title_fontsize=7)
+    return fig
+
+
+def threshold_explorer(
+    findings: Mapping[str, Sequence[Finding]],
+    *,
+    margins: Sequence[float] = (0.2, 0.35, 0.5),
+    highs: Sequence[float] = (0.5, 0.7),
+    live: bool | None = None,
+) -> VBox:
+    """Move the training-security thresholds and watch which models change severity (stored evidence, re-graded).
+
+    Taught in chapter 10.
+    """
+    _check_findings(findings)
+
+    def render(margin: float, high: float) -> Figure:
+        return plot_thresholds(findings, margin=margin, high=max(high, margin))
+
+    return explorer(
+        render, {"margin": list(margins), "high": list(highs)}, live=live,
+        live_ranges={"margin": (0.05, 0.9, 0.05), "high": (0.1, 1.0, 0.05)},
+        descriptions={"margin": "medium from", "high": "high from"},
+        title="Training security: where the thresholds put each model",
     )
