@@ -300,7 +300,7 @@ def test_standard_budget_adds_eps_to_the_grid_and_json_goes_to_stdout(files, cap
     status, out, err = _inprocess([str(files["pt2"]), str(files["data"]), "--eps", "0.15", "--format", "json"], capsys)
     report = json.loads(out)
     assert status in (0, 1) and 0.15 in report["settings"]["eps_grid"], err
-    assert report["settings"]["n_eval"] == cli.AuditConfig().n_eval
+    assert report["settings"]["n_eval"] == cli.AuditConfig().public()["n_eval"]
     assert "0.15" in report["findings"][1]["evidence"]["robust_accuracy_by_eps"]
 
 

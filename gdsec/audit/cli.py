@@ -211,7 +211,8 @@ def _config(args: argparse.Namespace) -> AuditConfig:
     """The audit settings from the arguments: threat model, then the budget's attack budgets."""
     config = AuditConfig(eps=args.eps, exposure=args.exposure, seed=args.seed)
     if args.budget == "quick":
-        budget = {"eps_grid": (config.eps,), "n_eval": 64, "pgd_steps": 5, "queries": 50, "sharpness_rows": 128}
+        budget = {"eps_grid": (config.eps,), "n_eval": 64, "pgd_steps": 5, "fab_steps": 5, "queries": 50,
+                  "eot_samples": 4, "check_rows": 16, "reference_seeds": 1, "sharpness_rows": 128}
     else:
         budget = {"eps_grid": tuple(sorted({*config.eps_grid, config.eps}))}
     known = {f.name for f in dataclasses.fields(AuditConfig)}
