@@ -141,12 +141,10 @@ class Purifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The purified input ``h(z_T)``."""
-        flat = x.reshape(len(x), -1)
-        basis, mean = self.generator.basis, self.generator.mean
-        z = torch.zeros(len(x), basis.shape[1], dtype=x.dtype)
+        code = self.generator.encode(x)  # orthonormal basis: grad_z ||mean + basis z - x||^2 = 2 (z - code)
+        z = torch.zeros_like(code)
         for t in range(self.steps):
-            grad = 2 * ((mean + z @ basis.T) - flat) @ basis
-            z = z - self.step_size * self.decay**t * torch.tanh(self.gain * grad)
+            z = z - self.step_size * self.decay**t * torch.tanh(self.gain * 2 * (z - code))
         return self.generator(z).reshape(x.shape)
 
 
