@@ -64,7 +64,7 @@ def plot_outcomes(outcome: torch.Tensor, y: torch.Tensor, *, temperature: float,
     rows = -(-n // cols)
     grid = torch.full((rows * cols,), float("nan"))
     grid[:n] = outcome.float()
-    fig, ax = plt.subplots(figsize=(6.4, 0.45 * rows + 1.3), layout="none")
+    fig, ax = plt.subplots(figsize=(5.6, 0.32 * rows + 1.1), layout="none")
     fig.subplots_adjust(left=0.02, right=0.98, bottom=0.12, top=0.84)
     cmap = ListedColormap(["#BBBBBB", PALETTE["vermillion"], PALETTE["sky"]])
     ax.imshow(grid.reshape(rows, cols).numpy(), cmap=cmap, vmin=-0.5, vmax=2.5, aspect="auto")
