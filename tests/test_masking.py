@@ -31,7 +31,7 @@ def setting():
     robust = fit(x_train, adversary=functools.partial(attacks.pgd, eps=EPS, steps=5))
     surrogate = fit(x_train, seed=1)
     return {
-        "x": x_test, "y": y_test, "base": base, "quantized": quantized, "saturated": saturated,
+        "x_train": x_train, "y_train": y_train, "x": x_test, "y": y_test, "base": base, "quantized": quantized, "saturated": saturated,
         "robust": robust, "surrogate": surrogate,
     }
 
@@ -101,28 +101,71 @@ def test_eot_averages_random_draws():
     assert averaged.abs().max() < 0.25
 
 
-def test_sanity_checks_flag_masked_defences_but_not_robust_model(setting):
-    x, y, surrogate = setting["x"], setting["y"], setting["surrogate"]
-    kwargs = {"eps": EPS, "steps": 10, "queries": 200}
-    for name in ("quantized", "saturated"):
-        report = masking.sanity_checks(setting[name], x, y, surrogate=surrogate, **kwargs)
-        assert report.masked, name
-        assert not report.checks["whitebox_beats_blackbox"] and not report.checks["unbounded_reaches_zero"], name
-        assert report.evidence["zero_gradient_fraction"] > 0.7
-    for name in ("robust", "base"):
-        report = masking.sanity_checks(setting[name], x, y, surrogate=surrogate, **kwargs)
-        assert not report.masked, (name, report)
-        assert all(report.checks.values()) and report.evidence["pgd_unbounded"] <= 0.05
-    report = masking.sanity_checks(setting["robust"], x, y, **kwargs)
-    assert "whitebox_beats_transfer" not in report.checks and set(report.evidence) >= {"fgsm", "pgd", "square", "clean"}
+def test_fit_generator_is_pca_and_encode_projects(setting):
+    x = setting["x"]
+    generator = masking.fit_generator(x, components=10)
+    basis = generator.basis
+    assert basis.shape == (64, 10) and torch.allclose(basis.T @ basis, torch.eye(10), atol=1e-5)
+    flat = x.reshape(len(x), -1)
+    z = generator.encode(x)
+    residual = flat - (generator.mean + z @ basis.T)
+    assert torch.allclose(residual @ basis, torch.zeros_like(z), atol=1e-4), "the residual must be orthogonal to the range"
+    more = masking.fit_generator(x, components=30)
+    assert (flat - more(more.encode(x)).reshape(len(x), -1)).norm() < (flat - generator(z).reshape(len(x), -1)).norm()
 
 
-def test_sanity_checks_leave_model_state_alone(setting):
-    model, x, y = setting["base"], setting["x"][:30], setting["y"][:30]
-    model.train()
-    masking.sanity_checks(model, x, y, eps=EPS, steps=2, queries=5)
-    assert model.training and all(p.grad is None for p in model.parameters())
-    model.eval()
+def test_purifier_lands_near_the_projection_but_its_gradient_explodes(setting):
+    x, y = setting["x"], setting["y"]
+    generator = masking.fit_generator(setting["x_train"], components=20)
+    purifier = masking.Purifier(generator)
+    exact = generator(generator.encode(x))
+    assert (purifier(x) - exact).abs().max() < 0.05
+    assert (masking.Purifier(generator, steps=5)(x) - exact).abs().max() > 0.1, "too few steps must not reach it"
+    on_range = exact.detach()
+    error = (purifier(on_range) - on_range).abs()
+    assert error.max() < 0.1 and error.mean() < 0.01, "g(h(z)) = h(z): the purifier fixes its range"
+
+    def grad_norm(model):
+        xs = x.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(torch.nn.functional.cross_entropy(model(xs), y), xs)
+        return g.reshape(len(x), -1).norm(dim=1).median().item()
+
+    defended = masking.defend(setting["base"], "purify", generator=generator)
+    stand_in = masking.reparameterise(defended)
+    assert grad_norm(defended) > 100 * grad_norm(stand_in)
+    assert torch.allclose(stand_in(x), setting["base"](exact), atol=1e-5) and stand_in[-1] is setting["base"]
+
+
+def test_reparameterisation_breaks_the_purifier(setting):
+    x, y = setting["x"], setting["y"]
+    generator = masking.fit_generator(setting["x_train"], components=20)
+    defended = masking.defend(setting["base"], "purify", generator=generator)
+    whitebox = attacks.robust_accuracy(defended, x, y, "pgd", eps=EPS, steps=10, seed=0)
+    adaptive = attacks.robust_accuracy(defended, x, y, lambda m, xs, ys: attacks.pgd(masking.reparameterise(m), xs, ys, EPS, steps=10, seed=0))
+    assert adaptive < whitebox - 0.3, (whitebox, adaptive)
+
+
+def test_traps_keep_predictions_and_mask_only_where_built_to(setting):
+    x, base = setting["x"], setting["base"]
+    off_grid, far = masking.OffGridSaturation(base), masking.FarSaturation(base, x, radius=0.2)
+    moved = (x + 0.03).clamp(0, 1)
+    for trap in (off_grid, far):
+        assert torch.equal(trap(moved).argmax(1), base(moved).argmax(1))
+        assert torch.allclose(trap(x), base(x))
+    assert torch.allclose(off_grid(moved), base(moved) * 1e4, rtol=1e-4)
+    assert torch.allclose(far(moved), base(moved)) and torch.allclose(far((x + 0.3).clamp(0, 1)), base((x + 0.3).clamp(0, 1)) * 1e4, rtol=1e-4)
+
+
+def test_adversarial_training_draws_a_fresh_start_per_batch(setting):
+    seen = []
+
+    def adversary(model, xb, yb, *, seed):
+        seen.append(seed)
+        return attacks.pgd(model, xb, yb, EPS, steps=1, seed=seed)
+
+    model = models.mlp(hidden=8, seed=0)
+    train.train(model, setting["x_train"][:96], setting["y_train"][:96], lr=0.1, epochs=2, batch_size=32, progress=False, adversary=adversary)
+    assert len(seen) == 6 and len(set(seen)) == 6
 
 
 @pytest.mark.parametrize(
@@ -140,13 +183,17 @@ def test_sanity_checks_leave_model_state_alone(setting):
         lambda s: masking.transfer("surrogate"),
         lambda s: masking.transfer(s["surrogate"], attack="pgd"),
         lambda s: masking.input_gradient_zero_fraction(s["base"], s["x"], s["y"][:-1]),
-        lambda s: masking.sanity_checks(s["base"], s["x"], s["y"], eps=0.0),
-        lambda s: masking.sanity_checks(s["base"], s["x"], s["y"], eps=1.5),
-        lambda s: masking.sanity_checks(s["base"], s["x"], s["y"], eps=0.1, steps=0),
-        lambda s: masking.sanity_checks(s["base"], s["x"], s["y"], eps=0.1, queries=0),
-        lambda s: masking.sanity_checks(s["base"], s["x"], s["y"], eps=0.1, tol=-0.1),
-        lambda s: masking.sanity_checks(s["base"], s["x"], s["y"], eps=0.1, surrogate="model"),
-        lambda s: masking.sanity_checks(s["base"], s["x"] * 2, s["y"], eps=0.1),
+        lambda s: masking.fit_generator(s["x"], components=0),
+        lambda s: masking.fit_generator(s["x"] * 2),
+        lambda s: masking.Purifier("generator"),
+        lambda s: masking.Purifier(masking.fit_generator(s["x"]), steps=0),
+        lambda s: masking.Purifier(masking.fit_generator(s["x"]), decay=1.5),
+        lambda s: masking.defend(s["base"], "purify"),
+        lambda s: masking.reparameterise(masking.defend(s["base"], "quantize")),
+        lambda s: masking.reparameterise(s["base"]),
+        lambda s: masking.OffGridSaturation(s["base"], levels=1),
+        lambda s: masking.FarSaturation(s["base"], s["x"], radius=0.0),
+        lambda s: masking.FarSaturation(s["base"], s["x"] * 2),
     ],
 )
 def test_bad_arguments_raise_value_error(setting, call):
@@ -154,33 +201,35 @@ def test_bad_arguments_raise_value_error(setting, call):
         call(setting)
 
 
-RESULTS = {
-    "no defence": {"FGSM": 0.3, "PGD": 0.2, "BPDA": 0.2},
-    "quantisation": {"FGSM": 0.95, "PGD": 0.9, "BPDA": 0.5},
-}
-
-
-def test_masking_explorer_precomputes_every_defence_and_attack():
-    fig = factory.plot_attack_bars(RESULTS, "quantisation", "BPDA")
-    assert "50%" in fig.axes[0].get_title()
+def test_masking_explorer_precomputes_temperature_by_attack_with_per_row_outcomes(setting):
+    x, y, base = setting["x"][:30], setting["y"][:30], setting["base"]
+    cold, zero_cold = factory.attack_outcomes(base, x, y, temperature=1.0, attack=factory.ATTACKS[0], eps=EPS)
+    hot, zero_hot = factory.attack_outcomes(base, x, y, temperature=1000.0, attack=factory.ATTACKS[0], eps=EPS)
+    dlr, _ = factory.attack_outcomes(base, x, y, temperature=1000.0, attack=factory.ATTACKS[1], eps=EPS)
+    assert set(cold.tolist()) <= {0, 1, 2} and torch.equal(cold == 0, hot == 0)
+    assert (hot == 2).sum() > (cold == 2).sum() + 10 and zero_hot > 0.5 == zero_cold + 0.5
+    assert (dlr == 2).sum() <= (cold == 2).sum() + 2, "the DLR loss does not care about the temperature"
+    fig = factory.plot_outcomes(hot, y, temperature=1000.0, attack=factory.ATTACKS[0], zero_fraction=zero_hot)
+    assert f"{int((hot == 2).sum())} of 30 digits survive" in fig.axes[0].get_title()
     plt.close(fig)
-    box = factory.masking_explorer(RESULTS, live=False)
+    box = factory.masking_explorer(base, x, y, eps=EPS, temperatures=(1.0, 1000.0), live=False)
     stack = next(c for c in box.children if isinstance(c, widgets.Stack))
     images = [bytes(img.value) for inner in stack.children for img in inner.children]
-    assert len(images) == 6 and len(set(images)) == 6
+    assert len(images) == 2 * len(factory.ATTACKS) and len(set(images)) == len(images)
 
 
 @pytest.mark.parametrize(
     "call",
     [
-        lambda f: f.masking_explorer({}, live=False),
-        lambda f: f.masking_explorer({"a": {"x": 1.5}}, live=False),
-        lambda f: f.masking_explorer({"a": {"x": 0.5}, "b": {"y": 0.5}}, live=False),
-        lambda f: f.masking_explorer(RESULTS, defences=["jpeg"], live=False),
-        lambda f: f.plot_attack_bars(RESULTS, "jpeg", "PGD"),
-        lambda f: f.plot_attack_bars(RESULTS, "quantisation", "CW"),
+        lambda f, s: f.masking_explorer("model", s["x"], s["y"], eps=EPS, live=False),
+        lambda f, s: f.masking_explorer(s["base"], s["x"], s["y"][:-1], eps=EPS, live=False),
+        lambda f, s: f.masking_explorer(s["base"], s["x"], s["y"], eps=0.0, live=False),
+        lambda f, s: f.masking_explorer(s["base"], s["x"], s["y"], eps=EPS, temperatures=(), live=False),
+        lambda f, s: f.masking_explorer(s["base"], s["x"], s["y"], eps=EPS, temperatures=(0.0,), live=False),
+        lambda f, s: f.attack_outcomes(s["base"], s["x"], s["y"], temperature=1.0, attack="CW", eps=EPS),
+        lambda f, s: f.attack_outcomes(s["base"], s["x"], s["y"], temperature=-1.0, attack=f.ATTACKS[0], eps=EPS),
     ],
 )
-def test_masking_widget_bad_arguments_raise_value_error(call):
+def test_masking_widget_bad_arguments_raise_value_error(setting, call):
     with pytest.raises(ValueError):
-        call(factory)
+        call(factory, setting)

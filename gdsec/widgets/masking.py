@@ -1,85 +1,118 @@
-"""Explorer for chapter 8: switch a masking defence on or off, pick an attack, read the robust accuracy."""
+"""Explorer for chapter 8: how hot must the softmax be before an attack goes blind, and which digits
+does each attack still break? Temperature x attack, with the outcome of every digit."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
+import torch
 from ipywidgets import VBox
+from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
+from torch import nn
 
+from gdsec import attacks
+from gdsec.masking import defend, input_gradient_zero_fraction
 from gdsec.plotting import PALETTE
+from gdsec.validation import check_int, check_model, check_number, check_unit_tensor
 from gdsec.widgets.core import explorer
 
-__all__ = ["masking_explorer", "plot_attack_bars"]
+__all__ = ["ATTACKS", "attack_outcomes", "masking_explorer", "plot_outcomes"]
 
-Results = Mapping[str, Mapping[str, float]]
+#: The attacks the explorer offers, by label.
+ATTACKS = ("PGD, cross-entropy", "APGD, DLR loss", "Square, 300 queries")
 
-
-def _check_results(results: object) -> Results:
-    if not isinstance(results, Mapping) or not results:
-        raise ValueError("results must map each defence name to {attack name: robust accuracy}")
-    attacks = None
-    for defence, row in results.items():
-        if not isinstance(row, Mapping) or not row:
-            raise ValueError(f"results[{defence!r}] must map attack names to accuracies")
-        if attacks is None:
-            attacks = list(row)
-        elif list(row) != attacks:
-            raise ValueError(f"results[{defence!r}] must list the same attacks as the others: {attacks}")
-        for attack, value in row.items():
-            if not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
-                raise ValueError(f"results[{defence!r}][{attack!r}] must be an accuracy in [0, 1], got {value!r}")
-    return results  # type: ignore[return-value]
+OUTCOMES = ("misclassified clean", "broken by the attack", "survives")
 
 
-def plot_attack_bars(results: Results, defence: str, attack: str, *, baseline: str = "no defence") -> Figure:
-    """Bars of robust accuracy per attack for ``defence`` (the chosen ``attack`` highlighted), next to ``baseline``.
+def _run(label: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, seed: int) -> torch.Tensor:
+    """Adversarial inputs from the attack named ``label``."""
+    if label == ATTACKS[0]:
+        return attacks.pgd(model, x, y, eps, steps=20, seed=seed)
+    if label == ATTACKS[1]:
+        return attacks.apgd(model, x, y, eps, loss="dlr", steps=20, seed=seed)
+    return attacks.square_attack(model, x, y, eps, queries=300, p_init=0.8, seed=seed)
+
+
+def attack_outcomes(
+    classifier: nn.Module, x: torch.Tensor, y: torch.Tensor, *, temperature: float, attack: str, eps: float, seed: int = 0
+) -> tuple[torch.Tensor, float]:
+    """Per row 0 (misclassified clean), 1 (broken) or 2 (survives) for ``attack`` on the classifier at
+    ``temperature``, and the share of rows with an exactly zero input gradient.
 
     Taught in chapter 8.
     """
-    results = _check_results(results)
-    if defence not in results:
-        raise ValueError(f"defence must be one of {list(results)}, got {defence!r}")
-    attacks = list(results[defence])
-    if attack not in attacks:
-        raise ValueError(f"attack must be one of {attacks}, got {attack!r}")
-    fig, ax = plt.subplots(figsize=(7.6, 3.3), layout="none")
-    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.2, top=0.9)
-    positions = range(len(attacks))
-    colours = [PALETTE["vermillion"] if a == attack else PALETTE["sky"] for a in attacks]
-    ax.bar(positions, [results[defence][a] for a in attacks], color=colours, width=0.6, label=defence)
-    if baseline in results and baseline != defence:
-        ax.plot(positions, [results[baseline][a] for a in attacks], "k_", markersize=22, markeredgewidth=2, label=baseline)
-    ax.set_xticks(list(positions), attacks, rotation=15)
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("robust accuracy (fraction of test set)")
-    ax.set_title(f"{defence} vs {attack}: {results[defence][attack]:.0%} of test digits survive")
-    ax.legend(loc="upper right", fontsize=8)
+    check_model("classifier", classifier)
+    if attack not in ATTACKS:
+        raise ValueError(f"attack must be one of {list(ATTACKS)}, got {attack!r}")
+    eps = check_number("eps", eps, low=0.0, high=1.0, low_open=True)
+    model = defend(classifier, "temperature", temperature=check_number("temperature", temperature, low=0.0, low_open=True))
+    x_adv = _run(attack, model, x, y, eps, check_int("seed", seed, low=0))
+    with torch.no_grad():
+        correct, survives = model(x).argmax(1) == y, model(x_adv).argmax(1) == y
+    return correct.long() + (correct & survives).long(), input_gradient_zero_fraction(model, x, y)
+
+
+def plot_outcomes(outcome: torch.Tensor, y: torch.Tensor, *, temperature: float, attack: str, zero_fraction: float) -> Figure:
+    """The outcome of every digit as a grid of coloured cells labelled with the true class.
+
+    Taught in chapter 8.
+    """
+    n = len(outcome)
+    cols = 10
+    rows = -(-n // cols)
+    grid = torch.full((rows * cols,), float("nan"))
+    grid[:n] = outcome.float()
+    fig, ax = plt.subplots(figsize=(5.6, 0.32 * rows + 1.1), layout="none")
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.12, top=0.84)
+    cmap = ListedColormap(["#BBBBBB", PALETTE["vermillion"], PALETTE["sky"]])
+    ax.imshow(grid.reshape(rows, cols).numpy(), cmap=cmap, vmin=-0.5, vmax=2.5, aspect="auto")
+    for i, label in enumerate(y.tolist()):
+        ax.text(i % cols, i // cols, str(label), ha="center", va="center", fontsize=8, color="black")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    kept = int((outcome == 2).sum())
+    ax.set_title(f"T = {temperature:g}, {attack}: {kept} of {n} digits survive; zero gradient on {zero_fraction:.0%}", fontsize=9)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(i)) for i in range(3)]
+    fig.legend(handles, OUTCOMES, loc="lower center", ncol=3, fontsize=8, frameon=False)
     return fig
 
 
-def masking_explorer(results: Results, *, defences: Sequence[str] | None = None, live: bool | None = None) -> VBox:
-    """Defence (on/off and which) x attack kind -> robust accuracy, from results measured in the chapter.
+def masking_explorer(
+    classifier: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float,
+    temperatures: Sequence[float] = (1.0, 10.0, 100.0, 1000.0),
+    seed: int = 0,
+    live: bool | None = None,
+) -> VBox:
+    """Softmax temperature x attack -> the outcome of every digit of (x, y) (aim for <= 100 rows).
 
-    ``results`` maps defence -> attack -> robust accuracy; every view is a cheap plot of those
-    measured numbers, so the live and precomputed faces show exactly the chapter's measurements.
+    Live in a kernel (attacks computed on demand); in the book each of the
+    ``len(temperatures) * len(ATTACKS)`` views is computed once at build time.
     Taught in chapter 8.
     """
-    results = _check_results(results)
-    names = list(defences) if defences is not None else list(results)
-    for name in names:
-        if name not in results:
-            raise ValueError(f"defences must be keys of results {list(results)}, got {name!r}")
-    attacks = list(results[names[0]])
+    check_model("classifier", classifier)
+    x = check_unit_tensor("x", x, min_dim=2)
+    if not isinstance(y, torch.Tensor) or y.shape != (len(x),):
+        raise ValueError(f"y must be a tensor of {len(x)} labels, one per row of x")
+    temps = [check_number("temperatures", t, low=0.0, low_open=True) for t in temperatures]
+    if not temps:
+        raise ValueError("temperatures must list at least one positive temperature")
+    eps = check_number("eps", eps, low=0.0, high=1.0, low_open=True)
+    seed = check_int("seed", seed, low=0)
 
-    def render(defence: str, attack: str) -> Figure:
-        return plot_attack_bars(results, defence, attack)
+    def render(temperature: float, attack: str) -> Figure:
+        outcome, zero = attack_outcomes(classifier, x, y, temperature=temperature, attack=attack, eps=eps, seed=seed)
+        return plot_outcomes(outcome, y, temperature=temperature, attack=attack, zero_fraction=zero)
 
     return explorer(
         render,
-        {"defence": names, "attack": attacks},
+        {"temperature": temps, "attack": list(ATTACKS)},
         live=live,
-        descriptions={"defence": "defence", "attack": "attack"},
-        title="Does the defence survive the attack? Robust accuracy on the digits test set",
+        descriptions={"temperature": "temperature T", "attack": "attack"},
+        title=f"Which digits survive? Logits x T, eps = {eps:g}, {len(x)} test digits",
     )

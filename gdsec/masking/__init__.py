@@ -1,0 +1,64 @@
+"""Gradient masking: "defences" that hide the gradient instead of removing adversarial examples,
+the adaptive attacks that see through them, and the sanity checks that flag them.
+
+Athalye et al. (2018) name three ways a defence obfuscates the gradient; :mod:`.defences` builds one
+of each and :mod:`.adaptive` the attack that undoes it:
+
+* shattered gradients (:class:`Quantize`, a non-differentiable preprocessing) -> :func:`bpda`
+  (keep the forward pass, use the identity's gradient);
+* stochastic gradients (:class:`RandomQuantize`) -> :func:`eot` (average over the randomness);
+* exploding and vanishing gradients (:class:`Temperature`, a saturated softmax; :class:`Purifier`,
+  an unrolled projection onto a :class:`Generator`'s range) -> a loss that does not saturate
+  (``gdsec.attacks.apgd(..., loss="dlr")``) and :func:`reparameterise` (differentiate through the
+  generator, on whose range the purifier is the identity);
+
+:class:`OffGridSaturation` and :class:`FarSaturation` are traps built to trip the two checks those
+defences leave quiet. Plus :func:`transfer` from a surrogate and the gradient-free attacks of :mod:`gdsec.attacks`.
+:func:`sanity_checks` (:mod:`.checks`) runs the checks of Carlini et al. (2019) and AutoAttack that
+read their evidence, and says which fired and why.
+"""
+
+from gdsec.masking.adaptive import bpda, eot, reparameterise, transfer
+from gdsec.masking.checks import (
+    CHECKS,
+    MaskingReport,
+    input_gradient_zero_fraction,
+    is_randomised,
+    random_noise,
+    sanity_checks,
+)
+from gdsec.masking.defences import (
+    DEFENCES,
+    FarSaturation,
+    Generator,
+    OffGridSaturation,
+    Purifier,
+    Quantize,
+    RandomQuantize,
+    Temperature,
+    defend,
+    fit_generator,
+)
+
+__all__ = [
+    "CHECKS",
+    "DEFENCES",
+    "FarSaturation",
+    "Generator",
+    "MaskingReport",
+    "OffGridSaturation",
+    "Purifier",
+    "Quantize",
+    "RandomQuantize",
+    "Temperature",
+    "bpda",
+    "defend",
+    "eot",
+    "fit_generator",
+    "input_gradient_zero_fraction",
+    "is_randomised",
+    "random_noise",
+    "reparameterise",
+    "sanity_checks",
+    "transfer",
+]
