@@ -103,11 +103,15 @@ def count_parameters(model: nn.Module) -> int:
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     """Put ``model`` in eval mode for the duration of the block, then restore the mode it had.
 
+    Every submodule gets its own flag back, so a fresh wrapper around a model in eval mode (a BPDA or
+    EOT wrapper, say) does not switch the wrapped model to training mode on exit.
+
     Used in chapters 5, 7, 8, 9 and 10.
     """
-    was_training = model.training
+    modes = [(module, module.training) for module in model.modules()]
     model.eval()
     try:
         yield model
     finally:
-        model.train(was_training)
+        for module, training in modes:
+            module.training = training

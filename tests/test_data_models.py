@@ -89,3 +89,11 @@ def test_eval_mode_restores_the_mode_even_on_error():
     with models.eval_mode(model):
         pass
     assert not model.training
+
+
+def test_eval_mode_gives_every_submodule_its_own_mode_back():
+    inner = models.mlp(4, 3, hidden=5, seed=0).eval()
+    wrapper = torch.nn.Sequential(inner)  # a fresh wrapper is in training mode, the model it wraps is not
+    with models.eval_mode(wrapper):
+        assert not wrapper.training and not inner.training
+    assert wrapper.training and not inner.training, "leaving the block must not switch the wrapped model to training"
