@@ -273,10 +273,17 @@ def _sequence_flags(accuracy_after: dict[str, float], n: int) -> list[str]:
 def _monotone_flag(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, robust: torch.Tensor, eps: float, norm: str, budget: dict, seed: int
 ) -> list[str]:
-    """Carlini et al.: robust accuracy must not rise with eps; a fresh APGD-CE at ``2 * eps`` on these rows."""
-    x_far = apgd(model, x, y, 2 * eps, norm=norm, loss="ce", steps=budget["steps"], restarts=budget["restarts"], seed=seed)
-    at_double = (_predict(model, x_far) == y).float().mean().item()
-    at_eps = robust.float().mean().item()
-    if at_double <= at_eps:
+    """Carlini et al.: robust accuracy must not rise with eps; the same APGD-CE at ``eps`` and ``2 * eps``.
+
+    Like is compared with like (one attack at two budgets), so a loss that one attack cannot climb
+    at either budget is left to the zero-gradient flag; one row of slack keeps ties quiet.
+    """
+    left = []
+    for budget_eps in (eps, 2 * eps):
+        x_adv = apgd(model, x, y, budget_eps, norm=norm, loss="ce", steps=budget["steps"], restarts=budget["restarts"], seed=seed)
+        left.append((_predict(model, x_adv) == y).float().mean().item())
+    at_eps, at_double = left
+    if at_double <= at_eps + 1 / len(x) + 1e-9:
         return []
-    return [f"non-monotone: on the first {len(x)} rows APGD-CE alone leaves {at_double:.1%} at eps = {2 * eps:g}, more than the ensemble's {at_eps:.1%} at eps = {eps:g}; a loss this attack cannot climb"]
+    return [f"non-monotone: on the first {len(x)} rows APGD-CE leaves {at_double:.1%} at eps = {2 * eps:g} but "
+            f"{at_eps:.1%} at eps = {eps:g}; accuracy that rises with the budget means the attack is failing, not the model holding"]
