@@ -1,10 +1,11 @@
 """Cross-check gdsec.attacks against IBM's Adversarial Robustness Toolbox (ART) on a small digits CNN.
 
-FGSM must match ART exactly; PGD must leave no more robust accuracy than ART (+2 points); DeepFool
-must succeed at least as often as ART with a mean L2 no larger than 1.15x ART's. C&W L2 runs with
-the same budget on both sides (initial constant 1, 3 binary-search rounds of 50 Adam steps, learning
-rate 0.01, on 60 digits): ours must succeed at least as often, with a mean L2 at most 0.8x ART's
-(measured: 0.59x, both fooling every digit).
+FGSM must match ART exactly; PGD must leave no more robust accuracy than ART (+2 points, 3 of the
+150 digits; measured between -2.7 and +0.7 points); DeepFool, with the same overshoot and iteration
+cap, must succeed at least as often as ART with a mean L2 no larger than ART's (measured: 0.98x).
+C&W L2 runs with the same budget on both sides (initial constant 1, 3 binary-search rounds of 50
+Adam steps, learning rate 0.01, on 60 digits): ours must succeed at least as often, with a mean L2
+at most 0.7x ART's (measured: 0.59x, both fooling every digit).
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def test_cw_l2_at_least_as_strong_with_the_same_budget(setting: dict) -> None:
     ok_ours, ok_art = _fooled(model, ours, y), _fooled(model, theirs, y)
     assert ok_ours.mean() >= ok_art.mean()
     both = ok_ours & ok_art
-    assert _l2(xn, ours)[both].mean() <= 0.8 * _l2(xn, theirs)[both].mean()
+    assert _l2(xn, ours)[both].mean() <= 0.7 * _l2(xn, theirs)[both].mean()
 
 
 def test_deepfool_at_least_as_strong(setting: dict) -> None:
@@ -102,4 +103,4 @@ def test_deepfool_at_least_as_strong(setting: dict) -> None:
     ok_ours, ok_art = _fooled(model, ours, predicted), _fooled(model, theirs, predicted)
     assert ok_ours.mean() >= ok_art.mean()
     both = ok_ours & ok_art
-    assert _l2(xn, ours)[both].mean() <= 1.15 * _l2(xn, theirs)[both].mean()
+    assert _l2(xn, ours)[both].mean() <= _l2(xn, theirs)[both].mean()

@@ -62,31 +62,45 @@ def epsilon_explorer(
     *,
     eps_values: Sequence[float] = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3),
     indices: Sequence[int] = (0, 1, 2),
-    attack: str = "fgsm",
+    attack: str | Sequence[str] = "fgsm",
     live: bool | None = None,
 ) -> widgets.VBox:
     """An eps slider (and a digit picker) showing clean digit, perturbation, adversarial digit, predictions.
 
+    ``attack`` is "fgsm", "pgd" (20 steps, seed 0), or a sequence of them: then the explorer also
+    has an attack control, so one step and many can be compared on the same digit and budget.
     Taught in chapter 5.
     """
     check_model("model", model)
     check_unit_tensor("x", x, min_dim=2)
     check_labels("y", y, n=x.shape[0])
-    check_choice("attack", attack, ("fgsm", "pgd"))
+    names = _attack_names(attack)
     for i in indices:
         check_int("indices", i, low=0, high=x.shape[0] - 1)
 
-    def render(eps: float, digit: int) -> Figure:
+    def render(eps: float, digit: int, attack: str = names[0]) -> Figure:
         return render_attack(model, x[digit], int(y[digit]), eps, attack=attack)
 
+    grid: dict[str, list[object]] = {"eps": list(eps_values), "digit": list(indices)}
+    if len(names) > 1:
+        grid["attack"] = list(names)
+    label = " / ".join(name.upper() for name in names)
     return explorer(
         render,
-        {"eps": list(eps_values), "digit": list(indices)},
+        grid,
         live=live,
         live_ranges={"eps": (0.0, 0.5, 0.01)},
-        descriptions={"eps": "ε (L∞ budget)", "digit": "test digit #"},
-        title=f"{attack.upper()} on the digits CNN: move ε",
+        descriptions={"eps": "ε (L∞ budget)", "digit": "test digit #", "attack": "attack"},
+        title=f"{label} on the digits CNN: move ε",
     )
+
+
+def _attack_names(attack: object) -> tuple[str, ...]:
+    """``attack`` (one name or a sequence of distinct names) as a tuple of names from ("fgsm", "pgd")."""
+    names = (attack,) if isinstance(attack, str) else tuple(attack) if isinstance(attack, Sequence) else (attack,)
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"attack must be 'fgsm', 'pgd' or a sequence of distinct ones, got {attack!r}")
+    return tuple(check_choice("attack", name, ("fgsm", "pgd")) for name in names)
 
 
 def _mosaic(ax: plt.Axes, images: torch.Tensor, predicted: torch.Tensor, labels: torch.Tensor, ncols: int = 3) -> None:
