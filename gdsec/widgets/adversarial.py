@@ -1,4 +1,4 @@
-"""Explorers for chapters 5 and 6: an eps slider over one attacked digit, and a train-eps x test-eps grid."""
+"""Explorers for chapters 5 and 6: an eps slider over one attacked digit, and per-row outcomes of model x eps."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from gdsec import attacks
+from gdsec.attacks.evaluate import ENSEMBLE, Evaluation
 from gdsec.plotting import PALETTE
 from gdsec.validation import check_choice, check_int, check_labels, check_model, check_unit_tensor
 from gdsec.widgets.core import explorer
 
-__all__ = ["epsilon_explorer", "render_attack", "robustness_explorer"]
+__all__ = ["epsilon_explorer", "render_attack", "robustness_explorer", "row_outcomes"]
 
 
 def _prediction(model: nn.Module, image: torch.Tensor) -> tuple[int, float]:
@@ -103,70 +104,132 @@ def _attack_names(attack: object) -> tuple[str, ...]:
     return tuple(check_choice("attack", name, ("fgsm", "pgd")) for name in names)
 
 
-def _mosaic(ax: plt.Axes, images: torch.Tensor, predicted: torch.Tensor, labels: torch.Tensor, ncols: int = 3) -> None:
-    """Draw (n, 1, 8, 8) images as one tiled picture on ``ax``, each tile titled with its prediction."""
-    n = len(images)
+#: How each row of the explorer ended, in drawing order, with its colour.
+_OUTCOMES = {
+    "wrong when clean": PALETTE["black"],
+    "proved (IBP)": PALETTE["blue"],
+    "held (not proved)": PALETTE["green"],
+    "apgd-ce": PALETTE["vermillion"],
+    "apgd-t": PALETTE["orange"],
+    "fab-t": PALETTE["purple"],
+    "square": PALETTE["yellow"],
+}
+
+
+def row_outcomes(evaluation: Evaluation, proved: torch.Tensor) -> list[str]:
+    """Per row, how it ended: "wrong when clean", "proved (IBP)", "held (not proved)" or the attack that broke it.
+
+    ``evaluation`` comes from ``gdsec.attacks.evaluate.evaluate``, ``proved`` from ``gdsec.verify.certified``
+    on the same rows and budget. Taught in chapter 6.
+    """
+    if not isinstance(evaluation, Evaluation):
+        raise ValueError(f"evaluation must be an Evaluation from gdsec.attacks.evaluate, got {type(evaluation).__name__}")
+    if not isinstance(proved, torch.Tensor) or proved.dtype != torch.bool or proved.shape != (evaluation.n,):
+        raise ValueError(f"proved must be a bool tensor with one entry per evaluated row ({evaluation.n})")
+    outcomes = []
+    for row, broke in enumerate(evaluation.broken_by):
+        if broke == "clean":
+            outcomes.append("wrong when clean")
+        elif broke is not None:
+            if bool(proved[row]):
+                raise ValueError(f"row {row} is proved robust but was broken by {broke}: the bound or the attack is wrong")
+            outcomes.append(broke)
+        else:
+            outcomes.append("proved (IBP)" if bool(proved[row]) else "held (not proved)")
+    return outcomes
+
+
+def _outcome_tiles(ax: plt.Axes, images: torch.Tensor, predicted: torch.Tensor, outcomes: Sequence[str], ncols: int = 6) -> None:
+    """Draw (n, 1, 8, 8) images tiled on ``ax``: above each its prediction, below each a bar in its outcome's colour."""
+    n, size = len(images), images.shape[-1]
     nrows = -(-n // ncols)
-    size = images.shape[-1]
-    canvas = np.full((nrows * (size + 3), ncols * (size + 1)), np.nan)
+    canvas = np.full((nrows * (size + 4), ncols * (size + 1)), np.nan)
     for i in range(n):
         r, c = divmod(i, ncols)
-        top, left = r * (size + 3) + 2, c * (size + 1)
+        top, left = r * (size + 4) + 2, c * (size + 1)
         canvas[top : top + size, left : left + size] = images[i, 0].numpy()
-        wrong = int(predicted[i]) != int(labels[i])
-        ax.text(left + size / 2 - 0.5, top - 0.7, f"says {int(predicted[i])}", ha="center", fontsize=8,
-                color=PALETTE["vermillion"] if wrong else PALETTE["green"])
+        ax.text(left + size / 2 - 0.5, top - 0.8, f"says {int(predicted[i])}", ha="center", fontsize=7)
+        ax.add_patch(plt.Rectangle((left - 0.5, top + size - 0.3), size, 0.9, color=_OUTCOMES[outcomes[i]], clip_on=False))
     ax.imshow(canvas, vmin=0, vmax=1)
     ax.axis("off")
 
 
+def _outcome_bars(ax: plt.Axes, outcomes: Sequence[str]) -> None:
+    """Count the rows per outcome as a labelled horizontal bar chart on ``ax``."""
+    labels = list(_OUTCOMES)
+    counts = [outcomes.count(label) for label in labels]
+    ax.barh(range(len(labels)), counts, color=[_OUTCOMES[label] for label in labels], edgecolor="k", linewidth=0.4)
+    ax.set_yticks(range(len(labels)), [f"broken by {label}" if label in ENSEMBLE else label for label in labels], fontsize=7)
+    ax.invert_yaxis()
+    for i, count in enumerate(counts):
+        ax.text(count + 2, i, str(count), va="center", fontsize=7)
+    ax.set_xlabel(f"test digits (of {len(outcomes)})", fontsize=8)
+    ax.set_xlim(0, len(outcomes) * 1.15)
+
+
+def _check_results(results: object, models: object) -> tuple[list[str], list[float]]:
+    """Validate the explorer's inputs; return the model names and the eps values (a full grid)."""
+    if not isinstance(models, Mapping) or not models:
+        raise ValueError("models must map at least one name to a model")
+    for name, model in models.items():
+        check_model(f"models[{name!r}]", model)
+    if not isinstance(results, Mapping) or not results:
+        raise ValueError("results must map (model name, eps) to (Evaluation, proved)")
+    eps_values = sorted({key[1] for key in results})
+    for name in models:
+        for eps in eps_values:
+            if (name, eps) not in results:
+                raise ValueError(f"results is missing the setting (model {name!r}, eps {eps:g})")
+    unknown = sorted({key[0] for key in results} - set(models))
+    if unknown:
+        raise ValueError(f"results names models {unknown} that models does not hold")
+    for key, value in results.items():
+        if not (isinstance(value, tuple) and len(value) == 2):
+            raise ValueError(f"results[{key!r}] must be a pair (Evaluation, proved)")
+        row_outcomes(*value)
+    return list(models), eps_values
+
+
 def robustness_explorer(
-    accuracy: Mapping[float, Sequence[float]],
-    examples: Mapping[tuple[float, float], tuple[torch.Tensor, torch.Tensor]],
-    test_eps: Sequence[float],
+    results: Mapping[tuple[str, float], tuple[Evaluation, torch.Tensor]],
+    models: Mapping[str, nn.Module],
     *,
-    labels: torch.Tensor,
-    curve_eps: Sequence[float] | None = None,
+    show: Sequence[int] = tuple(range(12)),
     live: bool | None = None,
 ) -> widgets.VBox:
-    """Train-eps x test-eps explorer over precomputed results (nothing is trained or attacked here).
+    """Model x eps explorer of per-row outcomes: which digits IBP proves, which hold, which attack broke the rest.
 
-    ``accuracy[train_eps]`` lists robust accuracy at each of ``curve_eps`` (default ``test_eps``);
-    ``examples[(train_eps, test_eps)]`` is ``(x_adv, predictions)`` for a few test digits whose true
-    ``labels`` are given, for every training eps and every eps of ``test_eps`` (the control's values).
+    ``results[(name, eps)]`` is ``(evaluation, proved)`` for the model ``models[name]`` on the whole test
+    set (``evaluate`` and ``gdsec.verify.certified`` at that eps), for every name and eps (a full grid).
+    Left: how many test rows ended each way. Right: the test rows ``show``, as the input the attacks
+    ended on, with the model's answer and a bar coloured by the outcome. Nothing is attacked here.
     Taught in chapter 6.
     """
-    train_values = list(accuracy)
-    curve_eps = list(test_eps if curve_eps is None else curve_eps)
-    for train_eps in train_values:
-        if len(accuracy[train_eps]) != len(curve_eps):
-            raise ValueError(f"accuracy[{train_eps}] must have one value per curve eps ({len(curve_eps)})")
-        for value in test_eps:
-            if (train_eps, value) not in examples:
-                raise ValueError(f"examples is missing the setting (train eps {train_eps}, test eps {value})")
-            if value not in curve_eps:
-                raise ValueError(f"test eps {value} is not one of curve_eps {curve_eps}")
+    names, eps_values = _check_results(results, models)
+    n = next(iter(results.values()))[0].n
+    for index in show:
+        check_int("show", index, low=0, high=n - 1)
+    show = list(show)
+    if not 1 <= len(show) <= 24:
+        raise ValueError(f"show must list between 1 and 24 rows, got {len(show)}")
 
-    def render(train_eps: float, test_eps_value: float) -> Figure:
-        x_adv, predicted = examples[(train_eps, test_eps_value)]
-        fig, (ax, tiles) = plt.subplots(1, 2, figsize=(7.2, 2.9), width_ratios=[1.3, 1])
-        for value in train_values:
-            style = {"linewidth": 2.4} if value == train_eps else {"linewidth": 1.0, "alpha": 0.5}
-            ax.plot(curve_eps, accuracy[value], marker="o", markersize=3, label=f"train ε={value:g}", **style)
-        column = curve_eps.index(test_eps_value)
-        ax.plot([test_eps_value], [accuracy[train_eps][column]], "s", color="k", markersize=7)
-        ax.set_xlabel("test ε (L∞, pixel intensity)")
-        ax.set_ylabel("robust accuracy")
-        ax.set_ylim(0, 1)
-        ax.legend(fontsize=7)
-        _mosaic(tiles, x_adv, predicted, labels)
-        fig.suptitle(f"model trained at ε={train_eps:g}, attacked by PGD at ε={test_eps_value:g}", fontsize=10)
+    def render(model: str, eps: float) -> Figure:
+        evaluation, proved = results[(model, eps)]
+        outcomes = row_outcomes(evaluation, proved)
+        x_adv = evaluation.x_adv[show]
+        with torch.no_grad():
+            predicted = models[model](x_adv).argmax(1)
+        fig, (bars, tiles) = plt.subplots(1, 2, figsize=(7.8, 3.0), width_ratios=[1, 1.4])
+        _outcome_bars(bars, outcomes)
+        _outcome_tiles(tiles, x_adv, predicted, [outcomes[i] for i in show])
+        ran = " → ".join(evaluation.accuracy_after)
+        fig.suptitle(f"{model}, ε = {eps:g} (L∞); IBP, then {ran}", fontsize=9)
         return fig
 
     return explorer(
         render,
-        {"train_eps": train_values, "test_eps_value": list(test_eps)},
+        {"model": names, "eps": eps_values},
         live=live,
-        descriptions={"train_eps": "training ε", "test_eps_value": "attack ε"},
-        title="Adversarial training: training ε × attack ε",
+        descriptions={"model": "model", "eps": "ε (L∞ budget)"},
+        title="Per digit: proved, held, or broken, and by which attack",
     )
