@@ -60,7 +60,7 @@ def run_settings(
     ``recipe.n_workers`` workers running ``attack``. Trimmed mean and Krum are told ``max(f, 1)``
     attackers: the true ``f``, except in the clean runs (``f = 0``), where they are told 1 so that they
     still trim or exclude something. With ``f = 0`` the attack is irrelevant. ``attack`` is one of
-    ``CRAFTED_ATTACKS``. Each run equals :func:`run_setting` with its seed.
+    ``CRAFTED_ATTACKS``. Each run equals :func:`run_setting` with its seed (up to floating-point rounding).
 
     Taught in chapter 4.
     """

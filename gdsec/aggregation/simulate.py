@@ -137,7 +137,8 @@ def simulate_batch(
     teaches ``attacker_data``'s labels). Rows are clipped to ``max_norm`` if set, combined by the rule
     and applied as w <- w - lr * g. ``on_step(step, grads)`` sees every round's submissions as sent,
     before clipping, shape (runs, n_workers, d). Models are not modified. A run whose weights stop being
-    finite (or exceed 1e6) is marked ``diverged`` and stops there. Each run equals the same run alone.
+    finite (or exceed 1e6) is marked ``diverged`` and stops there. Each run equals the same run alone
+    (up to floating-point rounding: batched arithmetic may sum in another order).
 
     Taught in chapter 4.
     """
