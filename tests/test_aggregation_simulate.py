@@ -133,6 +133,8 @@ def test_simulate_batch_marks_only_the_runs_that_diverge(digits: data.Split) -> 
         ({"settings": [ag.Setting("krum", 4)]}, "f must be"),
         ({"settings": [ag.Setting(max_norm=0.0)]}, "max_norm"),
         ({"settings": [ag.Setting(seed=-1)]}, "seed"),
+        ({"settings": [ag.Setting(aggregator_f=-1)]}, "aggregator_f"),
+        ({"settings": [ag.Setting(attack="gentle")]}, "attack"),
         ({"models": [models.mlp(hidden=8, seed=0)]}, "models"),
         ({"models": []}, "models"),
     ],

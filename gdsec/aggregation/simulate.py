@@ -81,7 +81,7 @@ def _check_setting(setting: object, n_workers: int) -> Setting:
     check_choice("aggregator", setting.aggregator, AGGREGATORS)
     check_int("f", setting.f, low=0, high=n_workers - 1)
     check_choice("attack", setting.attack, BYZANTINE_ATTACKS)
-    told = setting.f if setting.aggregator_f is None else setting.aggregator_f
+    told = setting.f if setting.aggregator_f is None else check_int("aggregator_f", setting.aggregator_f, low=0)
     if setting.aggregator in ("trimmed_mean", "krum"):
         check_f(told, n_workers, setting.aggregator)
     if setting.max_norm is not None:
