@@ -43,6 +43,12 @@ class HookState:
 def robust_hook(state: HookState, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
     """DDP communication hook: all-gather the bucket from every rank and aggregate it robustly.
 
+    The rule sees one bucket at a time, not the whole gradient. Coordinate-wise rules (median, trimmed
+    mean) are unaffected, but Krum then picks a worker per bucket, possibly a different one in each:
+    once a model spans several buckets that is not Krum on the full gradient. The all-gather is also
+    what robustness costs on the wire: each rank receives every other rank's bucket, (n - 1) x its
+    size, where the ring all-reduce behind DDP's mean moves about 2 x its size whatever n is.
+
     A malicious rank (``state.malicious``) first replaces its own gradients by ``attack_scale`` times
     themselves: what a compromised worker running modified code would send.
 

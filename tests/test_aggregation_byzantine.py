@@ -36,6 +36,22 @@ def test_alie_z_matches_paper_formula() -> None:
         ag.alie_z(5, 0)
 
 
+def test_alie_with_one_attacker_of_ten_sends_the_honest_mean() -> None:
+    assert [round(ag.alie_z(10, f), 2) for f in range(1, 5)] == [0.0, 0.25, 0.52, 0.84]
+    honest = torch.randn(9, 12, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(ag.byzantine_gradients(honest, f=1, attack="alie")[0], honest.mean(0))
+
+
+@pytest.mark.parametrize("attack", ["none", "sign_flip", "noise", "scaled", "alie"])
+def test_batched_crafting_equals_one_round_at_a_time(attack: str) -> None:
+    from gdsec.aggregation.byzantine import _craft_rows
+
+    honest = torch.randn(4, 7, 9, generator=torch.Generator().manual_seed(3))
+    batched = _craft_rows(honest, f=3, attack=attack, scale=None, seeds=[5, 6, 7, 8])
+    single = torch.stack([ag.byzantine_gradients(h, f=3, attack=attack, seed=s) for h, s in zip(honest, [5, 6, 7, 8], strict=True)])
+    assert torch.allclose(batched, single, atol=1e-6)
+
+
 def test_attack_names_are_explicit_and_do_not_clash_with_gdsec_attacks() -> None:
     assert ag.CRAFTED_ATTACKS == ("none", "sign_flip", "noise", "scaled", "alie")
     assert ag.BYZANTINE_ATTACKS == (*ag.CRAFTED_ATTACKS, "targeted")

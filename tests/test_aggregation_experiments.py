@@ -10,7 +10,7 @@ import torch
 
 from gdsec import aggregation, data
 from gdsec.aggregation import experiments
-from gdsec.widgets.aggregation import F_VALUES, aggregation_explorer
+from gdsec.widgets.aggregation import ATTACKS, F_VALUES, aggregation_explorer
 
 FAST = experiments.Recipe(steps=12, eval_every=6)
 
@@ -35,6 +35,7 @@ def test_run_setting_is_pure_and_uses_the_recipe(digits: data.Split) -> None:
     narrow = experiments.run_setting(digits, "mean", 0, "none", recipe=dataclasses.replace(FAST, hidden=8))
     assert narrow.final_params.numel() == 64 * 8 + 8 + 8 * 10 + 10
     clean = experiments.run_setting(digits, "mean", 0, "none", recipe=FAST)
+    assert a.trajectory.shape == (3, a.final_params.numel())
     assert torch.equal(clean.final_params, experiments.run_setting(digits, "mean", 0, "alie", recipe=FAST).final_params)
     broken = experiments.run_setting(digits, "mean", 3, "sign_flip", recipe=FAST)
     assert broken.diverged or broken.accuracy[-1] < clean.accuracy[-1] - 0.2
@@ -58,18 +59,52 @@ def test_run_setting_rejects_bad_arguments(digits: data.Split, args: tuple, matc
         experiments.run_setting(digits, *args, recipe=FAST)
 
 
-def test_sweep_runs_each_setting_once(digits: data.Split, monkeypatch) -> None:
+def test_sweep_runs_each_setting_once_per_seed(digits: data.Split, monkeypatch) -> None:
     calls = []
-    real = experiments.run_setting
+    real = experiments.simulate_batch
 
-    def counting(*args, **kwargs):
-        calls.append(args[1:])
-        return real(*args, **kwargs)
+    def counting(models, *args, settings, **kwargs):
+        calls.append(list(settings))
+        return real(models, *args, settings=settings, **kwargs)
 
-    monkeypatch.setattr(experiments, "run_setting", counting)
-    runs = experiments.sweep(digits, ("mean", "krum"), (0, 1), ("sign_flip", "alie"), recipe=FAST)
-    assert len(runs) == 8 and len(calls) == 2 + 4
+    monkeypatch.setattr(experiments, "simulate_batch", counting)
+    runs = experiments.sweep(digits, ("mean", "krum"), (0, 1), ("sign_flip", "alie"), recipe=FAST, seeds=(0, 1))
+    assert len(runs) == 8 and len(calls) == 1, "one batch for the whole sweep"
+    assert len(calls[0]) == (2 + 4) * 2, "each setting once per seed: the clean runs are shared"
     assert runs["sign_flip", 0, "krum"] is runs["alie", 0, "krum"]
+    assert all(len(value) == 2 for value in runs.values())
+    assert [s.seed for s in calls[0][:2]] == [0, 1]
+
+
+def test_run_settings_tells_the_clean_rules_one_attacker_and_matches_run_setting(digits: data.Split, monkeypatch) -> None:
+    seen = []
+    real = experiments.simulate_batch
+    monkeypatch.setattr(experiments, "simulate_batch",
+                        lambda models, *a, settings, **k: seen.extend(settings) or real(models, *a, settings=settings, **k))
+    done = experiments.run_settings(digits, [("alie", 0, "krum"), ("alie", 3, "trimmed_mean")], recipe=FAST, seeds=[4])
+    assert [(s.attack, s.f, s.aggregator_f, s.seed) for s in seen] == [("none", 0, 1, 4), ("alie", 3, 3, 4)]
+    alone = experiments.run_setting(digits, "trimmed_mean", 3, "alie", recipe=FAST, seed=4)
+    assert torch.allclose(done["alie", 3, "trimmed_mean"][0].final_params, alone.final_params, atol=1e-5)
+    with pytest.raises(ValueError, match="seeds"):
+        experiments.run_settings(digits, [("alie", 1, "mean")], recipe=FAST, seeds=[1, 1])
+    with pytest.raises(ValueError, match="keys"):
+        experiments.run_settings(digits, [], recipe=FAST)
+    with pytest.raises(ValueError, match="keys"):
+        experiments.run_settings(digits, [("alie", 1)], recipe=FAST)
+
+
+def test_final_accuracy_and_accuracy_table_count_divergence_as_zero(digits: data.Split) -> None:
+    long = experiments.Recipe(steps=80, eval_every=40)
+    runs = experiments.sweep(digits, ("mean",), (3,), ("sign_flip",), recipe=long, seeds=(0, 1))["sign_flip", 3, "mean"]
+    good = experiments.run_settings(digits, [("alie", 1, "mean")], recipe=long, seeds=(0, 1))["alie", 1, "mean"]
+    assert all(run.diverged for run in runs)
+    assert torch.equal(experiments.final_accuracy(runs), torch.zeros(2))
+    assert torch.allclose(experiments.final_accuracy(good), torch.tensor([r.accuracy[-1] for r in good]))
+    steps, table = experiments.accuracy_table([*good, *runs])
+    assert steps == [0, 40, 80] and table.shape == (4, 3)
+    assert torch.equal(table[2:, -1], torch.zeros(2)) and (table[:2, -1] > 0.5).all()
+    with pytest.raises(ValueError, match="runs"):
+        experiments.final_accuracy(good[0])
 
 
 def _images(widget: widgets.Widget) -> list[widgets.Image]:
@@ -80,30 +115,35 @@ def _images(widget: widgets.Widget) -> list[widgets.Image]:
 
 @pytest.fixture(scope="module")
 def grid_runs(digits: data.Split) -> dict:
-    return experiments.sweep(digits, aggregation.AGGREGATORS, F_VALUES, ("sign_flip",), recipe=FAST)
+    return experiments.sweep(digits, aggregation.AGGREGATORS, (0, *F_VALUES), ATTACKS, recipe=FAST, seeds=(0, 1))
 
 
 def test_explorer_lays_out_the_runs_it_is_given(grid_runs: dict) -> None:
     box = aggregation_explorer(grid_runs, live=False)
-    assert len(_images(box)) == len(aggregation.AGGREGATORS) * len(F_VALUES)
+    assert ATTACKS[0] == "alie", "the chapter's headline attack is the first view"
+    assert len(_images(box)) == len(ATTACKS) * len(aggregation.AGGREGATORS) * len(F_VALUES)
     with pytest.raises(ValueError, match="missing"):
-        aggregation_explorer({k: v for k, v in grid_runs.items() if k != ("sign_flip", 3, "krum")}, live=False)
+        aggregation_explorer({k: v for k, v in grid_runs.items() if k != ("alie", 3, "krum")}, live=False)
+    only_flip = {k: v for k, v in grid_runs.items() if k[0] == "sign_flip"}
+    assert len(_images(aggregation_explorer(only_flip, attacks=("sign_flip",), live=False))) == 4 * len(F_VALUES)
     with pytest.raises(ValueError, match="missing"):
-        aggregation_explorer(grid_runs, attack="alie", live=False)
+        aggregation_explorer(only_flip, live=False)
+    with pytest.raises(ValueError, match="attacks"):
+        aggregation_explorer(grid_runs, attacks=("gentle",), live=False)
 
 
 def test_live_explorer_computes_only_what_it_lacks(digits: data.Split, grid_runs: dict) -> None:
     asked = []
 
-    def compute(aggregator: str, f: int, attack: str) -> aggregation.Simulation:
+    def compute(aggregator: str, f: int, attack: str) -> tuple[aggregation.Simulation, ...]:
         asked.append((aggregator, f, attack))
-        return experiments.run_setting(digits, aggregator, f, attack, recipe=FAST)
+        return (experiments.run_setting(digits, aggregator, f, attack, recipe=FAST),)
 
     box = aggregation_explorer(grid_runs, compute=compute, live=True)
     assert asked == []
     slider = next(c for c in box.children if isinstance(c, widgets.FloatSlider))
     slider.value = 2
-    assert asked == [("mean", 2, "sign_flip")]
+    assert asked == [("mean", 2, "alie")]
     slider.value = 3
     slider.value = 2  # computed once, then kept by this explorer
-    assert asked == [("mean", 2, "sign_flip")]
+    assert asked == [("mean", 2, "alie")]

@@ -30,6 +30,49 @@ def test_hash_chain_detects_tampering() -> None:
         ag.append_update(log, "w1", [1.0])
 
 
+def _log(rounds: int = 3, per_round: int = 4) -> tuple[tuple, list]:
+    log: tuple = ()
+    heads = []
+    for r in range(rounds):
+        for w in range(per_round):
+            log = ag.append_update(log, f"w{w}", torch.full((3,), float(10 * r + w)), round_index=r)
+        heads.append(ag.head(log))
+    return log, heads
+
+
+def _rehash(log: tuple, position: int, update: torch.Tensor) -> tuple:
+    """What anyone holding the log can do: change one record and re-append every later one."""
+    out = log[:position]
+    out = ag.append_update(out, log[position].submitter, update, round_index=log[position].round_index)
+    for entry in log[position + 1 :]:
+        out = ag.append_update(out, entry.submitter, entry.update, round_index=entry.round_index)
+    return out
+
+
+def test_a_rehashed_rewrite_passes_the_chain_but_not_the_published_heads() -> None:
+    log, heads = _log()
+    assert heads[0] == ag.Anchor(3, log[3].digest) and ag.verify_log(log, anchors=heads) is None
+    rewritten = _rehash(log, 5, torch.zeros(3))
+    assert ag.verify_log(rewritten) is None, "a consistent rewrite passes the bare chain check"
+    assert ag.verify_log(rewritten, anchors=heads) == 7, "the first head after record 5 (round 1) fails"
+    assert ag.verify_log(rewritten, anchors=heads[:1]) is None, "heads published before the change cannot see it"
+    assert ag.verify_log(rewritten, anchors=list(reversed(heads))) == 7, "anchors in any order"
+    assert ag.verify_log(log[:6], anchors=heads) == 6, "a truncated log fails at its length"
+    assert ag.verify_log(log[:8], anchors=heads[:2]) is None
+
+
+def test_anchors_and_head_reject_bad_arguments() -> None:
+    log, heads = _log(1)
+    with pytest.raises(ValueError, match="anchors"):
+        ag.verify_log(log, anchors=heads[0])
+    with pytest.raises(ValueError, match="anchors"):
+        ag.verify_log(log, anchors=[(3, log[3].digest)])
+    with pytest.raises(ValueError, match="anchors"):
+        ag.verify_log(log, anchors=[ag.Anchor(-1, "x")])
+    with pytest.raises(ValueError, match="log"):
+        ag.head(())
+
+
 def test_submitter_scores_single_out_the_odd_one() -> None:
     generator = torch.Generator().manual_seed(0)
     log: tuple = ()

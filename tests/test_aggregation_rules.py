@@ -145,3 +145,30 @@ def test_clip_updates_bounds_norms(n: int, d: int, max_norm: float, seed: int) -
     assert torch.allclose(clipped[small], grads[small])
     with pytest.raises(ValueError, match="max_norm"):
         ag.clip_updates(grads, max_norm=0.0)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 10, 17])
+def test_batched_rules_equal_the_rule_on_each_round(n: int) -> None:
+    from gdsec.aggregation import rules
+
+    grads = torch.randn(4, 3, n, 6, generator=torch.Generator().manual_seed(n))
+    assert torch.equal(rules._sorted_rows(grads), grads.sort(dim=-2).values)
+    for name in ag.AGGREGATORS:
+        limit = ag.max_tolerated(name, n)
+        if limit < 0:
+            continue  # Krum needs n >= 3
+        f = min(1, limit)
+        batched = rules._aggregate_rows(name, grads, f)
+        single = torch.stack([torch.stack([ag.aggregate(name, g, f=f) for g in block]) for block in grads])
+        assert batched.shape == (4, 3, 6) and torch.allclose(batched, single, atol=1e-6), name
+
+
+def test_clip_rows_takes_one_limit_per_round() -> None:
+    from gdsec.aggregation import rules
+
+    grads = torch.randn(3, 5, 4, generator=torch.Generator().manual_seed(0)) * 10
+    limits = torch.tensor([0.5, float("inf"), 2.0])
+    clipped = rules._clip_rows(grads, limits)
+    assert torch.equal(clipped[1], grads[1])
+    for i in (0, 2):
+        assert torch.allclose(clipped[i], ag.clip_updates(grads[i], max_norm=limits[i].item()))

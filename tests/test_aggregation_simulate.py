@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -47,6 +49,7 @@ def test_simulation_targeted_attack_and_norm_limit(digits: data.Split) -> None:
     free = run(digits, deployed, **kwargs, on_step=lambda _step, grads: seen.append(grads))
     limited = run(digits, deployed, **kwargs, max_norm=1.0)
     assert len(seen) == 30 and seen[0].shape[0] == 8
+    assert seen[0][:2].norm(dim=1).min() > 1.0, "on_step sees the submissions as sent, before the limit clips them"
     model = models.logistic_regression(seed=0)
 
     def success(theta: torch.Tensor) -> float:
@@ -85,3 +88,62 @@ def test_simulation_rejects_bad_inputs(digits: data.Split) -> None:
         ag.simulate(model, digits.x_train * 2, digits.y_train, eval_data=evaluation)
     with pytest.raises(ValueError, match="y"):
         ag.simulate(model, digits.x_train, digits.y_train[:-1], eval_data=evaluation)
+
+
+def test_simulate_batch_runs_each_setting_as_if_alone(digits: data.Split) -> None:
+    settings = [
+        ag.Setting("krum", 1, "alie", seed=0),
+        ag.Setting("coordinate_median", 2, "noise", seed=1),
+        ag.Setting("mean", 0, "none", max_norm=0.5, seed=2),
+        ag.Setting("trimmed_mean", 1, "sign_flip", aggregator_f=2, seed=3),
+    ]
+    kwargs = {"n_workers": 6, "steps": 12, "lr": 0.5, "batch_size": 8, "eval_every": 4,
+              "eval_data": (digits.x_test, digits.y_test)}
+    starts = [models.logistic_regression(seed=s.seed) for s in settings]
+    batch = ag.simulate_batch(starts, digits.x_train, digits.y_train, settings=settings, **kwargs)
+    for setting, start, run in zip(settings, starts, batch, strict=True):
+        alone = ag.simulate(start, digits.x_train, digits.y_train, f=setting.f, attack=setting.attack,
+                            aggregator=setting.aggregator, aggregator_f=setting.aggregator_f,
+                            max_norm=setting.max_norm, seed=setting.seed, **kwargs)
+        assert run.steps == alone.steps == [0, 4, 8, 12]
+        assert torch.allclose(run.final_params, alone.final_params, atol=1e-5)
+        assert run.accuracy == pytest.approx(alone.accuracy, abs=0.005)
+        assert run.trajectory.shape == (4, 650) and torch.equal(run.trajectory[-1], run.final_params)
+        assert torch.equal(run.trajectory[0], torch.nn.utils.parameters_to_vector(start.parameters()).detach())
+    assert not torch.allclose(batch[0].final_params, batch[1].final_params)
+
+
+def test_simulate_batch_marks_only_the_runs_that_diverge(digits: data.Split) -> None:
+    settings = [ag.Setting("mean", 3, "sign_flip"),
+                ag.Setting("coordinate_median", 3, "sign_flip")]
+    starts = [models.mlp(hidden=8, seed=0)] * 2
+    runs = ag.simulate_batch(starts, digits.x_train, digits.y_train, settings=settings, n_workers=10, lr=0.5,
+                             steps=150, batch_size=4, eval_every=50, eval_data=(digits.x_test, digits.y_test))
+    assert runs[0].diverged and not runs[1].diverged
+    assert math.isnan(runs[0].accuracy[-1]) and runs[1].steps == [0, 50, 100, 150]
+    assert not torch.isfinite(runs[0].final_params).all() or runs[0].final_params.abs().max() > 1e6
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"settings": [ag.Setting()] * 2}, "settings"),
+        ({"settings": ag.Setting()}, "settings"),
+        ({"settings": [("mean", 0, "none")]}, "Setting"),
+        ({"settings": [ag.Setting("krum", 4)]}, "f must be"),
+        ({"settings": [ag.Setting(max_norm=0.0)]}, "max_norm"),
+        ({"settings": [ag.Setting(seed=-1)]}, "seed"),
+        ({"settings": [ag.Setting(aggregator_f=-1)]}, "aggregator_f"),
+        ({"settings": [ag.Setting(attack="gentle")]}, "attack"),
+        ({"models": [models.mlp(hidden=8, seed=0)]}, "models"),
+        ({"models": []}, "models"),
+    ],
+)
+def test_simulate_batch_rejects_bad_settings(digits: data.Split, kwargs: dict, match: str) -> None:
+    arguments = {"models": [models.logistic_regression(seed=0)], "settings": [ag.Setting()]} | kwargs
+    if match == "models" and arguments["models"]:
+        arguments["models"] = [models.logistic_regression(seed=0), *arguments["models"]]
+        arguments["settings"] = [ag.Setting()] * 2
+    with pytest.raises(ValueError, match=match):
+        ag.simulate_batch(arguments["models"], digits.x_train, digits.y_train, settings=arguments["settings"],
+                          n_workers=8, eval_data=(digits.x_test, digits.y_test), steps=2)

@@ -3,8 +3,8 @@
 * :mod:`~gdsec.aggregation.rules`: the mean, coordinate-wise median, trimmed mean and Krum, how many
   attackers each tolerates, their cost, and update-size limits;
 * :mod:`~gdsec.aggregation.byzantine`: the gradients Byzantine workers send;
-* :mod:`~gdsec.aggregation.simulate`: an in-process data-parallel training loop;
-* :mod:`~gdsec.aggregation.ledger`: an append-only, hash-chained log of updates and its audit;
+* :mod:`~gdsec.aggregation.simulate`: an in-process data-parallel training loop, many runs at once;
+* :mod:`~gdsec.aggregation.ledger`: a hash-chained log of updates, the published heads that anchor it, and its audit;
 * :mod:`~gdsec.aggregation.economics`: what an attack pays in open-contribution training;
 * :mod:`~gdsec.aggregation.experiments`: chapter 4's experiment (import it by name).
 
@@ -19,7 +19,15 @@ from gdsec.aggregation.byzantine import (
     byzantine_gradients,
 )
 from gdsec.aggregation.economics import payoff
-from gdsec.aggregation.ledger import GENESIS, LogEntry, append_update, submitter_scores, verify_log
+from gdsec.aggregation.ledger import (
+    GENESIS,
+    Anchor,
+    LogEntry,
+    append_update,
+    head,
+    submitter_scores,
+    verify_log,
+)
 from gdsec.aggregation.rules import (
     AGGREGATORS,
     aggregate,
@@ -33,14 +41,16 @@ from gdsec.aggregation.rules import (
     time_aggregator,
     trimmed_mean,
 )
-from gdsec.aggregation.simulate import Simulation, simulate
+from gdsec.aggregation.simulate import Setting, Simulation, simulate, simulate_batch
 
 __all__ = [
     "AGGREGATORS",
+    "Anchor",
     "BYZANTINE_ATTACKS",
     "CRAFTED_ATTACKS",
     "GENESIS",
     "LogEntry",
+    "Setting",
     "Simulation",
     "aggregate",
     "alie_z",
@@ -48,6 +58,7 @@ __all__ = [
     "byzantine_gradients",
     "check_f",
     "check_grads",
+    "head",
     "clip_updates",
     "coordinate_median",
     "krum",
@@ -55,6 +66,7 @@ __all__ = [
     "mean",
     "payoff",
     "simulate",
+    "simulate_batch",
     "submitter_scores",
     "time_aggregator",
     "trimmed_mean",

@@ -21,6 +21,10 @@ BYZANTINE_ATTACKS = (*CRAFTED_ATTACKS, "targeted")
 def alie_z(n_workers: int, f: int) -> float:
     """The 'a little is enough' shift z (Baruch et al. 2019) for n workers of which f are malicious.
 
+    z = Phi^-1((n - s) / n) with s = floor(n / 2) + 1 - f supporters the attackers must win over. For
+    n = 10 and f = 1, s = 5 and z = Phi^-1(0.5) = 0: the lone attacker sends the honest mean, a no-op
+    (z is never negative).
+
     Taught in chapter 4.
     """
     check_int("n_workers", n_workers, low=2)
@@ -44,23 +48,32 @@ def byzantine_gradients(
     check_grads(honest)
     check_int("f", f, low=0)
     check_choice("attack", attack, CRAFTED_ATTACKS)
-    generator = check_seed(seed)
+    check_seed(seed)
+    if scale is not None:
+        check_number("scale", scale, low=0.0)
+    return _craft_rows(honest[None], f=f, attack=attack, scale=scale, seeds=[seed])[0]
+
+
+def _craft_rows(
+    honest: torch.Tensor, *, f: int, attack: str, scale: float | None, seeds: list[int]
+) -> torch.Tensor:
+    """(B, f, d) malicious rows for each of B rounds of honest gradients (B, n - f, d); one seed per round."""
+    batch, count, width = honest.shape
     if f == 0:
-        return honest[:0].clone()
-    centre = honest.mean(dim=0)
-    spread = honest.std(dim=0, unbiased=False) if honest.shape[0] > 1 else torch.zeros_like(centre)
+        return honest[:, :0].clone()
+    centre = honest.mean(dim=-2)
+    spread = (honest - centre.unsqueeze(-2)).pow(2).mean(dim=-2).sqrt()  # population std over the workers
     defaults = {"none": 1.0, "sign_flip": 4.0, "noise": 100.0, "scaled": 1000.0}
-    factor = check_number("scale", scale, low=0.0) if scale is not None else defaults.get(attack, 0.0)
+    factor = scale if scale is not None else defaults.get(attack, 0.0)
     if attack == "none":
-        rows = honest[torch.arange(f) % honest.shape[0]].clone()
-    elif attack == "sign_flip":
-        rows = (-factor * centre).expand(f, -1).clone()
-    elif attack == "noise":
-        size = spread.mean().clamp_min(1e-8)
-        rows = centre + factor * size * torch.randn(f, centre.numel(), generator=generator)
-    elif attack == "scaled":
-        rows = (factor * centre).expand(f, -1).clone()
-    else:
-        z = factor if scale is not None else alie_z(honest.shape[0] + f, f)
-        rows = (centre - z * spread).expand(f, -1).clone()
-    return rows
+        return honest[:, torch.arange(f) % count].clone()
+    if attack == "sign_flip":
+        return (-factor * centre).unsqueeze(-2).expand(batch, f, width).clone()
+    if attack == "noise":
+        size = spread.mean(dim=-1, keepdim=True).clamp_min(1e-8).unsqueeze(-1)
+        draws = torch.stack([torch.randn(f, width, generator=check_seed(s)) for s in seeds])
+        return centre.unsqueeze(-2) + factor * size * draws.to(honest.dtype)
+    if attack == "scaled":
+        return (factor * centre).unsqueeze(-2).expand(batch, f, width).clone()
+    z = factor if scale is not None else alie_z(count + f, f)
+    return (centre - z * spread).unsqueeze(-2).expand(batch, f, width).clone()

@@ -1,4 +1,11 @@
-"""An append-only, hash-chained log of submitted updates, and an audit anyone holding it can run."""
+"""A hash-chained log of submitted updates, the anchors that make it tamper-evident, and an audit.
+
+A hash chain alone proves nothing: whoever holds the log can rewrite a record and re-append every
+later one with :func:`append_update`, and :func:`verify_log` still passes. Tamper evidence needs the
+head digest of each round published or signed outside the log (:func:`head`), and the log checked
+against those anchors. Who submitted a record is only as trustworthy as whoever writes the log;
+attribution needs each submitter's own signature, which this log does not carry.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +19,7 @@ from torch import nn
 from gdsec.aggregation.rules import coordinate_median
 from gdsec.validation import check_int
 
-__all__ = ["GENESIS", "LogEntry", "append_update", "submitter_scores", "verify_log"]
+__all__ = ["GENESIS", "Anchor", "LogEntry", "append_update", "head", "submitter_scores", "verify_log"]
 
 #: The ``previous`` digest of a log's first record.
 GENESIS = "0" * 64
@@ -29,6 +36,16 @@ class LogEntry(NamedTuple):
     submitter: str
     update: torch.Tensor
     previous: str
+    digest: str
+
+
+class Anchor(NamedTuple):
+    """A published head: the index of a log's last record and its digest, kept outside the log.
+
+    Taught in chapter 4.
+    """
+
+    index: int
     digest: str
 
 
@@ -57,11 +74,38 @@ def append_update(
     return (*log, entry)
 
 
-def verify_log(log: Sequence[LogEntry]) -> int | None:
-    """Index of the first record whose hash or link does not check out, or ``None`` if the chain is intact.
+def head(log: Sequence[LogEntry]) -> Anchor:
+    """The anchor to publish (or sign) outside the log after a round: its last record's index and digest.
 
     Taught in chapter 4.
     """
+    if not log:
+        raise ValueError("log must hold at least one entry to have a head")
+    return Anchor(len(log) - 1, log[-1].digest)
+
+
+def _check_anchors(anchors: object) -> list[Anchor]:
+    """``anchors`` as a list of ``Anchor`` sorted by index, or ``ValueError`` naming ``anchors``."""
+    if isinstance(anchors, Anchor) or not isinstance(anchors, Sequence) or isinstance(anchors, str):
+        raise ValueError("anchors must be a sequence of Anchor (index, digest), e.g. [head(log)]")
+    for anchor in anchors:
+        if not isinstance(anchor, Anchor) or not isinstance(anchor.index, int) or anchor.index < 0:
+            raise ValueError(f"anchors must hold Anchor(index >= 0, digest) values, got {anchor!r}")
+    return sorted(anchors, key=lambda a: a.index)
+
+
+def verify_log(log: Sequence[LogEntry], *, anchors: Sequence[Anchor] = ()) -> int | None:
+    """Index of the first record that fails its hash, its link or an anchor; ``None`` if all check out.
+
+    Without ``anchors`` only the chain's internal consistency is checked, which a rewrite followed by
+    re-appending every later record passes. With ``anchors`` (heads published outside the log, see
+    :func:`head`), the record at each anchored index must carry the anchored digest; the first that
+    does not is returned (the change lies at or before it, after the previous anchor that matched), and
+    a log shorter than an anchor fails at its length (records were dropped).
+
+    Taught in chapter 4.
+    """
+    checked = _check_anchors(anchors)
     previous = GENESIS
     for position, entry in enumerate(log):
         if entry.index != position or entry.previous != previous:
@@ -69,6 +113,11 @@ def verify_log(log: Sequence[LogEntry]) -> int | None:
         if entry.digest != _digest(entry.index, entry.round_index, entry.submitter, entry.update, entry.previous):
             return position
         previous = entry.digest
+    for anchor in checked:
+        if anchor.index >= len(log):
+            return len(log)
+        if log[anchor.index].digest != anchor.digest:
+            return anchor.index
     return None
 
 
