@@ -1,4 +1,4 @@
-"""Tests for chapter 6's explorer in gdsec.widgets.adversarial: per-row outcomes and the model x eps grid."""
+"""Tests for the explorers of chapters 5 and 6 in gdsec.widgets.adversarial: the eps slider, per-row outcomes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 
 from gdsec import verify
 from gdsec.attacks.evaluate import evaluate
-from gdsec.widgets.adversarial import robustness_explorer, row_outcomes
+from gdsec.widgets.adversarial import epsilon_explorer, robustness_explorer, row_outcomes
 
 TINY = {"steps": 3, "fab_steps": 1, "queries": 10, "check_rows": 0, "seed": 0}
 
@@ -84,3 +84,21 @@ def test_explorer_rejects_incomplete_or_unknown_settings(results, digits_cnn) ->
         robustness_explorer({**full, ("a", 0.2): results[0.2][0]}, models, live=False)
     with pytest.raises(ValueError, match="models"):
         robustness_explorer(full, {}, live=False)
+
+
+def _controls(box) -> int:
+    """How many controls (sliders, dropdowns, toggles) an explorer shows."""
+    import ipywidgets as widgets
+
+    return sum(isinstance(child, widgets.ValueWidget) for child in box.children)
+
+
+def test_epsilon_explorer_adds_an_attack_control_for_several_attacks(digits_cnn, rows) -> None:
+    x, y = rows
+    one = epsilon_explorer(digits_cnn, x, y, attack="fgsm", eps_values=(0.0, 0.1), indices=(0, 1), live=False)
+    two = epsilon_explorer(digits_cnn, x, y, attack=("fgsm", "pgd"), eps_values=(0.0, 0.1), indices=(0, 1), live=False)
+    assert _controls(two) == _controls(one) + 1
+    plt.close("all")
+    for bad in (("fgsm", "fgsm"), "cw", ()):
+        with pytest.raises(ValueError, match="attack"):
+            epsilon_explorer(digits_cnn, x, y, attack=bad, eps_values=(0.0,), indices=(0,), live=False)
