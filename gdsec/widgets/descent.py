@@ -1,4 +1,4 @@
-"""Explorers for Part 1: the learning rate on a loss surface (ch. 1), optimizers and batch sizes (ch. 2)."""
+"""Explorers for Part 1: the learning rate on a loss surface (ch. 1), momentum's (lr, beta) on a bowl (ch. 2)."""
 
 from __future__ import annotations
 
@@ -6,24 +6,16 @@ from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 from ipywidgets import VBox
 from matplotlib.figure import Figure
 
-from gdsec.data import Split
-from gdsec.env import is_live_frontend
-from gdsec.landscape import surface
-from gdsec.models import logistic_regression
-from gdsec.optim import OPTIMIZERS, minimize
+from gdsec.landscape import Surface, quadratic, surface
+from gdsec.optim import minimize, momentum_rate
 from gdsec.plotting import PALETTE, plot_surface
-from gdsec.train import accuracy, train
-from gdsec.validation import check_int
+from gdsec.validation import check_int, check_number
 from gdsec.widgets.core import explorer
 
-__all__ = ["BASE_LR", "learning_rate_explorer", "optimizer_explorer", "plot_descent", "plot_training_run"]
-
-#: Learning rates that work for logistic regression on digits, per optimizer (scaled by the explorer).
-BASE_LR = {"sgd": 0.5, "momentum": 0.1, "rmsprop": 0.01, "adam": 0.01}
+__all__ = ["learning_rate_explorer", "optimizer_explorer", "plot_descent"]
 
 
 def plot_descent(lr: float, *, surface_name: str = "bowl", steps: int = 30, optimizer: str = "sgd") -> Figure:
@@ -72,57 +64,74 @@ def learning_rate_explorer(
     )
 
 
-def plot_training_run(split: Split, optimizer: str, batch_size: int | None, lr: float, *, epochs: int = 8) -> Figure:
-    """Train logistic regression on ``split`` and plot its loss per epoch and test accuracy.
-
-    Taught in chapter 2.
-    """
-    model = logistic_regression(seed=0)
-    history = train(
-        model, split.x_train, split.y_train, optimizer=optimizer, lr=lr, epochs=epochs,
-        batch_size=batch_size, seed=0, progress=False,
-    )
-    steps_per_epoch = int(np.ceil(len(split.x_train) / (batch_size or len(split.x_train))))
-    fig, ax = plt.subplots(figsize=(6.4, 3.2))
-    ax.plot(np.arange(1, epochs + 1), history.loss, "-o", color=PALETTE["vermillion"], markersize=4)
-    ax.set_ylim(0, 2.4)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("training loss (cross-entropy)")
-    batch = "full batch" if batch_size is None else f"batch {batch_size}"
-    test_acc = accuracy(model, split.x_test, split.y_test)
-    ax.set_title(f"{optimizer}, {batch}, lr {lr:.3g}: {steps_per_epoch} steps/epoch, test accuracy {test_acc:.1%}")
+def _momentum_figure(lr: float, beta: float, kappa: float, steps: int, rates: np.ndarray, lrs: np.ndarray,
+                     betas: np.ndarray) -> Figure:
+    """Three panels for heavy-ball momentum at (lr, beta) on the bowl diag(1, kappa): path, errors, rate map."""
+    bowl = Surface(f"kappa = {kappa:g} bowl", quadratic((1.0, kappa)), (-1.5, 1.5), (-1.5, 1.5), ((0.0, 0.0),), (1.0, 1.0))
+    path = minimize(bowl.fn, bowl.start, optimizer="momentum", lr=lr, beta=beta, steps=steps).numpy()
+    rate = max(momentum_rate(lr, beta, 1.0), momentum_rate(lr, beta, kappa))
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(10.0, 3.1), layout="none",
+                                              gridspec_kw={"width_ratios": [1, 1.1, 1.1], "wspace": 0.45})
+    plot_surface(left, bowl, {"path": path}, levels=12).get_legend().remove()
+    diverged = len(path) < steps + 1
+    left.set_title(f"η {lr:.3g}, β {beta:.3g}: {len(path) - 1} steps" + (" (diverged)" if diverged else ""))
+    for axis, (label, colour) in enumerate((("flat direction, λ = 1", "blue"),
+                                            (f"steep direction, λ = {kappa:g}", "vermillion"))):
+        middle.semilogy(np.abs(path[:, axis]) + 1e-300, color=PALETTE[colour], label=label)
+    middle.set_ylim(1e-12, 1e3)
+    middle.set_yticks([1e-12, 1e-8, 1e-4, 1.0], ["1e-12", "1e-8", "1e-4", "1"])
+    middle.minorticks_off()
+    middle.set_xlim(0, steps)
+    middle.set_xlabel("step")
+    middle.set_ylabel("|error| per eigen-direction")
+    middle.set_title(f"rate (spectral radius) {rate:.3f}")
+    middle.legend(loc="lower left", fontsize=8)
+    image = right.imshow(np.minimum(rates, 1.2), origin="lower", aspect="auto", cmap="viridis", vmin=0.6, vmax=1.2,
+                         extent=(lrs[0], lrs[-1], betas[0], betas[-1]), interpolation="nearest")
+    fig.colorbar(image, ax=right, ticks=[0.6, 0.8, 1.0, 1.2]).set_label("rate (1 or more: diverges)")
+    for curvature in (1.0, kappa):  # critical damping: the discriminant of R vanishes, beta = (1 - sqrt(lr c))^2
+        damped = (1 - np.sqrt(lrs * curvature)) ** 2
+        keep = damped <= betas[-1]
+        right.plot(lrs[keep], damped[keep], color="white", linestyle="--", linewidth=1)
+    right.plot(lr, beta, marker="o", color=PALETTE["vermillion"], markeredgecolor="white", markersize=9)
+    right.set_ylim(betas[0], betas[-1])
+    right.set_xlabel("learning rate η")
+    right.set_ylabel("momentum β")
+    right.set_title("rate map (dashed: critical damping)")
     return fig
 
 
 def optimizer_explorer(
-    split: Split,
+    lrs: Sequence[float] = (0.01, 0.02, 4 / 121),
+    betas: Sequence[float] = (0.0, 81 / 121, 0.9),
     *,
-    optimizers: Sequence[str] = OPTIMIZERS,
-    batch_sizes: Sequence[int | None] = (32, 256, None),
-    epochs: int = 8,
+    kappa: float = 100.0,
+    steps: int = 100,
     live: bool | None = None,
 ) -> VBox:
-    """Optimizer x batch size (x learning-rate scale, live) explorer on logistic regression for digits.
+    """Distill-style (learning rate, momentum) explorer on the bowl diag(1, kappa) (Goh 2017).
 
+    Each view shows the heavy-ball path, the error along each eigen-direction per step, and the rate
+    map max over eigenvalues of the spectral radius (``gdsec.optim.momentum_rate``) with the chosen point.
+    The defaults offer the optimal pair for kappa = 100, lr = 4 / (sqrt(kappa) + 1)^2 and
+    beta = ((sqrt(kappa) - 1) / (sqrt(kappa) + 1))^2, and neighbours of it.
     Taught in chapter 2.
     """
-    check_int("epochs", epochs, low=1, high=200)
-    labels = {("full" if b is None else str(b)): b for b in batch_sizes}
+    check_number("kappa", kappa, low=1.0)
+    check_int("steps", steps, low=1, high=2000)
+    grid_lrs = np.linspace(0.001, 4.0 / kappa, 60)
+    grid_betas = np.linspace(0.0, 0.99, 60)
+    rates = np.array([[max(momentum_rate(float(a), float(b), 1.0), momentum_rate(float(a), float(b), kappa))
+                       for a in grid_lrs] for b in grid_betas])
 
-    def render(optimizer: str, batch: str, lr_scale: float = 1.0) -> Figure:
-        with torch.random.fork_rng(devices=[]):
-            return plot_training_run(split, optimizer, labels[batch], BASE_LR[optimizer] * lr_scale, epochs=epochs)
+    def render(lr: float, beta: float) -> Figure:
+        return _momentum_figure(lr, beta, kappa, steps, rates, grid_lrs, grid_betas)
 
-    live = is_live_frontend() if live is None else live
-    grid: dict[str, list] = {"optimizer": list(optimizers), "batch": list(labels)}
-    if live:
-        grid["lr_scale"] = [1.0]
     return explorer(
         render,
-        grid,
+        {"lr": list(lrs), "beta": list(betas)},
         live=live,
-        live_ranges={"lr_scale": (0.1, 5.0, 0.1)} if "lr_scale" in grid else None,
-        descriptions={"optimizer": "optimizer", "batch": "batch size", "lr_scale": "learning rate × base"},
-        title="Optimizer and batch size on logistic regression for digits",
+        live_ranges={"lr": (0.001, 4.0 / kappa, 0.0005), "beta": (0.0, 0.99, 0.01)},
+        descriptions={"lr": "learning rate", "beta": "momentum beta"},
+        title=f"Heavy-ball momentum on a bowl with condition number {kappa:g}",
     )
-
