@@ -88,14 +88,19 @@ def learning_rate_explorer(
         losses = np.array([surf.fn(p).item() for p in path])
         fig, (left, right) = plt.subplots(1, 2, figsize=(8.4, 3.4), gridspec_kw={"width_ratios": [1.1, 1]})
         plot_surface(left, surf, {f"lr = {lr:.3g}": path})
-        left.set_title(f"steep curvature {curvature:.3g}: 2/L = {2 / curvature:.3g}, 2/(mu+L) = {2 / (1 + curvature):.3g}")
-        right.semilogy(np.arange(len(losses)), losses, "-o", color=PALETTE["blue"], markersize=3)
+        left.set_title(f"$L$ = {curvature:.3g}: $2/L$ = {2 / curvature:.3g}, $2/(\\mu+L)$ = {2 / (1 + curvature):.3g}",
+                       fontsize=9)
+        right.plot(np.arange(len(losses)), losses, "-o", color=PALETTE["blue"], markersize=3)
+        wide = losses.max() > 10 * max(losses.min(), 1e-300)  # a log axis only when the loss spans a decade
+        right.set_yscale("log" if wide else "linear")
         diverged = len(path) < steps + 1 or losses[-1] > losses[0]
         factor = max(abs(1 - lr), abs(1 - lr * curvature))
-        right.set_title(f"{'diverged' if diverged else f'final loss {losses[-1]:.2g}'}; factor per step {factor:.2f}")
+        right.set_title(f"{'diverged' if diverged else f'final loss {losses[-1]:.2g}'}; factor per step {factor:.2f}",
+                        fontsize=9)
         right.set_xlabel("step")
-        right.set_ylabel("loss (log scale)")
+        right.set_ylabel("loss (log scale)" if wide else "loss")
         right.set_xlim(0, steps)
+        fig.subplots_adjust(wspace=0.35)
         return fig
 
     return explorer(
