@@ -43,24 +43,65 @@ def learning_rate_explorer(
     *,
     surface_name: str = "bowl",
     steps: int = 30,
+    curvatures: Sequence[float] | None = None,
     live: bool | None = None,
 ) -> VBox:
     """Learning-rate slider over a loss surface: the path and the loss curve for each rate.
 
+    With ``curvatures`` (bowl only) a second control sets the steep curvature ``c`` of the bowl
+    ``1/2 (w_1^2 + c w_2^2)``, so the same learning rate can be seen below, at and above ``2/c``;
+    each view's title gives ``2/c`` and the best constant step ``2/(1 + c)``.
     Taught in chapter 1.
     """
     check_int("steps", steps, low=1, high=1000)
+    if curvatures is None:
 
-    def render(lr: float) -> Figure:
-        return plot_descent(lr, surface_name=surface_name, steps=steps)
+        def render(lr: float) -> Figure:
+            return plot_descent(lr, surface_name=surface_name, steps=steps)
+
+        return explorer(
+            render,
+            {"lr": list(lrs)},
+            live=live,
+            live_ranges={"lr": (0.001, 0.25, 0.001)},
+            descriptions={"lr": "learning rate"},
+            title="Gradient descent with a learning rate of your choice",
+        )
+    if surface_name != "bowl":
+        raise ValueError(f"curvatures works on the bowl only; got surface_name={surface_name!r}")
+    values = [check_number("curvatures", c, low=0.0, low_open=True, high=100.0) for c in curvatures]
+    if not values:
+        raise ValueError("curvatures must hold at least one steep curvature, got an empty sequence")
+    bowl = surface("bowl")
+
+    def render_bowl(lr: float, curvature: float) -> Figure:
+        surf = bowl._replace(fn=quadratic((1.0, curvature)))
+        path = minimize(surf.fn, surf.start, lr=lr, steps=steps)
+        losses = np.array([surf.fn(p).item() for p in path])
+        fig, (left, right) = plt.subplots(1, 2, figsize=(8.4, 3.4), gridspec_kw={"width_ratios": [1.1, 1]})
+        plot_surface(left, surf, {f"lr = {lr:.3g}": path})
+        left.set_title(f"$L$ = {curvature:.3g}: $2/L$ = {2 / curvature:.3g}, $2/(\\mu+L)$ = {2 / (1 + curvature):.3g}",
+                       fontsize=9)
+        right.plot(np.arange(len(losses)), losses, "-o", color=PALETTE["blue"], markersize=3)
+        wide = losses.max() > 10 * max(losses.min(), 1e-300)  # a log axis only when the loss spans a decade
+        right.set_yscale("log" if wide else "linear")
+        diverged = len(path) < steps + 1 or losses[-1] > losses[0]
+        factor = max(abs(1 - lr), abs(1 - lr * curvature))
+        right.set_title(f"{'diverged' if diverged else f'final loss {losses[-1]:.2g}'}; factor per step {factor:.2f}",
+                        fontsize=9)
+        right.set_xlabel("step")
+        right.set_ylabel("loss (log scale)" if wide else "loss")
+        right.set_xlim(0, steps)
+        fig.subplots_adjust(wspace=0.35)
+        return fig
 
     return explorer(
-        render,
-        {"lr": list(lrs)},
+        render_bowl,
+        {"lr": list(lrs), "curvature": values},
         live=live,
-        live_ranges={"lr": (0.001, 0.25, 0.001)},
-        descriptions={"lr": "learning rate"},
-        title="Gradient descent with a learning rate of your choice",
+        live_ranges={"lr": (0.001, 0.5, 0.001), "curvature": (1.0, 40.0, 0.5)},
+        descriptions={"lr": "learning rate", "curvature": "steep curvature L"},
+        title="Gradient descent on a bowl: learning rate against curvature",
     )
 
 
