@@ -66,12 +66,15 @@ def test_measure_seeds_matches_measure_run_by_run(small: data.Split) -> None:
 
 
 def test_accuracy_curve_continues_training(small: data.Split) -> None:
-    curve = experiments.accuracy_curve(small, [0.0, 0.5], seeds=[0, 1], checkpoints=[1, 4], recipe=FAST)
-    assert curve.shape == (2, 2)
-    assert curve[0, 1] > curve[0, 0] + 0.05, "three more epochs of clean training help"
-    alone = experiments.measure(small, "label flip", 0.0, recipe=dataclasses.replace(FAST, epochs=1), seed=0)
-    assert abs(curve[0, 0].item() - alone.clean_accuracy) <= 1 / 150
-    assert curve[1, 1] < curve[0, 1], "half the labels flipped cost accuracy"
+    curve = experiments.accuracy_curve(small, [0.0, 0.5], seeds=[0, 1], checkpoints=[1, 2, 3, 4], recipe=FAST)
+    assert curve.shape == (2, 4)
+    one = experiments.measure(small, "label flip", 0.0, recipe=dataclasses.replace(FAST, epochs=1), seed=0)
+    four = experiments.measure(small, "label flip", 0.0, recipe=FAST, seed=0)
+    assert abs(curve[0, 0].item() - one.clean_accuracy) <= 1 / 150
+    assert four.clean_accuracy > one.clean_accuracy + 0.05
+    # training continues from checkpoint to checkpoint: after four one-epoch segments it is a four-epoch model
+    assert abs(curve[0, -1].item() - four.clean_accuracy) < 0.5 * (four.clean_accuracy - one.clean_accuracy)
+    assert curve[1, -1] < curve[0, -1], "half the labels flipped cost accuracy"
     with pytest.raises(ValueError, match="checkpoints"):
         experiments.accuracy_curve(small, [0.0], seeds=[0], checkpoints=[4, 1], recipe=FAST)
     with pytest.raises(ValueError, match="fractions"):
