@@ -21,16 +21,44 @@ def test_detect_poison_spectral_finds_backdoor_rows(backdoored: tuple) -> None:
     x0, y0 = x_p.clone(), y_p.clone()
     params = [p.detach().clone() for p in model.parameters()]
     model.train()
-    found = poisoning.detect_poison(model, x_p, y_p, method="spectral", expected_fraction=0.05)
+    found = poisoning.detect_poison(model, x_p, y_p, method="spectral", expected_fraction=1 / 3)
     assert model.training
     assert torch.equal(x_p, x0) and torch.equal(y_p, y0)
     assert all(torch.equal(a, b) for a, b in zip(params, model.parameters(), strict=True))
     model.eval()
     assert found.scores.shape == (len(x_p),)
-    assert found.flagged.dtype == torch.int64 and len(found.flagged) == round(1.5 * 0.05 * len(x_p))
-    precision, recall = poisoning.detection_quality(found.flagged, index)
-    assert precision > 3 * 0.05 and recall > 3 * 0.05 * 1.5
+    assert found.flagged.dtype == torch.int64
+    flagged_0, hits_0, poisoned_0 = poisoning.quality_by_label(found.flagged, index, y_p)[0]
+    assert poisoned_0 == len(index)
+    # within the target label, Tran's ranking finds most of the poison well above its 1/3 base rate
+    assert hits_0 / flagged_0 > 0.45 and hits_0 / poisoned_0 > 0.6
     assert found.scores[index].mean() > 2 * found.scores.mean()
+
+
+def test_detect_poison_spectral_ranks_each_label_on_its_own(backdoored: tuple) -> None:
+    model, x_p, y_p, index = backdoored
+    found = poisoning.detect_poison(model, x_p, y_p, method="spectral", expected_fraction=0.05, removal=1.5)
+    for label in y_p.unique():
+        rows = torch.nonzero(y_p == label).flatten()
+        k = round(1.5 * 0.05 * len(rows))
+        mine = found.flagged[y_p[found.flagged] == label]
+        assert len(mine) == k
+        assert torch.equal(mine.sort().values, rows[torch.topk(found.scores[rows], k).indices].sort().values)
+    # one ranking across labels (the old detector) spends most flags outside the target label
+    ranked = torch.topk(found.scores, len(found.flagged)).indices
+    assert (y_p[ranked] == 0).sum() < 0.5 * len(ranked)
+    per_label = poisoning.detect_poison(model, x_p, y_p, method="spectral", expected_fraction=1 / 3)
+    hits_per_label = poisoning.quality_by_label(per_label.flagged, index, y_p)[0][1]
+    top_0 = torch.topk(per_label.scores, round(1.5 * len(index))).indices
+    assert hits_per_label > 1.3 * int(torch.isin(top_0, index).sum())
+
+
+def test_quality_by_label_counts() -> None:
+    y = torch.tensor([0, 0, 0, 1, 1, 2])
+    table = poisoning.quality_by_label(torch.tensor([0, 1, 3, 5]), torch.tensor([1, 2, 4]), y)
+    assert table == {0: (2, 1, 2), 1: (1, 0, 1), 2: (1, 0, 0)}
+    with pytest.raises(ValueError, match="y"):
+        poisoning.quality_by_label(torch.tensor([0]), torch.tensor([0]), torch.tensor([0.5]))
 
 
 def test_detect_poison_loss_with_trusted_reference_finds_backdoor(backdoored: tuple) -> None:

@@ -48,6 +48,39 @@ def test_measure_uses_every_recipe_setting(small: data.Split) -> None:
     assert other.target == 3 and torch.all(other.y_train[other.index] == 3)
 
 
+def test_measure_seeds_matches_measure_run_by_run(small: data.Split) -> None:
+    runs = [("backdoor", 0.2, 3), ("label flip", 0.1, 7), ("label flip", 0.0, 1)]
+    batched = experiments.measure_seeds(small, runs, recipe=FAST)
+    for (kind, fraction, seed), got in zip(runs, batched, strict=True):
+        alone = experiments.measure(small, kind, fraction, recipe=FAST, seed=seed)
+        assert torch.equal(got.index, alone.index) and torch.equal(got.y_train, alone.y_train)
+        assert abs(got.clean_accuracy - alone.clean_accuracy) <= 1 / 150
+        assert abs(got.attack_success - alone.attack_success) <= 1 / 100
+    assert batched[0].clean_accuracy != batched[1].clean_accuracy or batched[0].attack_success != batched[1].attack_success
+    with pytest.raises(ValueError, match="seeds"):
+        experiments.measure_seeds(small, [("backdoor", 0.2, 3), ("label flip", 0.1, 3)], recipe=FAST)
+    with pytest.raises(ValueError, match="runs"):
+        experiments.measure_seeds(small, [("backdoor", 0.2)], recipe=FAST)
+    with pytest.raises(ValueError, match="kind"):
+        experiments.measure_seeds(small, [("magic", 0.2, 0)], recipe=FAST)
+
+
+def test_accuracy_curve_continues_training(small: data.Split) -> None:
+    curve = experiments.accuracy_curve(small, [0.0, 0.5], seeds=[0, 1], checkpoints=[1, 2, 3, 4], recipe=FAST)
+    assert curve.shape == (2, 4)
+    one = experiments.measure(small, "label flip", 0.0, recipe=dataclasses.replace(FAST, epochs=1), seed=0)
+    four = experiments.measure(small, "label flip", 0.0, recipe=FAST, seed=0)
+    assert abs(curve[0, 0].item() - one.clean_accuracy) <= 1 / 150
+    assert four.clean_accuracy > one.clean_accuracy + 0.05
+    # training continues from checkpoint to checkpoint: after four one-epoch segments it is a four-epoch model
+    assert abs(curve[0, -1].item() - four.clean_accuracy) < 0.5 * (four.clean_accuracy - one.clean_accuracy)
+    assert curve[1, -1] < curve[0, -1], "half the labels flipped cost accuracy"
+    with pytest.raises(ValueError, match="checkpoints"):
+        experiments.accuracy_curve(small, [0.0], seeds=[0], checkpoints=[4, 1], recipe=FAST)
+    with pytest.raises(ValueError, match="fractions"):
+        experiments.accuracy_curve(small, [0.0, 0.1], seeds=[0], checkpoints=[1], recipe=FAST)
+
+
 def test_recipe_is_frozen_and_checked() -> None:
     recipe = experiments.Recipe()
     assert (recipe.hidden, recipe.lr, recipe.epochs, recipe.batch_size, recipe.target) == (32, 0.1, 15, 32, 0)

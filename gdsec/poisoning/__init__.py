@@ -26,6 +26,7 @@ from gdsec.poisoning.detection import (
     detect_poison,
     detection_quality,
     penultimate_features,
+    quality_by_label,
 )
 from gdsec.poisoning.labels import flip_labels
 from gdsec.poisoning.shortcuts import plant_shortcut, shuffle_border
@@ -44,6 +45,7 @@ __all__ = [
     "flip_labels",
     "penultimate_features",
     "plant_shortcut",
+    "quality_by_label",
     "reconstruct_trigger",
     "shuffle_border",
     "stamp",

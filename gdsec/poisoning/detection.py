@@ -11,7 +11,9 @@ from gdsec.models import eval_mode
 from gdsec.poisoning._rows import count_rows
 from gdsec.validation import check_batch, check_choice, check_labels, check_model, check_number
 
-__all__ = ["DETECT_METHODS", "Detection", "detect_poison", "detection_quality", "penultimate_features"]
+__all__ = [
+    "DETECT_METHODS", "Detection", "detect_poison", "detection_quality", "penultimate_features", "quality_by_label",
+]
 
 DETECT_METHODS = ("spectral", "loss")
 
@@ -61,6 +63,16 @@ def _spectral_scores(features: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return scores
 
 
+def _top_per_label(scores: torch.Tensor, y: torch.Tensor, share: float) -> torch.Tensor:
+    """Within each label c, the ``round(share * n_c)`` rows with the highest scores (sorted row indices)."""
+    picked = []
+    for label in y.unique():
+        rows = torch.nonzero(y == label).flatten()
+        k = min(len(rows), count_rows(share, len(rows)))
+        picked.append(rows[torch.topk(scores[rows], k).indices])
+    return torch.cat(picked).sort().values
+
+
 def detect_poison(
     model: nn.Module,
     x: torch.Tensor,
@@ -70,11 +82,15 @@ def detect_poison(
     expected_fraction: float = 0.05,
     removal: float = 1.5,
 ) -> Detection:
-    """Flag the ``round(removal * expected_fraction * N)`` most suspicious training rows of a trained model.
+    """Flag the most suspicious training rows of a trained model, as many as ``removal * expected_fraction`` allows.
 
-    ``"spectral"`` (Tran et al. 2018): within each label, rows whose representation (input of the last
-    linear layer) projects strongly on the top singular direction; scores are divided by the class
-    median so that classes are comparable. ``"loss"``: rows with the highest cross-entropy under
+    ``"spectral"`` is Tran et al.'s (2018) procedure: ``expected_fraction`` is the defender's bound
+    epsilon on the poisoned share of a label, and within each label c (n_c rows) the
+    ``round(removal * epsilon * n_c)`` rows whose representation (input of the last linear layer),
+    centred on the label's mean, projects furthest on the label's top singular direction are flagged.
+    Rows are ranked only against their own label. ``scores`` are the squared projections divided by
+    the label's median (comparable across labels, but the flags never compare them).
+    ``"loss"``: the ``round(removal * expected_fraction * N)`` rows with the highest cross-entropy under
     the model, e.g. a reference model the defender trained on a small trusted subset: a poisoned
     row (a triggered 3 labelled 0, a flipped label) looks wrong to it. Neither the model nor the data
     is modified.
@@ -89,9 +105,9 @@ def detect_poison(
     check_number("removal", removal, low=0.0, low_open=True)
     if method == "spectral":
         scores = _spectral_scores(penultimate_features(model, x), y)
-    else:
-        with eval_mode(model), torch.no_grad():
-            scores = nn.functional.cross_entropy(model(x), y, reduction="none")
+        return Detection(_top_per_label(scores, y, removal * expected_fraction), scores)
+    with eval_mode(model), torch.no_grad():
+        scores = nn.functional.cross_entropy(model(x), y, reduction="none")
     k = min(x.shape[0], max(1, count_rows(removal * expected_fraction, x.shape[0])))
     flagged = torch.topk(scores, k).indices.sort().values
     return Detection(flagged, scores)
@@ -108,3 +124,20 @@ def detection_quality(flagged: torch.Tensor, poisoned: torch.Tensor) -> tuple[fl
     precision = hits / len(flagged_set) if flagged_set else 0.0
     recall = hits / len(truth) if truth else 1.0
     return precision, recall
+
+
+def quality_by_label(flagged: torch.Tensor, poisoned: torch.Tensor, y: torch.Tensor) -> dict[int, tuple[int, int, int]]:
+    """Per label of ``y``: (rows flagged, poisoned rows among them, poisoned rows of that label).
+
+    Precision in label c is hits / flagged, recall hits / poisoned (no recall for a clean label).
+    Taught in chapter 3.
+    """
+    check_labels("y", y)
+    flags = torch.zeros(y.shape[0], dtype=torch.bool)
+    truth = torch.zeros(y.shape[0], dtype=torch.bool)
+    flags[flagged] = True
+    truth[poisoned] = True
+    return {
+        int(c): (int((flags & (y == c)).sum()), int((flags & truth & (y == c)).sum()), int((truth & (y == c)).sum()))
+        for c in y.unique()
+    }
