@@ -92,7 +92,6 @@ def learning_rate_explorer(
         right.set_xlabel("step")
         right.set_ylabel("loss (log scale)" if wide else "loss")
         right.set_xlim(0, steps)
-        fig.subplots_adjust(wspace=0.35)
         return fig
 
     return explorer(
