@@ -22,6 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from gdsec.aggregation import AGGREGATORS, aggregate, check_f
 from gdsec.data import load_digits
 from gdsec.models import logistic_regression
+from gdsec.streams import random_stream
 from gdsec.validation import check_choice, check_int, check_number, check_seed
 
 __all__ = ["HookState", "free_port", "robust_hook", "run_ddp"]
@@ -106,7 +107,7 @@ def _worker(
             state = HookState(aggregator=aggregator, f=f, malicious=rank == malicious_rank)
             model.register_comm_hook(state, robust_hook)
             optimizer = torch.optim.SGD(model.parameters(), lr=lr)
-            generator = check_seed(seed + rank)
+            generator = random_stream(seed, f"distributed.worker{rank}")
             for _ in range(steps):
                 index = shard[torch.randint(len(shard), (32,), generator=generator)]
                 optimizer.zero_grad(set_to_none=True)

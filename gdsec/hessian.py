@@ -9,13 +9,13 @@ import torch
 from torch import nn
 
 from gdsec.models import eval_mode
+from gdsec.streams import random_stream
 from gdsec.validation import (
     check_batch,
     check_int,
     check_labels,
     check_model,
     check_number,
-    check_seed,
 )
 
 __all__ = ["HessianExtremes", "curvature", "full_hessian", "hessian_extremes", "hessian_top_eigenvalue", "sharpness"]
@@ -56,7 +56,7 @@ def hessian_extremes(
     params = [p for p in params if p.requires_grad]
     if not params:
         raise ValueError("params must contain at least one tensor that requires grad")
-    generator = check_seed(seed)
+    generator = random_stream(seed, "hessian.start")
     grads = torch.autograd.grad(loss_fn(), params, create_graph=True)
     sizes = [p.numel() for p in params]
 

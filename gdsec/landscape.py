@@ -23,6 +23,7 @@ from gdsec.hessian import (
 )
 from gdsec.models import eval_mode
 from gdsec.optim import check_descent_args, minimize, step
+from gdsec.streams import random_stream
 from gdsec.validation import (
     check_batch,
     check_choice,
@@ -30,7 +31,6 @@ from gdsec.validation import (
     check_labels,
     check_model,
     check_number,
-    check_seed,
 )
 
 __all__ = [
@@ -193,7 +193,7 @@ def descend_many(
         raise ValueError(f"starts must have shape (n, 2) with n >= 1, got {tuple(points.shape)}")
     if not torch.isfinite(points).all():
         raise ValueError("starts must be finite")
-    generator = check_seed(seed)
+    generator = random_stream(seed, "landscape.descend_many.noise")
     current = points.T.contiguous()  # (2, n): the surfaces are vectorised over trailing axes
     alive = torch.ones(current.shape[1], dtype=torch.bool)
     state: dict = {}

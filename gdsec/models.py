@@ -5,21 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-import torch
 from torch import nn
 
+from gdsec.streams import seeded_global_rng
 from gdsec.validation import check_int
 
 __all__ = ["count_parameters", "digits_cnn", "eval_mode", "logistic_regression", "mlp"]
 
 
 def _build(builder: Callable[[], nn.Module], seed: int | None) -> nn.Module:
-    """Construct a model; with a seed, inside a forked RNG so the global torch seed is untouched."""
+    """Construct a model; with a seed, from its own stream inside a forked RNG (the global torch state is untouched)."""
     if seed is None:
         return builder()
-    check_int("seed", seed, low=0)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded_global_rng(seed, "models.init"):
         return builder()
 
 

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from gdsec.models import eval_mode
+from gdsec.streams import random_stream
 from gdsec.validation import (
     check_batch,
     check_choice,
@@ -24,7 +25,6 @@ from gdsec.validation import (
     check_labels,
     check_model,
     check_number,
-    check_seed,
 )
 
 __all__ = [
@@ -149,7 +149,7 @@ def corrupt_rows(
     check_fraction("fraction", fraction)
     check_choice("kind", kind, CORRUPTIONS)
     check_number("scale", scale, low=0.0, low_open=True)
-    generator = check_seed(seed)
+    generator = random_stream(seed, "numerics.corrupt_rows")
     n = x.shape[0]
     index = torch.randperm(n, generator=generator)[: round(fraction * n)].sort().values
     corrupted = x.detach().clone()

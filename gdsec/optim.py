@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterable
 
 import torch
 
-from gdsec.validation import check_choice, check_int, check_keywords, check_number, check_seed
+from gdsec.streams import random_stream
+from gdsec.validation import check_choice, check_int, check_keywords, check_number
 
 __all__ = [
     "HYPERPARAMETERS",
@@ -212,7 +213,7 @@ def minimize(
     point = torch.as_tensor(start, dtype=torch.float64).detach().clone().reshape(-1)
     if not torch.isfinite(point).all():
         raise ValueError("start must be finite")
-    generator = check_seed(seed)
+    generator = random_stream(seed, "optim.minimize.noise")
     path = [point.clone()]
     state: State = {}
     for _ in range(steps):

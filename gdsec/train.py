@@ -15,6 +15,7 @@ from gdsec.env import progress as progress_bar
 from gdsec.models import eval_mode
 from gdsec.numerics import is_loss_spike, valid_rows
 from gdsec.optim import OPTIMIZERS, torch_optimizer
+from gdsec.streams import random_stream
 from gdsec.validation import (
     check_batch,
     check_choice,
@@ -22,7 +23,6 @@ from gdsec.validation import (
     check_labels,
     check_model,
     check_number,
-    check_seed,
 )
 
 __all__ = ["NONFINITE", "Adversary", "History", "StepRecord", "accuracy", "gradient_noise", "loss_gradient", "predict", "train"]
@@ -148,7 +148,7 @@ def train(
         check_number("max_norm", max_norm, low=0.0, low_open=True)
     if spike_factor is not None:
         check_number("spike_factor", spike_factor, low=1.0, low_open=True)
-    generator = check_seed(seed)
+    generator = random_stream(seed, "train.order")
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch_optimizer(optimizer, params, lr=lr, **hyper)
     size = n if batch_size is None else batch_size
@@ -258,7 +258,7 @@ def gradient_noise(
     _check_xy(model, x, y)
     check_int("batch_size", batch_size, low=1, high=x.shape[0])
     check_int("samples", samples, low=1)
-    generator = check_seed(seed)
+    generator = random_stream(seed, "train.gradient_noise")
     full = loss_gradient(model, x, y)
     total = 0.0
     for _ in range(samples):

@@ -132,12 +132,13 @@ def check_model(name: str, model: object) -> torch.nn.Module:
     return model
 
 
-def check_seed(seed: object) -> torch.Generator:
-    """A private ``torch.Generator`` seeded with ``seed`` (an int >= 0), or ``ValueError`` naming ``seed``.
+def check_seed(seed: object) -> int:
+    """Return ``seed`` if it is an int >= 0, or raise ``ValueError`` naming ``seed``.
 
+    Draws come from ``gdsec.streams.random_stream(seed, purpose)``, never from the seed directly.
     Used in chapters 1-10.
     """
-    return torch.Generator().manual_seed(check_int("seed", seed, low=0))
+    return check_int("seed", seed, low=0)
 
 
 def check_batch(name: str, x: object, *, unit: bool = False, min_rows: int = 1) -> torch.Tensor:

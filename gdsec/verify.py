@@ -25,13 +25,13 @@ import torch
 from torch import nn
 
 from gdsec.env import progress as progress_bar
+from gdsec.streams import random_stream
 from gdsec.validation import (
     check_choice,
     check_int,
     check_labels,
     check_model,
     check_number,
-    check_seed,
     check_unit_tensor,
 )
 
@@ -212,7 +212,7 @@ def ibp_train(
     epochs = check_int("epochs", epochs, low=1)
     lr = check_number("lr", lr, low=0.0, low_open=True)
     batch_size = min(check_int("batch_size", batch_size, low=1), x.shape[0])
-    generator = check_seed(seed)
+    generator = random_stream(seed, "verify.ibp_train.order")
     n_classes = interval_bounds(model, x[:1], 0.0)[0].shape[1]
     check_labels("y", y, n=x.shape[0], n_classes=n_classes)
     opt = torch.optim.Adam(model.parameters(), lr=lr)

@@ -74,12 +74,8 @@ def test_check_model():
         v.check_model("model", lambda x: x)
 
 
-def test_check_seed_gives_private_reproducible_generators():
-    state = torch.random.get_rng_state()
-    a, b, c = v.check_seed(5), v.check_seed(5), v.check_seed(6)
-    first = torch.rand(4, generator=a)
-    assert torch.equal(first, torch.rand(4, generator=b)) and not torch.equal(first, torch.rand(4, generator=c))
-    assert torch.equal(state, torch.random.get_rng_state())  # the global generator is untouched
+def test_check_seed_returns_the_seed_or_names_it():
+    assert v.check_seed(5) == 5 and v.check_seed(0) == 0
     for bad in (-1, 1.5, True, None, "0"):
         with pytest.raises(ValueError, match="seed"):
             v.check_seed(bad)

@@ -7,6 +7,7 @@ from statistics import NormalDist
 import torch
 
 from gdsec.aggregation.rules import check_grads
+from gdsec.streams import random_stream
 from gdsec.validation import check_choice, check_int, check_number, check_seed
 
 __all__ = ["BYZANTINE_ATTACKS", "CRAFTED_ATTACKS", "alie_z", "byzantine_gradients"]
@@ -71,7 +72,7 @@ def _craft_rows(
         return (-factor * centre).unsqueeze(-2).expand(batch, f, width).clone()
     if attack == "noise":
         size = spread.mean(dim=-1, keepdim=True).clamp_min(1e-8).unsqueeze(-1)
-        draws = torch.stack([torch.randn(f, width, generator=check_seed(s)) for s in seeds])
+        draws = torch.stack([torch.randn(f, width, generator=random_stream(s, "aggregation.byzantine.craft")) for s in seeds])
         return centre.unsqueeze(-2) + factor * size * draws.to(honest.dtype)
     if attack == "scaled":
         return (factor * centre).unsqueeze(-2).expand(batch, f, width).clone()

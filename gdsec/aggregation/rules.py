@@ -11,7 +11,8 @@ import time
 
 import torch
 
-from gdsec.validation import check_batch, check_choice, check_int, check_number, check_seed
+from gdsec.streams import random_stream
+from gdsec.validation import check_batch, check_choice, check_int, check_number
 
 __all__ = [
     "AGGREGATORS",
@@ -170,7 +171,7 @@ def time_aggregator(name: str, *, n_workers: int, d: int, f: int = 0, repeats: i
     """
     check_int("d", d, low=1)
     check_int("repeats", repeats, low=1)
-    grads = torch.randn(check_int("n_workers", n_workers, low=1), d, generator=check_seed(seed))
+    grads = torch.randn(check_int("n_workers", n_workers, low=1), d, generator=random_stream(seed, "aggregation.honest_gradients"))
     seconds = []
     for _ in range(repeats):
         start = time.perf_counter()

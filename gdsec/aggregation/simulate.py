@@ -19,6 +19,7 @@ from torch.func import functional_call, grad, vmap
 from gdsec.aggregation.byzantine import BYZANTINE_ATTACKS, _craft_rows
 from gdsec.aggregation.rules import AGGREGATORS, _aggregate_rows, _clip_rows, check_f
 from gdsec.env import progress as progress_bar
+from gdsec.streams import random_stream
 from gdsec.validation import (
     check_batch,
     check_choice,
@@ -157,7 +158,7 @@ def simulate_batch(
         check_number("scale", scale, low=0.0)
     if any(r.attack == "targeted" and r.f > 0 for r in runs) and attacker_data is None:
         raise ValueError("attacker_data must be given (inputs, wanted labels) for attack='targeted'")
-    generators = [check_seed(r.seed) for r in runs]
+    generators = [random_stream(r.seed, "aggregation.simulate") for r in runs]
     shards = [torch.randperm(x.shape[0], generator=g).chunk(n_workers - r.f) for g, r in zip(generators, runs, strict=True)]
     check_int("batch_size", batch_size, low=1, high=min(len(s) for run in shards for s in run))
     tables, lengths = [], []

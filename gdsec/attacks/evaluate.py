@@ -39,6 +39,7 @@ from gdsec.attacks.fab import fab
 from gdsec.attacks.gradient import apgd
 from gdsec.attacks.query import square_attack
 from gdsec.models import eval_mode
+from gdsec.streams import seeded_global_rng
 from gdsec.validation import check_int, check_keywords, check_number, check_seed
 
 __all__ = ["ENSEMBLE", "Evaluation", "evaluate", "wilson_interval"]
@@ -180,7 +181,7 @@ def evaluate(
     forward passes differ the model is randomised and every attack, and the scoring, use the mean
     logits of ``eot_samples`` draws (EOT); ``eps``-monotonicity re-runs ``apgd-ce`` at ``2 * eps``
     on them (``check_rows=0`` skips it). A model that draws from torch's global generator draws
-    from it seeded with ``seed`` (and the global state is restored afterwards), so the result is
+    from it seeded with a stream derived from ``seed`` (and the global state is restored afterwards), so the result is
     deterministic; a model with its own generator continues its own sequence of draws.
     Taught in chapters 6 and 8.
     """
@@ -198,8 +199,7 @@ def evaluate(
     targets = min(9, n_classes - 1)
     budgets = {"apgd-ce": b_apgd, "apgd-t": {**b_apgd, "targets": targets}, "fab-t": {**b_fab, "targets": targets}, "square": b_square}
     x, y = x.detach(), y.detach()
-    with torch.random.fork_rng(devices=[]), eval_mode(model):
-        torch.manual_seed(seed)  # the model's own randomness only, inside a forked (restored) global RNG
+    with seeded_global_rng(seed, "attacks.evaluate.model"), eval_mode(model):  # the model's own randomness only
         return _evaluate(model, x, y, eps, norm, seed, attacks, {a: budgets[a] for a in attacks}, eot_samples, check_rows)
 
 

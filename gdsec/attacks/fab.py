@@ -31,7 +31,8 @@ from gdsec.attacks._core import (
     row_norm,
     seed_value,
 )
-from gdsec.validation import check_number, check_seed
+from gdsec.streams import random_stream
+from gdsec.validation import check_number
 
 __all__ = ["fab", "project_on_hyperplane"]
 
@@ -181,7 +182,7 @@ def fab(
     (or to ``eps``), drawn from ``seed``. Rows it cannot fool within ``eps`` come back as ``x``.
     Used in chapter 8.
     """
-    generator = check_seed(seed)
+    generator = random_stream(seed, "attacks.fab")
     settings = {"norm": norm, "eta": eta, "beta": beta, "alpha_max": alpha_max, "steps": steps}
     with torch.no_grad():
         clean = checked_logits(model, x)

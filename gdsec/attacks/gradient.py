@@ -35,7 +35,8 @@ from gdsec.attacks._core import (
 from gdsec.attacks._core import (
     random_start as random_point,  # pgd's flag random_start shadows the name
 )
-from gdsec.validation import check_choice, check_seed
+from gdsec.streams import random_stream
+from gdsec.validation import check_choice
 
 APGD_LOSSES = ("ce", "dlr")
 _MOMENTUM = 0.75
@@ -77,7 +78,7 @@ def pgd(
     Taught in chapters 5 and 6.
     """
     alpha = max(2.5 * eps / steps, eps / 10) if alpha is None else alpha
-    generator = check_seed(seed)
+    generator = random_stream(seed, "attacks.pgd")
     best = x.clone()
     with torch.no_grad():
         best_margin = margin(checked_logits(model, x), y)
@@ -186,7 +187,7 @@ def apgd(
     the most adversarial point found (smallest margin) is returned.
     Used in chapter 8.
     """
-    generator = check_seed(seed)
+    generator = random_stream(seed, "attacks.apgd")
     with torch.no_grad():
         clean = checked_logits(model, x)
     best, best_margin = x.clone(), margin(clean, y)

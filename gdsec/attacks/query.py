@@ -29,7 +29,8 @@ from gdsec.attacks._core import (
     project,
     seed_value,
 )
-from gdsec.validation import check_number, check_seed
+from gdsec.streams import random_stream
+from gdsec.validation import check_number
 
 
 def _as_images(x: torch.Tensor) -> torch.Tensor:
@@ -71,7 +72,7 @@ def square_attack(
     that are already misclassified stop querying). Works on any input shape.
     Taught in chapters 5 and 8.
     """
-    generator = check_seed(seed)
+    generator = random_stream(seed, "attacks.square_attack")
     images = _as_images(x)
     n, channels, height, width = images.shape
     stripes = torch.randint(0, 2, (n, channels, 1, width), generator=generator).to(x.dtype) * 2 - 1
@@ -118,7 +119,7 @@ def spsa(
     Taught in chapter 5.
     """
     alpha = eps / 10 if alpha is None else alpha
-    generator = check_seed(seed)
+    generator = random_stream(seed, "attacks.spsa")
     n, shape = x.shape[0], x.shape[1:]
     current, best = x.clone(), x.clone()
     best_margin = margin(checked_logits(model, x), y)

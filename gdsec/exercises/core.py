@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from gdsec.validation import check_seed
+from gdsec.streams import random_stream
 
 __all__ = [
     "Checker",
@@ -181,7 +181,7 @@ def checker(name: str, reference: str, body: Callable[[Callable[..., object], to
     def check(fn: object, *, seed: int = 0) -> Result:
         if not callable(fn):
             raise ValueError(f"fn must be a function (callable), got {type(fn).__name__}")
-        generator = check_seed(seed)
+        generator = random_stream(seed, "exercises.check")
         try:
             summary = body(fn, generator)
         except Failure as failure:

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from gdsec.leakage.gradients import check_inputs, client_gradients, trainable
+from gdsec.streams import random_stream, seeded_global_rng
 from gdsec.validation import check_choice, check_int, check_number, check_seed
 
 __all__ = ["PRUNE_SCOPES", "DPTraining", "add_gradient_noise", "dp_epsilon", "dp_gradients", "dp_train", "prune_gradients"]
@@ -30,7 +31,7 @@ def add_gradient_noise(grads: Sequence[torch.Tensor], sigma: float, *, seed: int
     Taught in chapter 9.
     """
     check_number("sigma", sigma, low=0.0)
-    generator = check_seed(seed)
+    generator = random_stream(seed, "leakage.gradient_noise")
     return [g.detach() + sigma * torch.randn(g.shape, generator=generator, dtype=g.dtype) for g in grads]
 
 
@@ -168,7 +169,7 @@ def dp_train(
     work = copy.deepcopy(model)
     loader = torch.utils.data.DataLoader(
         torch.utils.data.TensorDataset(x, y), batch_size=batch_size,
-        generator=check_seed(seed),
+        generator=random_stream(seed, "leakage.dp_train.sampling"),
     )
     with warnings.catch_warnings():
         for message in _OPACUS_EXPECTED:
@@ -177,12 +178,11 @@ def dp_train(
         private, optimizer, private_loader = engine.make_private(
             module=work, optimizer=torch.optim.Adam(work.parameters(), lr=lr), data_loader=loader,
             noise_multiplier=sigma, max_grad_norm=clip,
-            noise_generator=check_seed(seed),
+            noise_generator=random_stream(seed, "leakage.dp_train.noise"),
         )
         private.train()
         steps = 0
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded_global_rng(seed, "leakage.dp_train.global"):
             for _ in range(epochs):
                 for xb, yb in private_loader:
                     optimizer.zero_grad(set_to_none=True)

@@ -16,13 +16,13 @@ from torch import nn
 
 from gdsec.leakage.gradients import check_grads, trainable
 from gdsec.models import eval_mode
+from gdsec.streams import random_stream
 from gdsec.validation import (
     check_choice,
     check_int,
     check_labels,
     check_model,
     check_number,
-    check_seed,
     check_unit_tensor,
 )
 
@@ -113,7 +113,7 @@ def dlg(
     check_int("n_classes", n_classes, low=2)
     check_int("steps", steps, low=1)
     check_number("lr", lr, low=0.0, low_open=True)
-    generator = check_seed(seed)
+    generator = random_stream(seed, "leakage.dlg.start")
     check_choice("distance", distance, DISTANCES)
     target = [g.detach() for g in check_grads("target_grads", target_grads, model)]
     if labels is None:

@@ -25,7 +25,8 @@ from gdsec.attacks import (
 )
 from gdsec.masking.adaptive import eot, transfer
 from gdsec.models import eval_mode
-from gdsec.validation import check_int, check_keywords, check_model, check_number, check_seed
+from gdsec.streams import random_stream
+from gdsec.validation import check_int, check_keywords, check_model, check_number
 
 __all__ = ["CHECKS", "MaskingReport", "input_gradient_zero_fraction", "is_randomised", "random_noise", "sanity_checks"]
 
@@ -86,7 +87,7 @@ def random_noise(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
     check_attack_inputs(model, x, y)
     eps = check_number("eps", eps, low=0.0, high=1.0)
     draws = check_int("draws", draws, low=1)
-    generator = check_seed(seed)
+    generator = random_stream(seed, "masking.random_noise")
     x = x.detach()
     with torch.no_grad(), eval_mode(model):
         best, best_margin = x.clone(), margin(model(x), y)

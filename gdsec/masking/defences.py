@@ -18,12 +18,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from gdsec.streams import random_stream
 from gdsec.validation import (
     check_choice,
     check_int,
     check_model,
     check_number,
-    check_seed,
     check_unit_tensor,
 )
 
@@ -59,7 +59,7 @@ class RandomQuantize(nn.Module):
         super().__init__()
         self.levels = check_int("levels", levels, low=2, high=256)
         self.noise = check_number("noise", noise, low=0.0, high=1.0)
-        self.generator = check_seed(seed)
+        self.generator = random_stream(seed, "masking.random_quantise")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Noisy, quantized copy of ``x`` (a fresh draw on every call)."""

@@ -8,13 +8,13 @@ import torch
 from torch import nn
 
 from gdsec.poisoning._rows import count_rows
+from gdsec.streams import random_stream
 from gdsec.train import predict
 from gdsec.validation import (
     check_fraction,
     check_int,
     check_labels,
     check_model,
-    check_seed,
     check_unit_tensor,
 )
 
@@ -74,7 +74,7 @@ def add_backdoor(
     if target not in present:
         raise ValueError(f"target must be one of the classes present in y {present}, got {target}")
     check_fraction("fraction", fraction)
-    generator = check_seed(seed)
+    generator = random_stream(seed, "poisoning.add_backdoor")
     k = count_rows(fraction, x.shape[0])
     candidates = torch.nonzero(y != target).flatten()
     if k > len(candidates):

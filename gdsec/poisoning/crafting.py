@@ -8,12 +8,12 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from gdsec.streams import random_stream
 from gdsec.validation import (
     check_int,
     check_labels,
     check_model,
     check_number,
-    check_seed,
     check_unit_tensor,
 )
 
@@ -96,7 +96,7 @@ def craft_poison(
     check_int("steps", steps, low=0)
     check_number("step_size", step_size, low=0.0, low_open=True)
     check_number("decay", decay, low=0.0, high=1.0, low_open=True)
-    generator = check_seed(seed)
+    generator = random_stream(seed, "poisoning.craft_poison")
     rows = torch.randperm(x_train.shape[0], generator=generator)[:n_points]
     shift = torch.randint(1, n_classes, (n_points,), generator=generator)
     y_poison = (y_train[rows] + shift) % n_classes

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from gdsec.validation import check_batch, check_int, check_labels, check_seed
+from gdsec.streams import random_stream
+from gdsec.validation import check_batch, check_int, check_labels
 
 __all__ = ["plant_shortcut", "shuffle_border"]
 
@@ -37,7 +38,7 @@ def plant_shortcut(x: torch.Tensor, y: torch.Tensor, *, pixels: int = 6, n_class
     check_labels("y", y, n=x.shape[0], n_classes=n_classes)
     border = _border_index(x)
     check_int("pixels", pixels, low=1, high=len(border))
-    generator = check_seed(seed)
+    generator = random_stream(seed, "poisoning.plant_shortcut")
     codes = torch.stack([border[torch.randperm(len(border), generator=generator)[:pixels]] for _ in range(n_classes)])
     planted = x.detach().clone()
     flat = planted.reshape(x.shape[0], -1)
@@ -52,7 +53,7 @@ def shuffle_border(x: torch.Tensor, *, seed: int = 0) -> torch.Tensor:
     Taught in chapter 7.
     """
     _check_images(x)
-    generator = check_seed(seed)
+    generator = random_stream(seed, "poisoning.shuffle_border")
     border = _border_index(x)
     source = torch.randperm(x.shape[0], generator=generator)
     shuffled = x.detach().clone()

@@ -15,6 +15,7 @@ from gdsec.seeds.stacked import (
     stacked_forward,
     unflatten,
 )
+from gdsec.streams import random_stream
 from gdsec.validation import (
     check_batch,
     check_choice,
@@ -130,7 +131,7 @@ def train_seeds(
     check_same_architecture("model_fn", models)
     flat, layout, fixed = stack_parameters(models)
     opt = torch_optimizer(optimizer, [flat], lr=lr, **hyper)
-    generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+    generators = [random_stream(seed, "train.order") for seed in seeds]
     size = n if batch_size is None else batch_size
     architecture = models[0].train()
     for _ in range(epochs):
