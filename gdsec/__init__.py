@@ -21,7 +21,8 @@ teach them:
 * ``audit`` — the five audit questions, their report, and the ``gdsec-audit`` command (10).
 * ``exercises`` — self-checking exercises, one per chapter (1-10).
 * ``plotting`` and ``widgets`` — the shared figure style and the chapters' explorers (1-10).
-* ``env`` and ``validation`` — threads, progress bars and the argument checks every function uses.
+* ``env``, ``validation`` and ``streams`` — threads, progress bars, the argument checks every function uses,
+  and one independent random stream per (seed, purpose).
 
 Importing the package sets PyTorch to one thread (the models are tiny; see ``gdsec.env``).
 """

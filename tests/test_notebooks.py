@@ -1,4 +1,10 @@
-"""Every chapter notebook runs top to bottom under nbval, with the network cut off.
+"""Every chapter notebook runs top to bottom under nbval, with the network cut off, on another CPU path.
+
+PyTorch picks its CPU kernels by the processor's capability (AVX-512, AVX2, ...); the book build runs
+the chapters on this machine's native path, and this tier runs them again under
+``ATEN_CPU_CAPABILITY=default`` (the portable kernels), so a check cell that holds on one processor
+only fails here. ``GDSEC_NBVAL_CPU_CAPABILITY`` picks another path (``avx2``, ``avx512``, or
+``native`` for none); an ``ATEN_CPU_CAPABILITY`` already exported for the whole run wins.
 
 Each notebook runs in its own pytest process inside a fresh network namespace (``unshare -n``, with
 only the loopback interface up for the kernel's sockets), so a notebook that tries to download
@@ -29,14 +35,23 @@ def _offline_prefix() -> list[str]:
 OFFLINE = _offline_prefix()
 
 
+def _notebook_env() -> dict[str, str]:
+    """The environment the notebooks run in: this one, forced onto a non-native CPU kernel path."""
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    env.pop("GDSEC_WIDGETS", None)
+    path = os.environ.get("GDSEC_NBVAL_CPU_CAPABILITY", "default")
+    if path != "native":
+        env.setdefault("ATEN_CPU_CAPABILITY", path)
+    return env
+
+
 @pytest.mark.slow
 @pytest.mark.xdist_group("notebooks")
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
 def test_notebook_runs_offline(notebook, tmp_path):
     if not OFFLINE and in_ci():
         pytest.fail("CI must run notebooks without network: `unshare -n` and `ip` are required")
-    env = {**os.environ, "MPLBACKEND": "Agg"}
-    env.pop("GDSEC_WIDGETS", None)
+    env = _notebook_env()
     command = [
         sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
         "--nbval", "--nbval-current-env", "--nbval-cell-timeout=300", str(notebook),
@@ -55,6 +70,16 @@ def test_offline_namespace_really_has_no_network():
     code = "import socket; s = socket.socket(); s.settimeout(3); s.connect(('1.1.1.1', 80))"
     done = subprocess.run(OFFLINE + [sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode != 0 and "unreachable" in done.stderr.lower()
+
+
+def test_notebook_kernels_run_on_the_chosen_cpu_path():
+    env = _notebook_env()
+    code = "import torch; print(torch.backends.cpu.get_cpu_capability())"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    if os.environ.get("GDSEC_NBVAL_CPU_CAPABILITY", "default") == "native":
+        pytest.skip("GDSEC_NBVAL_CPU_CAPABILITY=native: the notebooks run on this machine's own path")
+    wanted = env["ATEN_CPU_CAPABILITY"]
+    assert done.stdout.strip().lower() == wanted.lower(), f"asked for {wanted}, torch runs {done.stdout.strip()}"
 
 
 def test_chapters_exist():

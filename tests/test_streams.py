@@ -11,7 +11,6 @@ from __future__ import annotations
 import ast
 import math
 from collections import defaultdict
-from pathlib import Path
 
 import pytest
 import torch
@@ -21,6 +20,7 @@ from torch import nn
 
 from gdsec import numerics, poisoning, train
 from gdsec.streams import random_stream, seeded_global_rng, stream_seed
+
 from helpers import ROOT
 
 N, K, BATCH, SEEDS = 200, 10, 20, range(40)
@@ -190,3 +190,8 @@ def test_no_generator_is_seeded_directly():
         for node in ast.walk(ast.parse(path.read_text())):
             called = getattr(getattr(node, "func", None), "attr", "")
             assert called != "manual_seed", f"{path}:{node.lineno}: draw from gdsec.streams.random_stream(seed, purpose)"
+
+
+def test_notebooks_draw_from_streams_too():
+    for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        assert "manual_seed(" not in notebook.read_text(), f"{notebook.name}: use gdsec.streams.random_stream(seed, purpose)"

@@ -41,12 +41,23 @@ def _memory_gib() -> str:
     return "unknown"
 
 
+def _cpu_path() -> str:
+    """The CPU kernel path PyTorch runs here (AVX512, AVX2, DEFAULT, ...), and whether it was forced."""
+    try:
+        import torch
+    except ImportError:
+        return "unknown"
+    forced = os.environ.get("ATEN_CPU_CAPABILITY")
+    return torch.backends.cpu.get_cpu_capability() + (" (forced by ATEN_CPU_CAPABILITY)" if forced else "")
+
+
 def build_info() -> dict[str, str]:
     """Substitution name -> value, describing this interpreter, its key packages and the machine."""
     info = {
         "gdsec_python": f"{platform.python_implementation()} {platform.python_version()}",
         "gdsec_os": platform.platform(terse=True),
         "gdsec_cpu": _cpu_model(),
+        "gdsec_cpu_path": _cpu_path(),
         "gdsec_cores": str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()),
         "gdsec_memory": _memory_gib(),
         "gdsec_threads": os.environ.get("GDSEC_TORCH_THREADS", "1"),

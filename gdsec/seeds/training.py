@@ -105,8 +105,8 @@ def train_seeds(
 
     The copies are stacked (``torch.func.stack_module_state``) and trained as one batched model: one
     forward, one backward and one optimizer step per mini-batch for all seeds. Each seed draws its own
-    mini-batch order exactly as ``train.train`` does (a ``torch.randperm`` per epoch from a generator
-    seeded with ``s``; full batches in order), and the update is ``torch.optim``'s own (via
+    mini-batch order exactly as ``train.train`` does (a ``torch.randperm`` per epoch from
+    ``random_stream(s, "train.order")``; full batches in order), and the update is ``torch.optim``'s own (via
     ``gdsec.optim.torch_optimizer``; every rule is elementwise, so stacking does not change it). So
     model ``i`` is the model ``train.train(model_fn(seed=seeds[i]), x, y, seed=seeds[i], ...)`` gives,
     whatever the other seeds are. ``x`` and ``y`` are one tensor shared by every seed, or a list with
