@@ -59,6 +59,9 @@ def unglued_keys(markdown: str, code: str) -> set[str]:
     """
     used = set(re.findall(r"\{glue(?::[a-z]*)?\}`([A-Za-z0-9_]+)", markdown))
     literals = set(re.findall(r"""["']([A-Za-z0-9_]+)["']""", code))
+    # gdsec.book.glue_summary("k", ...) glues k and k_sd / k_std / k_min / k_max / k_n
+    for key in re.findall(r"""\bglue_summary\(\s*["']([A-Za-z0-9_]+)["']""", code):
+        literals |= {key + suffix for suffix in ("_sd", "_std", "_min", "_max", "_n")}
     prefixes = [p for p in re.findall(r"""\bf["']([A-Za-z0-9_]*)\{""", code) if p]
     return {key for key in used if key not in literals and not any(key.startswith(p) for p in prefixes)}
 
@@ -67,6 +70,9 @@ def test_unglued_keys_detects_a_missing_key():
     assert unglued_keys("{glue:text}`ch01_a:.1%` and {glue:}`ch01_b`", 'glue("ch01_a", 1)') == {"ch01_b"}
     assert unglued_keys("{glue:text}`ch01_x_clean`", 'glue(f"ch01_x_{name}", v)') == set()
     assert unglued_keys("{glue:text}`ch01_y`", 'glue(f"ch01_x_{name}", v)') == {"ch01_y"}
+    summary = 'glue_summary("ch01_s", values, spread="_std")'
+    assert unglued_keys("{glue:text}`ch01_s` {glue:text}`ch01_s_std` {glue:text}`ch01_s_max`", summary) == set()
+    assert unglued_keys("{glue:text}`ch01_s_x`", summary) == {"ch01_s_x"}
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
