@@ -3,7 +3,7 @@
 The attacks here are data an attacker can slip into a training stream (extreme values, NaN, Inf);
 the guards are the cheap checks a training loop can run on every step: input validation, gradient
 clipping, loss-spike detection and non-finite detection. :func:`gdsec.train.train` runs them (its
-``validate_inputs``, ``max_norm``, ``spike_factor`` and ``skip_nonfinite`` options) with the checks
+``guards=Guards(validate_inputs, max_norm, spike_factor)`` and ``on_nonfinite="skip"``) with the checks
 defined here, and counts in its ``History`` what each guard caught.
 """
 

@@ -12,11 +12,12 @@ def digits():
     return split.x_train[:400], split.y_train[:400], split.x_test, split.y_test
 
 
-def _trained(x, y, **guards):
+def _trained(x, y, on_nonfinite="continue", **guards):
     """The digits MLP trained by the one training loop with ``guards``, carrying on through NaN."""
     model = models.mlp(seed=0)
     log = train.train(
-        model, x, y, lr=0.1, epochs=8, batch_size=32, seed=0, progress=False, on_nonfinite="continue", **guards
+        model, x, y, lr=0.1, epochs=8, batch_size=32, seed=0, progress=False, on_nonfinite=on_nonfinite,
+        guards=train.Guards(**guards),
     )
     return model, log
 
@@ -110,7 +111,7 @@ def test_guards_each_stop_their_own_attack(digits):
 
     unguarded, _ = _trained(x_nan, y)
     assert not numerics.parameters_finite(unguarded)
-    for guards in ({"validate_inputs": True}, {"skip_nonfinite": True}):
+    for guards in ({"validate_inputs": True}, {"on_nonfinite": "skip"}):
         model, log = _trained(x_nan, y, **guards)
         assert numerics.parameters_finite(model) and train.accuracy(model, x_test, y_test) > 0.5
         assert log.rejected_rows + log.nonfinite_skips > 0
@@ -126,7 +127,7 @@ def test_guards_each_stop_their_own_attack(digits):
     assert train.accuracy(clipped, x_test, y_test) > wrecked_acc + 0.4 and clip_log.clipped_steps > 0
     _, spike_log = _trained(x_big, y, spike_factor=10.0)
     assert spike_log.spike_skips > 0
-    passthrough, _ = _trained(x_big, y, skip_nonfinite=True)
+    passthrough, _ = _trained(x_big, y, on_nonfinite="skip")
     assert train.accuracy(passthrough, x_test, y_test) < 0.5
 
 

@@ -178,7 +178,7 @@ def test_every_purpose_belongs_to_one_module():
     purposes = _stream_purposes()
     assert len(purposes) >= 20 and "<missing>" not in purposes
     # train_seeds must reproduce train's mini-batch order exactly, so the two share that one stream
-    shared = {"'train.order'": {"gdsec/train.py", "gdsec/seeds/training.py"}}
+    shared = {"'train.order'": {"gdsec/train/loop.py", "gdsec/seeds/training.py"}}
     for purpose, files in purposes.items():
         assert len(files) == 1 or files == shared.get(purpose), f"purpose {purpose} is drawn in {sorted(files)}"
 

@@ -92,15 +92,15 @@ def test_guards_are_counted_in_history_and_reported_to_the_callback(split):
     x, y = split.x_train[:256].clone(), split.y_train[:256]
     x[:8] *= 1e3  # one extreme batch of 8 rows at every position of the shuffled order
     records = []
-    history = train.train(models.mlp(seed=0), x, y, lr=0.1, epochs=2, batch_size=32, max_norm=5.0,
+    history = train.train(models.mlp(seed=0), x, y, lr=0.1, epochs=2, batch_size=32, guards=train.Guards(max_norm=5.0),
                           callback=records.append, progress=False)
     assert [r.step for r in records] == list(range(16)) and {r.epoch for r in records} == {0, 1}
     assert history.clipped_steps == sum(r.clipped for r in records) > 0
     assert all(r.grad_norm > 5.0 for r in records if r.clipped)
     assert history.largest_grad_norm == max(r.grad_norm for r in records)
     assert [r.loss for r in records] == history.step_loss
-    validated = train.train(models.mlp(seed=0), x, y, lr=0.1, epochs=2, batch_size=32, validate_inputs=True,
-                            progress=False)
+    validated = train.train(models.mlp(seed=0), x, y, lr=0.1, epochs=2, batch_size=32,
+                            guards=train.Guards(validate_inputs=True), progress=False)
     assert validated.rejected_rows == 2 * 8 and validated.clipped_steps == 0
 
 
@@ -108,8 +108,8 @@ def test_guarded_run_matches_plain_run_when_no_guard_fires(split):
     x, y = split.x_train[:256], split.y_train[:256]
     a, b = models.mlp(seed=0), models.mlp(seed=0)
     plain = train.train(a, x, y, lr=0.1, epochs=2, batch_size=32, progress=False)
-    guarded = train.train(b, x, y, lr=0.1, epochs=2, batch_size=32, progress=False, validate_inputs=True,
-                          max_norm=1e6, spike_factor=1e6, skip_nonfinite=True)
+    guarded = train.train(b, x, y, lr=0.1, epochs=2, batch_size=32, progress=False, on_nonfinite="skip",
+                          guards=train.Guards(max_norm=1e6, spike_factor=1e6, validate_inputs=True))
     assert plain.step_loss == guarded.step_loss
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
     assert not b.training and all(p.grad is None for p in b.parameters())
@@ -132,8 +132,7 @@ def test_unknown_hyperparameter_is_an_error_not_plain_sgd(split):
         ({"batch_size": 10**6}, "batch_size"),
         ({"optimizer": "newton"}, "optimizer"),
         ({"seed": -1}, "seed"),
-        ({"max_norm": 0.0}, "max_norm"),
-        ({"spike_factor": 1.0}, "spike_factor"),
+        ({"guards": {"max_norm": 1.0}}, "guards"),
         ({"on_nonfinite": "ignore"}, "on_nonfinite"),
     ],
 )
@@ -141,6 +140,30 @@ def test_train_rejects_bad_arguments(split, kwargs, message):
     args = {"lr": 0.1, "epochs": 1, **kwargs}
     with pytest.raises(ValueError, match=message):
         train.train(models.logistic_regression(), split.x_train, split.y_train, **args)
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"max_norm": 0.0}, "max_norm"),
+        ({"spike_factor": 1.0}, "spike_factor"),
+        ({"validate_inputs": 1}, "validate_inputs"),
+    ],
+)
+def test_guards_reject_bad_fields(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        train.Guards(**kwargs)
+
+
+def test_on_nonfinite_skip_skips_and_counts_the_nan_steps(split):
+    x = split.x_train[:256].clone()
+    x[5, 0, 3, 3] = float("nan")
+    records = []
+    model = models.mlp(seed=0)
+    history = train.train(model, x, split.y_train[:256], lr=0.1, epochs=2, batch_size=32, on_nonfinite="skip",
+                          callback=records.append, progress=False)
+    assert history.nonfinite_skips == 2 == sum(r.skipped == "nonfinite" for r in records)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
 
 
 def test_train_rejects_bad_data(split):
