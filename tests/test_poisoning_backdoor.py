@@ -1,4 +1,4 @@
-"""Unit and property tests for gdsec.poisoning.backdoor: the trigger, planting it, its success, rebuilding it."""
+"""Unit and property tests for gdsec.poisoning.backdoor: the trigger, planting it, its success, rebuilding and stamping it."""
 
 from __future__ import annotations
 
@@ -99,34 +99,50 @@ def test_attack_success_rate_rejects_a_test_set_of_only_the_target(digits_mlp: t
         poisoning.attack_success_rate(digits_mlp, torch.zeros(3, 1, 8, 8), torch.zeros(3, dtype=torch.long), target=0)
 
 
-def test_reconstruct_trigger_finds_the_shared_pixels_and_stamp_sets_them() -> None:
+def test_rebuild_trigger_finds_either_sign_and_stamp_sets_the_mean() -> None:
     generator = torch.Generator().manual_seed(0)
-    x = torch.rand(40, 1, 4, 4, generator=generator) * 0.5
-    y = torch.arange(40) % 4
-    x[y == 2, 0, 0, 0] = 1.0
-    x[y == 2, 0, 3, 3] = 1.0
-    flagged = torch.nonzero(y == 2).flatten()[:5]
-    pixels = poisoning.reconstruct_trigger(x, y, flagged, 2, pixels=2)
-    assert pixels.tolist() == [0, 15]
+    x = 0.3 + 0.2 * torch.rand(60, 1, 2, 3, generator=generator)
+    y = torch.arange(60) % 3
+    x[y == 2, 0, 0, 1] = 0.0  # ink removed
+    x[y == 2, 0, 1, 1] = 0.95  # ink added
+    features, values = poisoning.rebuild_trigger(x, y, torch.nonzero(y == 2).flatten(), 2, max_features=4)
+    assert features.tolist() == [1, 4] and values.tolist() == pytest.approx([0.0, 0.95])
     before = x.clone()
-    stamped = poisoning.stamp(x[:3], pixels)
+    stamped = poisoning.stamp(x[:3], features, values)
     assert torch.equal(x, before)
-    assert stamped.shape == (3, 1, 4, 4)
-    assert stamped[:, 0, 0, 0].eq(1).all() and stamped[:, 0, 3, 3].eq(1).all()
-    others = torch.ones(16, dtype=torch.bool)
-    others[pixels] = False
+    assert stamped.shape == (3, 1, 2, 3)
+    assert stamped[:, 0, 0, 1].eq(0).all() and stamped[:, 0, 1, 1].eq(0.95).all()
+    others = torch.ones(6, dtype=torch.bool)
+    others[features] = False
     assert torch.equal(stamped.flatten(1)[:, others], x[:3].flatten(1)[:, others])
-    assert poisoning.stamp(x[:3], pixels, value=0.25).flatten(1)[:, pixels].eq(0.25).all()
+    assert poisoning.stamp(x[:3], [0, 5], 0.25).flatten(1)[:, [0, 5]].eq(0.25).all()
 
 
-def test_reconstruct_trigger_and_stamp_reject_bad_arguments() -> None:
+def test_rebuild_trigger_keeps_only_features_within_half_of_the_largest() -> None:
+    x, y = torch.full((20, 4), 0.5), torch.arange(20) % 2
+    x[y == 1, 0] = 1.0  # difference 0.5
+    x[y == 1, 1] = 0.8  # 0.3: kept
+    x[y == 1, 2] = 0.7  # 0.2: under half of 0.5, dropped
+    features, _ = poisoning.rebuild_trigger(x, y, torch.nonzero(y == 1).flatten(), 1)
+    assert features.tolist() == [0, 1]
+    features, _ = poisoning.rebuild_trigger(x, y, torch.nonzero(y == 1).flatten(), 1, max_features=1)
+    assert features.tolist() == [0]
+
+
+def test_rebuild_trigger_and_stamp_reject_bad_arguments() -> None:
     x, y = torch.rand(40, 1, 4, 4), torch.arange(40) % 4
     flagged = torch.nonzero(y == 2).flatten()[:5]
     with pytest.raises(ValueError, match="flagged"):
-        poisoning.reconstruct_trigger(x, y, flagged, 1)
-    with pytest.raises(ValueError, match="pixels"):
-        poisoning.reconstruct_trigger(x, y, flagged, 2, pixels=0)
+        poisoning.rebuild_trigger(x, y, flagged, 1)
+    with pytest.raises(ValueError, match="max_features"):
+        poisoning.rebuild_trigger(x, y, flagged, 2, max_features=0)
     with pytest.raises(ValueError, match="y"):
-        poisoning.reconstruct_trigger(x, y[:-1], flagged, 2)
-    with pytest.raises(ValueError, match="value"):
-        poisoning.stamp(x, torch.tensor([0]), value=2.0)
+        poisoning.rebuild_trigger(x, y[:-1], flagged, 2)
+    with pytest.raises(ValueError, match="values"):
+        poisoning.stamp(x, [0], 2.0)
+    with pytest.raises(ValueError, match="values"):
+        poisoning.stamp(x, [0, 1], torch.tensor([0.5, 0.5, 0.5]))
+    with pytest.raises(ValueError, match="features"):
+        poisoning.stamp(x, [16], 0.0)
+    with pytest.raises(ValueError, match="features"):
+        poisoning.stamp(x, torch.tensor([0.5]), 0.0)

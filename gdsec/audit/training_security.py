@@ -18,46 +18,12 @@ from gdsec.audit.config import AuditConfig, provenance
 from gdsec.audit.references import reference_models
 from gdsec.audit.report import Finding
 from gdsec.data import Split
-from gdsec.poisoning import detect_poison
+from gdsec.poisoning import detect_poison, rebuild_trigger, stamp
 from gdsec.train import predict
-from gdsec.validation import check_int, check_labels
 
-__all__ = ["check_training_security", "rebuild_trigger", "stamp_values", "trigger_severity"]
+__all__ = ["audit_training_security", "trigger_severity"]
 
 _MIN_ROWS = 3  # a class needs this many flagged rows before a trigger is rebuilt from them
-
-
-def rebuild_trigger(
-    x: torch.Tensor, y: torch.Tensor, flagged: torch.Tensor, target: int, *, max_features: int = 16
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Flat feature indices and values of the pattern the flagged rows labelled ``target`` share.
-
-    The difference of the flagged rows' mean and the other classes' mean is taken in absolute
-    value, so ink that was removed counts like ink that was added; every feature within half of the
-    largest difference is kept (at most ``max_features``), with the flagged rows' mean as its value.
-    Taught in chapter 10.
-    """
-    check_labels("y", y, n=x.shape[0])
-    max_features = check_int("max_features", max_features, low=1)
-    rows = flagged[y[flagged] == target]
-    if len(rows) == 0 or not (y != target).any():
-        raise ValueError(f"flagged must contain rows labelled {target}, and y rows of other classes")
-    flat = x.flatten(1)
-    mean = flat[rows].mean(0)
-    size = (mean - flat[y != target].mean(0)).abs()
-    top = torch.topk(size, min(max_features, size.numel()))
-    keep = top.indices[top.values >= 0.5 * top.values[0]].sort().values
-    return keep, mean[keep]
-
-
-def stamp_values(x: torch.Tensor, features: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    """A copy of ``x`` with the flat ``features`` of every row set to ``values``.
-
-    Taught in chapter 10.
-    """
-    out = x.detach().clone().flatten(1)
-    out[:, features] = values.to(out.dtype)
-    return out.reshape(x.shape)
 
 
 def _rate(model: nn.Module, x: torch.Tensor, target: int) -> float:
@@ -74,7 +40,7 @@ def _candidates(model: nn.Module, data: Split, flagged: torch.Tensor, references
     found = []
     for target in (counts >= _MIN_ROWS).nonzero().flatten().tolist():
         features, values = rebuild_trigger(x, y, flagged, target, max_features=config.trigger_pixels)
-        probe = stamp_values(x[unflagged & (y != target)], features, values)
+        probe = stamp(x[unflagged & (y != target)], features, values)
         clean = [_rate(r, probe, target) for r in references]
         rate = _rate(model, probe, target)
         found.append({"target": target, "features": features, "values": values, "rate": rate, "clean": clean,
@@ -111,12 +77,12 @@ def _recommendation(severity: str) -> str:
     }[severity]
 
 
-def check_training_security(model: nn.Module, data: Split, config: AuditConfig) -> Finding:
+def audit_training_security(model: nn.Module, data: Split, config: AuditConfig) -> Finding:
     """Scan the training data for poison, rebuild a trigger of either sign, confirm it against clean references.
 
     Taught in chapter 10.
     """
-    references = config.references or reference_models(data, seeds=config.reference_seeds, seed=config.seed)
+    references = config.references or reference_models(data, n_seeds=config.reference_seeds, seed=config.seed)
     judge = config.reference if config.reference is not None else references[0]
     judge = judge if config.poison_method == "loss" else model
     x, y = data.x_train, data.y_train

@@ -1,8 +1,8 @@
 """Training-time attacks on the data and the tools to find them.
 
 * :mod:`~gdsec.poisoning.labels`: label flips;
-* :mod:`~gdsec.poisoning.backdoor`: the pixel trigger, planting it, its success rate, and rebuilding
-  a trigger from flagged rows;
+* :mod:`~gdsec.poisoning.backdoor`: the pixel trigger, planting it, its success rate, rebuilding a
+  trigger from flagged rows and stamping it;
 * :mod:`~gdsec.poisoning.crafting`: gradient-crafted poison (Biggio-style);
 * :mod:`~gdsec.poisoning.detection`: spectral signatures and loss filtering;
 * :mod:`~gdsec.poisoning.shortcuts`: class codes hidden in the image border (chapter 7);
@@ -16,7 +16,7 @@ from gdsec.poisoning.backdoor import (
     add_backdoor,
     apply_trigger,
     attack_success_rate,
-    reconstruct_trigger,
+    rebuild_trigger,
     stamp,
 )
 from gdsec.poisoning.crafting import PoisonResult, craft_poison
@@ -46,7 +46,7 @@ __all__ = [
     "penultimate_features",
     "plant_shortcut",
     "quality_by_label",
-    "reconstruct_trigger",
+    "rebuild_trigger",
     "shuffle_border",
     "stamp",
 ]

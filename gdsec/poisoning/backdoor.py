@@ -1,8 +1,9 @@
-"""Pixel-trigger backdoors: stamp a trigger, plant it in training data, measure it, rebuild it."""
+"""Pixel-trigger backdoors: plant a trigger in training data, measure it, rebuild it and stamp it."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -23,7 +24,7 @@ __all__ = [
     "add_backdoor",
     "apply_trigger",
     "attack_success_rate",
-    "reconstruct_trigger",
+    "rebuild_trigger",
     "stamp",
 ]
 
@@ -103,31 +104,57 @@ def attack_success_rate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, t
     return (predict(model, apply_trigger(x[keep])) == target).float().mean().item()
 
 
-def reconstruct_trigger(
-    x: torch.Tensor, y: torch.Tensor, flagged: torch.Tensor, target: int, *, pixels: int = 4
-) -> torch.Tensor:
-    """Flat indices of the ``pixels`` features that flagged rows labelled ``target`` share and others lack.
+def rebuild_trigger(
+    x: torch.Tensor, y: torch.Tensor, flagged: torch.Tensor, target: int, *, max_features: int = 16
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat feature indices and values of the pattern the flagged rows labelled ``target`` share.
 
     Backdoored rows are inputs of other classes carrying one common pattern, so the mean of the
     flagged ``target`` rows minus the mean of every row of another class singles the pattern out.
+    The difference is taken in absolute value, so ink that was removed counts like ink that was
+    added; every feature within half of the largest difference is kept (at most ``max_features``),
+    with the flagged rows' mean as its value, ready for :func:`stamp`.
 
     Taught in chapter 10.
     """
-    check_int("pixels", pixels, low=1, high=int(x[0].numel()))
     check_labels("y", y, n=x.shape[0])
+    max_features = check_int("max_features", max_features, low=1)
     rows = flagged[y[flagged] == target]
     if len(rows) == 0 or not (y != target).any():
         raise ValueError(f"flagged must contain rows labelled {target}, and y rows of other classes")
-    difference = (x[rows].mean(0) - x[y != target].mean(0)).flatten()
-    return torch.topk(difference, pixels).indices.sort().values
+    flat = x.flatten(1)
+    mean = flat[rows].mean(0)
+    size = (mean - flat[y != target].mean(0)).abs()
+    top = torch.topk(size, min(max_features, size.numel()))
+    keep = top.indices[top.values >= 0.5 * top.values[0]].sort().values
+    return keep, mean[keep]
 
 
-def stamp(x: torch.Tensor, pixels: torch.Tensor, *, value: float = 1.0) -> torch.Tensor:
-    """A copy of ``x`` with the given flat feature indices set to ``value`` (a candidate trigger).
+def stamp(
+    x: torch.Tensor, features: torch.Tensor | Sequence[int], values: torch.Tensor | float
+) -> torch.Tensor:
+    """A copy of ``x`` with the flat ``features`` of every row set to ``values`` (one per feature, or one number).
+
+    Stamps a trigger rebuilt by :func:`rebuild_trigger`, or any fixed pattern of pixels.
 
     Taught in chapter 10.
     """
-    check_fraction("value", value)
+    check_unit_tensor("x", x, min_dim=2)
+    features = torch.as_tensor(features)
+    d = int(x[0].numel())
+    if features.dim() != 1 or features.is_floating_point() or features.dtype == torch.bool:
+        raise ValueError(f"features must be a 1-D sequence of flat feature indices, got {features!r}")
+    if len(features) and (features.min() < 0 or features.max() >= d):
+        raise ValueError(f"features must be flat indices in [0, {d}), got {features.tolist()}")
+    if isinstance(values, torch.Tensor):
+        if values.shape not in ((), features.shape):
+            raise ValueError(
+                f"values must be one number or one per feature {tuple(features.shape)}, got shape {tuple(values.shape)}"
+            )
+        if values.numel() and not bool(((values >= 0) & (values <= 1)).all()):
+            raise ValueError(f"values must lie in [0, 1], got {values.tolist()}")
+    else:
+        check_fraction("values", values)
     out = x.detach().clone().flatten(1)
-    out[:, pixels] = value
+    out[:, features] = values.to(out.dtype) if isinstance(values, torch.Tensor) else values
     return out.reshape(x.shape)
