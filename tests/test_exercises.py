@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gdsec.exercises import CHAPTERS, CHECKS, Result
+from gdsec.exercises import CHAPTERS, EXERCISES, Result
 
 #: A checker's output is printed in the book: any warning would reach the page as stderr.
 pytestmark = pytest.mark.filterwarnings("error")
@@ -73,10 +73,13 @@ def infer_label(grads):
     return int(grads[-1].argmin())
 
 
-def reconstruct_trigger(x, y, flagged, target, pixels):
+def rebuild_trigger(x, y, flagged, target, max_features):
     rows = flagged[y[flagged] == target]
-    difference = x[rows].mean(0) - x[y != target].mean(0)
-    return torch.topk(difference.flatten(), pixels).indices
+    mean = x[rows].mean(0).flatten()
+    difference = (mean - x[y != target].mean(0).flatten()).abs()
+    top = torch.topk(difference, max_features)
+    keep = top.indices[top.values >= 0.5 * top.values[0]]
+    return keep, mean[keep]
 
 
 SOLUTIONS = {
@@ -89,7 +92,7 @@ SOLUTIONS = {
     "clip_gradient": clip_gradient,
     "straight_through": straight_through,
     "infer_label": infer_label,
-    "reconstruct_trigger": reconstruct_trigger,
+    "rebuild_trigger": rebuild_trigger,
 }
 
 # --------------------------------------------------------------------------- typical mistakes
@@ -175,10 +178,26 @@ def _clip_unguarded(grads, max_norm):
     return [g / norm * torch.clamp(norm, max=max_norm) for g in grads]
 
 
-def _trigger(score):
-    def rebuild(x, y, flagged, target, pixels):
+def _trigger(score, *, rows_of=lambda y, flagged, target: flagged[y[flagged] == target], half=0.5):
+    """A trigger rebuilt with one chosen mistake in the score, the rows or the threshold."""
+
+    def rebuild(x, y, flagged, target, max_features):
+        rows = rows_of(y, flagged, target)
+        mean = x[rows].mean(0)
+        top = torch.topk(score(mean, x[y != target].mean(0)), max_features)
+        keep = top.indices[top.values >= half * top.values[0]]
+        return keep, mean[keep]
+
+    return rebuild
+
+
+def _stamp_values(values):
+    """The reference's features with other values to stamp."""
+
+    def rebuild(x, y, flagged, target, max_features):
+        keep, mean = rebuild_trigger(x, y, flagged, target, max_features)
         rows = flagged[y[flagged] == target]
-        return torch.topk(score(x[rows].mean(0), x[y != target].mean(0)).flatten(), pixels).indices
+        return keep, values(mean, (x[rows].mean(0) - x[y != target].mean(0))[keep])
 
     return rebuild
 
@@ -254,11 +273,16 @@ WRONG = {
         (lambda g: g[-1], "ONE label"),
         (lambda g: float(g[-1].argmin()), "int"),
     ],
-    "reconstruct_trigger": [
+    "rebuild_trigger": [
+        (_trigger(lambda flagged, others: flagged - others), "REMOVED"),
         (_trigger(lambda flagged, others: flagged), "mean alone"),
-        (_trigger(lambda flagged, others: others - flagged), "LACK"),
-        (lambda x, y, f, t, k: torch.topk(x[f].mean(0).flatten(), k).values, "INDICES"),
-        (lambda x, y, f, t, k: reconstruct_trigger(x, y, f, t, k + 1), "distinct"),
+        (_trigger(lambda flagged, others: (flagged - others).abs(), rows_of=lambda y, f, t: f), "labelled `target`"),
+        (_trigger(lambda flagged, others: (flagged - others).abs(), half=0.0), "half of the largest"),
+        (_stamp_values(lambda mean, difference: torch.ones_like(mean)), "stamped 1"),
+        (_stamp_values(lambda mean, difference: difference), "returned the differences"),
+        (lambda x, y, f, t, k: rebuild_trigger(x, y, f, t, k)[0], "pair"),
+        (lambda x, y, f, t, k: (rebuild_trigger(x, y, f, t, k)[1], rebuild_trigger(x, y, f, t, k)[1]), "INDICES"),
+        (lambda x, y, f, t, k: (torch.cat([rebuild_trigger(x, y, f, t, k)[0]] * 2), torch.zeros(2)), "distinct"),
     ],
 }
 
@@ -273,16 +297,16 @@ def _crash(*args, **kwargs):
 
 
 def test_every_exercise_has_a_reference_and_a_wrong_solution_and_a_chapter():
-    assert set(CHECKS) == set(SOLUTIONS) == set(WRONG)
-    assert all(WRONG[name] for name in CHECKS)
+    assert set(EXERCISES) == set(SOLUTIONS) == set(WRONG)
+    assert all(WRONG[name] for name in EXERCISES)
     assert sorted(CHAPTERS.values()) == list(range(1, 11)), "one self-checking exercise per chapter"
 
 
-@pytest.mark.parametrize("name", sorted(CHECKS))
+@pytest.mark.parametrize("name", sorted(EXERCISES))
 def test_reference_solution_passes_on_several_seeds(name):
     for seed in (0, 1, 7):
         started = time.perf_counter()
-        result = CHECKS[name](SOLUTIONS[name], seed=seed)
+        result = EXERCISES[name](SOLUTIONS[name], seed=seed)
         assert isinstance(result, Result) and result.passed is True, result.feedback
         assert result.feedback.startswith("Passed") and str(result) == result.feedback
         assert time.perf_counter() - started < 2.0, "a checker must answer within a couple of seconds"
@@ -290,50 +314,50 @@ def test_reference_solution_passes_on_several_seeds(name):
 
 @pytest.mark.parametrize(("name", "fn", "keyword"), CASES, ids=[f"{n}-{k}" for n, _, k in CASES])
 def test_typical_mistake_fails_with_specific_feedback(name, fn, keyword):
-    result = CHECKS[name](fn)
+    result = EXERCISES[name](fn)
     assert result.passed is False
     assert keyword.lower() in result.feedback.lower(), result.feedback
     assert result.feedback.startswith("Not yet") and "seed=0" in result.feedback
 
 
-@pytest.mark.parametrize("name", sorted(CHECKS))
+@pytest.mark.parametrize("name", sorted(EXERCISES))
 def test_crashing_function_is_feedback_naming_the_exception(name):
-    result = CHECKS[name](_crash)
+    result = EXERCISES[name](_crash)
     assert result.passed is False
     assert "crashed" in result.feedback and "ZeroDivisionError: student bug" in result.feedback
 
 
-@pytest.mark.parametrize("name", sorted(CHECKS))
+@pytest.mark.parametrize("name", sorted(EXERCISES))
 @pytest.mark.parametrize(
     ("answer", "keyword"), [("hello", "str"), (None, "did you forget the `return` line"), (object(), "object")], ids=["str", "None", "object"]
 )
 def test_wrong_return_type_is_feedback(name, answer, keyword):
-    result = CHECKS[name](lambda *args, **kwargs: answer)
+    result = EXERCISES[name](lambda *args, **kwargs: answer)
     assert result.passed is False
     assert keyword in result.feedback or (answer == "hello" and "'hello'" in result.feedback), result.feedback
 
 
-@pytest.mark.parametrize("name", sorted(CHECKS))
+@pytest.mark.parametrize("name", sorted(EXERCISES))
 @pytest.mark.parametrize("fn", [42, "fgsm", None], ids=["int", "str", "None"])
 def test_not_callable_raises_value_error(name, fn):
     with pytest.raises(ValueError, match="fn must be a function"):
-        CHECKS[name](fn)
+        EXERCISES[name](fn)
 
 
 def test_bad_seed_raises_value_error():
     with pytest.raises(ValueError, match="seed"):
-        CHECKS["gradient_step"](gradient_step, seed=-1)
+        EXERCISES["gradient_step"](gradient_step, seed=-1)
 
 
 def test_cases_are_reproducible_per_seed_and_fresh_across_seeds():
     wrong = WRONG["coordinate_median"][0][0]
-    first, again = CHECKS["coordinate_median"](wrong, seed=3), CHECKS["coordinate_median"](wrong, seed=3)
-    other = CHECKS["coordinate_median"](wrong, seed=4)
+    first, again = EXERCISES["coordinate_median"](wrong, seed=3), EXERCISES["coordinate_median"](wrong, seed=3)
+    other = EXERCISES["coordinate_median"](wrong, seed=4)
     assert first == again and first.feedback != other.feedback
 
 
 def test_fgsm_checker_leaves_no_trace_in_the_global_random_state():
     state = torch.random.get_rng_state()
-    CHECKS["fgsm"](fgsm)
-    CHECKS["flip_labels"](flip_labels)
+    EXERCISES["fgsm"](fgsm)
+    EXERCISES["flip_labels"](flip_labels)
     assert torch.equal(state, torch.random.get_rng_state())

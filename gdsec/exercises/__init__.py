@@ -1,6 +1,6 @@
-"""Exercises that check themselves: ``CHECKS[name](fn)`` runs a student's ``fn`` against the tested package.
+"""Exercises that check themselves: ``EXERCISES[name](fn)`` runs a student's ``fn`` against the tested package.
 
-Each checker draws fresh random cases from ``seed`` (default 0), including edge cases, compares the
+Each grader draws fresh random cases from ``seed`` (default 0), including edge cases, compares the
 student's answers with the reference function of ``gdsec`` and returns a :class:`Result` whose
 ``feedback`` names the input, what was expected, what came back and, for the typical mistakes,
 what went wrong. A wrong or crashing ``fn`` is feedback, never an exception; a ``fn`` that is not
@@ -11,31 +11,31 @@ Taught in chapters 1, 2, 3, 4, 5, 6, 7, 8, 9 and 10.
 
 from __future__ import annotations
 
-from gdsec.exercises.core import Checker, Result
-from gdsec.exercises.evasion import check_fgsm, check_pgd_project, check_straight_through
-from gdsec.exercises.privacy import check_infer_label
+from gdsec.exercises.core import Grader, Result
+from gdsec.exercises.evasion import grade_fgsm, grade_pgd_project, grade_straight_through
+from gdsec.exercises.privacy import grade_infer_label
 from gdsec.exercises.robust import (
-    check_coordinate_median,
-    check_flip_labels,
-    check_reconstruct_trigger,
+    grade_coordinate_median,
+    grade_flip_labels,
+    grade_rebuild_trigger,
 )
-from gdsec.exercises.steps import check_adam_step, check_clip_gradient, check_gradient_step
+from gdsec.exercises.steps import grade_adam_step, grade_clip_gradient, grade_gradient_step
 
-__all__ = ["CHAPTERS", "CHECKS", "Checker", "Result"]
+__all__ = ["CHAPTERS", "EXERCISES", "Grader", "Result"]
 
-#: Exercise name -> checker ``(fn, *, seed=0) -> Result``.
-CHECKS: dict[str, Checker] = {
-    "gradient_step": check_gradient_step,
-    "adam_step": check_adam_step,
-    "flip_labels": check_flip_labels,
-    "coordinate_median": check_coordinate_median,
-    "fgsm": check_fgsm,
-    "pgd_project": check_pgd_project,
-    "clip_gradient": check_clip_gradient,
-    "straight_through": check_straight_through,
-    "infer_label": check_infer_label,
-    "reconstruct_trigger": check_reconstruct_trigger,
+#: Exercise name -> grader ``(fn, *, seed=0) -> Result``.
+EXERCISES: dict[str, Grader] = {
+    "gradient_step": grade_gradient_step,
+    "adam_step": grade_adam_step,
+    "flip_labels": grade_flip_labels,
+    "coordinate_median": grade_coordinate_median,
+    "fgsm": grade_fgsm,
+    "pgd_project": grade_pgd_project,
+    "clip_gradient": grade_clip_gradient,
+    "straight_through": grade_straight_through,
+    "infer_label": grade_infer_label,
+    "rebuild_trigger": grade_rebuild_trigger,
 }
 
 #: Exercise name -> the chapter whose self-checking exercise it is.
-CHAPTERS: dict[str, int] = {name: chapter for chapter, name in enumerate(CHECKS, start=1)}
+CHAPTERS: dict[str, int] = {name: chapter for chapter, name in enumerate(EXERCISES, start=1)}

@@ -1,8 +1,7 @@
-"""What every exercise checker shares: the result, safe calls of the student's function, and messages."""
+"""What every exercise grader shares: the result, safe calls of the student's function, and messages."""
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -12,13 +11,14 @@ import torch
 from gdsec.streams import random_stream
 
 __all__ = [
-    "Checker",
+    "Body",
     "Failure",
+    "Grader",
     "Result",
     "call",
-    "checker",
     "describe",
     "diagnose",
+    "grader",
     "matches",
     "mismatch",
     "need_tensor",
@@ -29,7 +29,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Result:
-    """A checker's answer: ``passed`` and ``feedback`` a student can act on (printing shows the feedback).
+    """A grader's answer: ``passed`` and ``feedback`` a student can act on (printing shows the feedback).
 
     Used in chapters 1, 2, 3, 4, 5, 6, 7, 8, 9 and 10.
     """
@@ -43,13 +43,16 @@ class Result:
 
 
 class Failure(Exception):
-    """Raised inside a checker body to stop at the first failed property; becomes ``Result(False, ...)``.
+    """Raised inside a grader's body to stop at the first failed property; becomes ``Result(False, ...)``.
 
     Used in chapters 1, 2, 3, 4, 5, 6, 7, 8, 9 and 10.
     """
 
 
-Checker = Callable[..., Result]
+#: A grader: ``(fn, *, seed=0) -> Result``.
+Grader = Callable[..., Result]
+#: What :func:`grader` wraps: ``(fn, generator) -> summary``, raising :class:`Failure` at the first failed property.
+Body = Callable[[Callable[..., object], torch.Generator], str]
 
 
 def describe(value: object, digits: int = 4) -> str:
@@ -169,31 +172,35 @@ def mismatch(label: str, expected: object, got: object, *, hint: str = "") -> Fa
     return Failure(text + (f". {hint}" if hint else ""))
 
 
-def checker(name: str, reference: str, body: Callable[[Callable[..., object], torch.Generator], str]) -> Checker:
-    """Wrap ``body(fn, generator) -> summary`` as the checker of exercise ``name`` against ``reference``.
+def grader(name: str, reference: str) -> Callable[[Body], Grader]:
+    """Decorator: turn ``body(fn, generator) -> summary`` into the grader of exercise ``name``.
 
-    The checker raises ``ValueError`` when ``fn`` is not callable and otherwise never raises: a wrong
-    or crashing ``fn`` is reported in the result's feedback. ``seed`` draws the cases.
+    The grader ``(fn, *, seed=0) -> Result`` keeps the body's name and docstring. It raises
+    ``ValueError`` when ``fn`` is not callable and otherwise never raises: a wrong or crashing ``fn``
+    is reported in the result's feedback, compared with ``reference``. ``seed`` draws the cases.
     Used in chapters 1, 2, 3, 4, 5, 6, 7, 8, 9 and 10.
     """
 
-    @functools.wraps(body)
-    def check(fn: object, *, seed: int = 0) -> Result:
-        if not callable(fn):
-            raise ValueError(f"fn must be a function (callable), got {type(fn).__name__}")
-        generator = random_stream(seed, "exercises.check")
-        try:
-            summary = body(fn, generator)
-        except Failure as failure:
-            text = re.sub(r"\. ([a-z])", lambda match: ". " + match.group(1).upper(), str(failure))
-            return Result(False, f"Not yet ({name}, cases drawn with seed={seed}): {text}")
-        except Exception as error:  # noqa: BLE001 - an answer the checker cannot read is still feedback
-            return Result(
-                False,
-                f"Not yet ({name}): the checker could not use what your function returned "
-                f"({type(error).__name__}: {error}); check the type and shape of your return value",
-            )
-        return Result(True, f"Passed ({name}): {summary}; your function agrees with {reference}.")
+    def wrap(body: Body) -> Grader:
+        def grade(fn: object, *, seed: int = 0) -> Result:
+            if not callable(fn):
+                raise ValueError(f"fn must be a function (callable), got {type(fn).__name__}")
+            generator = random_stream(seed, "exercises.grade")
+            try:
+                summary = body(fn, generator)
+            except Failure as failure:
+                text = re.sub(r"\. ([a-z])", lambda match: ". " + match.group(1).upper(), str(failure))
+                return Result(False, f"Not yet ({name}, cases drawn with seed={seed}): {text}")
+            except Exception as error:  # noqa: BLE001 - an answer the grader cannot read is still feedback
+                return Result(
+                    False,
+                    f"Not yet ({name}): the grader could not use what your function returned "
+                    f"({type(error).__name__}: {error}); check the type and shape of your return value",
+                )
+            return Result(True, f"Passed ({name}): {summary}; your function agrees with {reference}.")
 
-    check.__doc__ = f"Check a student's ``{name}`` against ``{reference}`` on fresh cases drawn from ``seed``."
-    return check
+        for attribute in ("__module__", "__name__", "__qualname__", "__doc__"):
+            setattr(grade, attribute, getattr(body, attribute))
+        return grade
+
+    return wrap

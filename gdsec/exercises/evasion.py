@@ -11,15 +11,15 @@ from gdsec import attacks, masking, models
 from gdsec.exercises.core import (
     Failure,
     call,
-    checker,
     diagnose,
+    grader,
     matches,
     mismatch,
     need_tensor,
     unchanged,
 )
 
-__all__ = ["check_fgsm", "check_pgd_project", "check_straight_through"]
+__all__ = ["grade_fgsm", "grade_pgd_project", "grade_straight_through"]
 
 
 def _unit_rows(generator: torch.Generator, shape: tuple[int, ...]) -> torch.Tensor:
@@ -52,8 +52,12 @@ def _fgsm_cases(generator: torch.Generator) -> list[tuple[str, nn.Module, torch.
     return cases
 
 
-def _fgsm(fn: Callable[..., object], generator: torch.Generator) -> str:
-    """FGSM against ``gdsec.attacks.fgsm``, with the attack contract: inputs and model state untouched."""
+@grader("fgsm", "gdsec.attacks.fgsm")
+def grade_fgsm(fn: Callable[..., object], generator: torch.Generator) -> str:
+    """Grade ``fn(model, x, y, eps) -> x_adv`` (FGSM, with the attack contract).
+
+    Taught in chapter 5.
+    """
     cases = _fgsm_cases(generator)
     for label, model, x, y, eps in cases:
         mode = model.training
@@ -102,8 +106,12 @@ def _projection(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tenso
     return attacks.project(x, x_adv, eps, "inf")
 
 
-def _pgd_project(fn: Callable[..., object], generator: torch.Generator) -> str:
-    """Projection of a PGD iterate onto the L-inf ball around ``x`` intersected with the [0, 1] box."""
+@grader("pgd_project", "the projection of gdsec.attacks.pgd")
+def grade_pgd_project(fn: Callable[..., object], generator: torch.Generator) -> str:
+    """Grade ``fn(x_adv, x, eps) -> projected`` (L-inf ball and [0, 1] box).
+
+    Taught in chapter 6.
+    """
     budgets = (0.1, 0.3, 0.05, 0.0)
     for eps in budgets:
         x = _unit_rows(generator, (4, 5))
@@ -134,8 +142,12 @@ def _pgd_project(fn: Callable[..., object], generator: torch.Generator) -> str:
     return f"{len(budgets)} cases (eps 0 to 0.3, iterates outside the ball and the box)"
 
 
-def _straight_through(fn: Callable[..., object], generator: torch.Generator) -> str:
-    """Forward equal to ``masking.Quantize``; backward the identity, as in ``masking.bpda``."""
+@grader("straight_through", "gdsec.masking.bpda of gdsec.masking.Quantize")
+def grade_straight_through(fn: Callable[..., object], generator: torch.Generator) -> str:
+    """Grade ``fn(x, levels) -> quantized x`` with an identity gradient (BPDA's straight-through estimator).
+
+    Taught in chapter 8.
+    """
     settings = ((3, (4, 5)), (2, (3, 1, 8, 8)), (5, (6,)), (256, (2, 3)))
     for levels, shape in settings:
         x = torch.rand(shape, generator=generator, requires_grad=True)
@@ -170,14 +182,3 @@ def _straight_through(fn: Callable[..., object], generator: torch.Generator) -> 
                 f"for {label}: the gradient must pass straight through (d out / d x = 1), yours is about {ratio:.3g} times that"
             )
     return f"{len(settings)} cases (2 to 256 levels, tabular and image shapes), values and gradients"
-
-
-check_fgsm = checker("fgsm", "gdsec.attacks.fgsm", _fgsm)
-check_fgsm.__doc__ = "Check ``fn(model, x, y, eps) -> x_adv`` (FGSM, with the attack contract).\n\nTaught in chapter 5.\n"
-check_pgd_project = checker("pgd_project", "the projection of gdsec.attacks.pgd", _pgd_project)
-check_pgd_project.__doc__ = "Check ``fn(x_adv, x, eps) -> projected`` (L-inf ball and [0, 1] box).\n\nTaught in chapter 6.\n"
-check_straight_through = checker("straight_through", "gdsec.masking.bpda of gdsec.masking.Quantize", _straight_through)
-check_straight_through.__doc__ = (
-    "Check ``fn(x, levels) -> quantized x`` with an identity gradient (BPDA's straight-through estimator).\n\n"
-    "Taught in chapter 8.\n"
-)

@@ -7,9 +7,9 @@ from collections.abc import Callable
 import torch
 
 from gdsec import leakage, models
-from gdsec.exercises.core import Failure, call, checker, describe, not_none, unchanged
+from gdsec.exercises.core import Failure, call, describe, grader, not_none, unchanged
 
-__all__ = ["check_infer_label"]
+__all__ = ["grade_infer_label"]
 
 
 def _as_int(value: object, label: str) -> int:
@@ -43,8 +43,12 @@ def _cases(generator: torch.Generator) -> list[tuple[str, list[torch.Tensor], in
     return cases
 
 
-def _infer_label(fn: Callable[..., object], generator: torch.Generator) -> str:
-    """iDLG label inference for a batch of one, against ``gdsec.leakage.infer_labels``."""
+@grader("infer_label", "gdsec.leakage.infer_labels")
+def grade_infer_label(fn: Callable[..., object], generator: torch.Generator) -> str:
+    """Grade ``fn(grads) -> int``, the label of one example from its gradient (iDLG).
+
+    Taught in chapter 9.
+    """
     cases = _cases(generator)
     for label, grads, n_classes, _ in cases:
         inputs = [g.clone() for g in grads]
@@ -66,7 +70,3 @@ def _infer_label(fn: Callable[..., object], generator: torch.Generator) -> str:
                 hint = "look at the sign of the last layer's bias gradient, grads[-1]"
             raise Failure(f"for {label}: the label is {expected}, yours is {got}; last bias gradient {describe(bias)}. {hint}")
     return f"{len(cases)} single-example gradients (3 to 10 classes, MLPs and a logistic regression)"
-
-
-check_infer_label = checker("infer_label", "gdsec.leakage.infer_labels", _infer_label)
-check_infer_label.__doc__ = "Check ``fn(grads) -> int``, the label of one example from its gradient (iDLG).\n\nTaught in chapter 9.\n"

@@ -1,4 +1,4 @@
-"""Checkers for the training-data exercises: label flipping (ch. 3), the median (ch. 4), trigger recovery (ch. 10)."""
+"""Graders for the training-data exercises: label flipping (ch. 3), the median (ch. 4), trigger recovery (ch. 10)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from gdsec import aggregation, poisoning
 from gdsec.exercises.core import (
     Failure,
     call,
-    checker,
     describe,
     diagnose,
+    grader,
     matches,
     mismatch,
     need_tensor,
@@ -20,7 +20,7 @@ from gdsec.exercises.core import (
     unchanged,
 )
 
-__all__ = ["check_coordinate_median", "check_flip_labels", "check_reconstruct_trigger"]
+__all__ = ["grade_coordinate_median", "grade_flip_labels", "grade_rebuild_trigger"]
 
 
 def _flip_case(fn: Callable[..., object], y: torch.Tensor, fraction: float, n_classes: int, seed: int) -> torch.Tensor:
@@ -50,8 +50,12 @@ def _flip_case(fn: Callable[..., object], y: torch.Tensor, fraction: float, n_cl
     return got
 
 
-def _flip_labels(fn: Callable[..., object], generator: torch.Generator) -> str:
-    """Label flipping: exact counts, a different class for every flipped row, random rows, reproducible."""
+@grader("flip_labels", "gdsec.poisoning.flip_labels")
+def grade_flip_labels(fn: Callable[..., object], generator: torch.Generator) -> str:
+    """Grade ``fn(y, fraction, n_classes=..., seed=...) -> y_flipped``.
+
+    Taught in chapter 3.
+    """
     cases = [(40, 0.1, 10), (37, 0.35, 3), (50, 0.5, 2), (20, 0.0, 4), (15, 1.0, 5)]
     for n, fraction, n_classes in cases:
         y = torch.randint(0, n_classes, (n,), generator=generator)
@@ -84,8 +88,12 @@ def _median_cases(generator: torch.Generator) -> list[tuple[str, torch.Tensor]]:
     return cases
 
 
-def _coordinate_median(fn: Callable[..., object], generator: torch.Generator) -> str:
-    """The coordinate-wise median on odd and even worker counts, with and without attackers."""
+@grader("coordinate_median", "gdsec.aggregation.coordinate_median")
+def grade_coordinate_median(fn: Callable[..., object], generator: torch.Generator) -> str:
+    """Grade ``fn(grads) -> (d,)``, the coordinate-wise median.
+
+    Taught in chapter 4.
+    """
     cases = _median_cases(generator)
     for label, grads in cases:
         n, d = grads.shape
@@ -110,72 +118,94 @@ def _coordinate_median(fn: Callable[..., object], generator: torch.Generator) ->
     return f"{len(cases)} cases (1, 2, 4, 5, 6 and 7 workers; up to 3 attackers out of 7)"
 
 
-def _reference_trigger(x: torch.Tensor, y: torch.Tensor, flagged: torch.Tensor, target: int, pixels: int) -> torch.Tensor:
-    """The tested trigger reconstruction (``gdsec.poisoning`` after the audit split, ``gdsec.audit`` before)."""
-    rebuild = poisoning.reconstruct_trigger
-    return rebuild(x, y, flagged, target, pixels=pixels)
-
-
-def _trigger_case(generator: torch.Generator, n_classes: int, pixels: int, d: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
-    """Rows with 'stroke' pixels bright in every class, a planted trigger, and flagged rows of several labels."""
+def _trigger_case(generator: torch.Generator, n_classes: int, size: int, d: int) -> tuple[torch.Tensor, ...]:
+    """Rows with 'stroke' features bright in every class, a planted trigger that adds ink on some
+    features and removes it on others, a faint feature below half the trigger's strength, and flagged
+    rows of several labels. Returns ``(x, y, flagged, target)``."""
     n = 60
-    x = 0.3 * torch.rand(n, d, generator=generator)
+    x = 0.2 + 0.3 * torch.rand(n, d, generator=generator)
     y = torch.randint(0, n_classes, (n,), generator=generator)
     order = torch.randperm(d, generator=generator)
-    strokes, trigger = order[:3], order[3 : 3 + pixels]
+    strokes, trigger, faint = order[:3], order[3 : 3 + size], order[3 + size]
     x[:, strokes] = 1.0
     target = int(torch.randint(0, n_classes, (1,), generator=generator))
     poisoned = torch.randperm(n, generator=generator)[:10]
-    x[poisoned[:, None], trigger] = 0.9
+    ink = torch.where(torch.arange(size) % 2 == 0, 0.95, 0.0)  # added ink, removed ink, added, ...
+    x[poisoned[:, None], trigger] = ink
+    x[poisoned, faint] = 0.45 + 0.1 * torch.rand(len(poisoned), generator=generator)
     y[poisoned] = target
     false_alarms = torch.nonzero(y != target).flatten()[:4]
     return x, y, torch.cat([poisoned, false_alarms]), target
 
 
-def _as_indices(value: object, label: str, pixels: int, d: int) -> list[int]:
-    """The student's answer as a list of ``pixels`` distinct pixel indices, or :class:`Failure`."""
-    if isinstance(value, torch.Tensor):
-        if value.is_floating_point():
-            raise Failure(f"for {label}: you returned float values {describe(value)}: return pixel INDICES (torch.topk(...).indices)")
-        value = value.flatten().tolist()
-    if not isinstance(value, list | tuple) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        raise Failure(f"for {label}: return the trigger's flat pixel indices as a tensor or list of ints, got {describe(value)}")
-    if len(value) != pixels or len(set(value)) != pixels or not all(0 <= v < d for v in value):
-        raise Failure(f"for {label}: return {pixels} distinct flat indices in [0, {d}), got {value}")
-    return sorted(value)
+def _as_trigger(value: object, label: str, d: int) -> tuple[list[int], torch.Tensor]:
+    """The student's ``(features, values)`` as sorted distinct indices and their values, or :class:`Failure`."""
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        raise Failure(
+            f"for {label}: return a pair (features, values): the flat feature indices and the value to stamp "
+            f"on each, got {describe(value)}"
+        )
+    features, values = value
+    if isinstance(features, torch.Tensor):
+        if features.is_floating_point():
+            raise Failure(f"for {label}: your features are float values {describe(features)}: return feature INDICES")
+        features = features.flatten().tolist()
+    if not isinstance(features, list | tuple) or not all(isinstance(v, int) and not isinstance(v, bool) for v in features):
+        raise Failure(f"for {label}: return the features as a tensor or list of ints, got {describe(features)}")
+    if len(set(features)) != len(features) or not all(0 <= v < d for v in features):
+        raise Failure(f"for {label}: return distinct flat indices in [0, {d}), got {features}")
+    values = need_tensor(torch.as_tensor(values, dtype=torch.float64), label, shape=(len(features),), floating=True)
+    order = sorted(range(len(features)), key=features.__getitem__)
+    return [features[i] for i in order], values[order]
 
 
-def _reconstruct_trigger(fn: Callable[..., object], generator: torch.Generator) -> str:
-    """Trigger recovery from flagged rows: the pixels the flagged target rows share and other classes lack."""
-    settings = ((3, 4, 16), (5, 1, 64), (4, 3, 32))
-    for n_classes, pixels, d in settings:
-        x, y, flagged, target = _trigger_case(generator, n_classes, pixels, d)
-        label = f"{len(x)} rows of {d} pixels, {len(flagged)} flagged, target={target}, pixels={pixels}"
+@grader("rebuild_trigger", "gdsec.poisoning.rebuild_trigger")
+def grade_rebuild_trigger(fn: Callable[..., object], generator: torch.Generator) -> str:
+    """Grade ``fn(x, y, flagged, target, max_features) -> (features, values)``, a trigger rebuilt from flagged rows.
+
+    Taught in chapter 10.
+    """
+    settings = ((3, 4, 16, 8), (5, 2, 64, 9), (4, 3, 32, 2))
+    for n_classes, size, d, max_features in settings:
+        x, y, flagged, target = _trigger_case(generator, n_classes, size, d)
+        label = f"{len(x)} rows of {d} features, {len(flagged)} flagged, target={target}, max_features={max_features}"
         inputs = [x.clone(), y.clone(), flagged.clone()]
-        out = not_none(call(fn, label, *inputs, target, pixels), label)
+        out = not_none(call(fn, label, *inputs, target, max_features), label)
         unchanged([x, y, flagged], inputs, ["x", "y", "flagged"], label)
-        got = _as_indices(out, label, pixels, d)
-        expected = _reference_trigger(x, y, flagged, target, pixels).tolist()
-        if got != expected:
-            rows = flagged[y[flagged] == target]
-            def top(score: torch.Tensor, k: int = pixels) -> torch.Tensor:
-                return torch.topk(score.flatten(), k).indices.sort().values
+        got, values = _as_trigger(out, label, d)
+        features, expected = poisoning.rebuild_trigger(x, y, flagged, target, max_features=max_features)
+        rows = flagged[y[flagged] == target]
+        mean, others = x[rows].mean(0), x[y != target].mean(0)
+        if got != features.tolist():
+            def kept(score: torch.Tensor, k: int = max_features) -> list[int]:
+                top = torch.topk(score, k)
+                return top.indices[top.values >= 0.5 * top.values[0]].sort().values.tolist()
 
-            hint = diagnose(torch.tensor(got), [
-                ("you ranked pixels by the flagged rows' mean alone: pixels bright in EVERY digit win; subtract the "
-                 "mean of the rows of the other classes", top(x[rows].mean(0))),
-                ("you took the pixels the flagged rows LACK (smallest differences): take the largest",
-                 top(-(x[rows].mean(0) - x[y != target].mean(0)))),
+            hints = [
+                ("you ranked features by the signed difference: ink the trigger REMOVED is missing; "
+                 "take the difference in absolute value", kept(mean - others)),
+                ("you ranked features by the flagged rows' mean alone: features bright in EVERY class win; "
+                 "subtract the mean of the rows of the other classes", kept(mean)),
+                ("you used every flagged row: keep only the flagged rows labelled `target`",
+                 kept((x[flagged].mean(0) - others).abs())),
+                ("you kept max_features features: keep only those whose difference is at least half of the "
+                 "largest", torch.topk((mean - others).abs(), max_features).indices.sort().values.tolist()),
+            ]
+            hint = next((message for message, wrong in hints if got == wrong), None)
+            raise mismatch(label, features, torch.tensor(got), hint=hint or "compare the two means feature by feature")
+        if not matches(values, expected.double()):
+            hint = diagnose(values, [
+                ("you stamped 1 on every feature: stamp the flagged rows' mean, so removed ink is stamped dark",
+                 torch.ones_like(values)),
+                ("you returned the differences: the values to stamp are the flagged target rows' mean",
+                 (mean - others)[features].double()),
+                ("you returned the absolute differences: the values to stamp are the flagged target rows' mean",
+                 (mean - others).abs()[features].double()),
+                ("you averaged every flagged row: average only the flagged rows labelled `target`",
+                 x[flagged].mean(0)[features].double()),
             ])
-            raise mismatch(label, torch.tensor(expected), torch.tensor(got), hint=hint or "compare the two means pixel by pixel")
-    return f"{len(settings)} poisoned data sets (16 to 64 pixels, triggers of 1 to 4 pixels, false alarms among the flags)"
-
-
-check_flip_labels = checker("flip_labels", "gdsec.poisoning.flip_labels", _flip_labels)
-check_flip_labels.__doc__ = "Check ``fn(y, fraction, n_classes=..., seed=...) -> y_flipped``.\n\nTaught in chapter 3.\n"
-check_coordinate_median = checker("coordinate_median", "gdsec.aggregation.coordinate_median", _coordinate_median)
-check_coordinate_median.__doc__ = "Check ``fn(grads) -> (d,)``, the coordinate-wise median.\n\nTaught in chapter 4.\n"
-check_reconstruct_trigger = checker("reconstruct_trigger", "the audit's reconstruct_trigger", _reconstruct_trigger)
-check_reconstruct_trigger.__doc__ = (
-    "Check ``fn(x, y, flagged, target, pixels) -> indices`` (the trigger rebuilt from flagged rows).\n\nTaught in chapter 10.\n"
-)
+            raise mismatch(label, expected, values, hint=hint or "the value of each feature is the flagged target rows' mean")
+    return (
+        f"{len(settings)} poisoned data sets (16 to 64 features, triggers that add and remove ink, "
+        "a faint feature, false alarms among the flags)"
+    )

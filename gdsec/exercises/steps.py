@@ -10,9 +10,9 @@ from gdsec import aggregation, optim
 from gdsec.exercises.core import (
     Failure,
     call,
-    checker,
     describe,
     diagnose,
+    grader,
     matches,
     mismatch,
     need_tensor,
@@ -20,7 +20,7 @@ from gdsec.exercises.core import (
     unchanged,
 )
 
-__all__ = ["check_adam_step", "check_clip_gradient", "check_gradient_step"]
+__all__ = ["grade_adam_step", "grade_clip_gradient", "grade_gradient_step"]
 
 
 def _bowl(generator: torch.Generator, d: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -30,8 +30,12 @@ def _bowl(generator: torch.Generator, d: int) -> tuple[torch.Tensor, torch.Tenso
     return w, curvatures, curvatures * w
 
 
-def _gradient_step(fn: Callable[..., object], generator: torch.Generator) -> str:
-    """One gradient-descent step ``w - lr * grad`` on quadratic bowls, several learning rates."""
+@grader("gradient_step", "gdsec.optim.sgd_step")
+def grade_gradient_step(fn: Callable[..., object], generator: torch.Generator) -> str:
+    """Grade ``fn(w, grad, lr) -> w - lr * grad`` (one descent step).
+
+    Taught in chapter 1.
+    """
     cases = 0
     for d in (1, 3, 5):
         w, curv, grad = _bowl(generator, d)
@@ -99,8 +103,12 @@ def _wrong_adam(
     return param + sign * lr * m_hat / (root + 1e-8), {"m": m, "v": v, "t": t}
 
 
-def _adam_step(fn: Callable[..., object], generator: torch.Generator) -> str:
-    """Five Adam steps per setting; the student's own state is fed back, the reference's parameter too."""
+@grader("adam_step", "gdsec.optim.adam_step")
+def grade_adam_step(fn: Callable[..., object], generator: torch.Generator) -> str:
+    """Grade ``fn(param, grad, state, *, lr, beta1, beta2, eps) -> (new_param, new_state)`` (Adam).
+
+    Taught in chapter 2.
+    """
     settings = [(0.1, 0.9, 0.999, 3), (0.01, 0.5, 0.9, 4), (0.3, 0.8, 0.99, 1)]
     for lr, b1, b2, d in settings:
         param = torch.randn(d, generator=generator, dtype=torch.float64)
@@ -146,8 +154,12 @@ def _global_norm(grads: list[torch.Tensor]) -> float:
     return float(torch.sqrt(sum((g.double() ** 2).sum() for g in grads)))
 
 
-def _clip_gradient(fn: Callable[..., object], generator: torch.Generator) -> str:
-    """Clipping by the global norm on gradient lists shorter and longer than ``max_norm``, and a zero one."""
+@grader("clip_gradient", "gdsec.aggregation.clip_updates")
+def grade_clip_gradient(fn: Callable[..., object], generator: torch.Generator) -> str:
+    """Grade ``fn(grads, max_norm) -> clipped grads`` (clip by global norm).
+
+    Taught in chapter 7.
+    """
     shapes = [[(3, 2), (2,), (4,)], [(5,)], [(2, 2), (3,)]]
     cases = [(shapes[0], 1.0, 4.0), (shapes[0], 5.0, 0.5), (shapes[1], 2.0, 3.0), (shapes[2], 0.5, 10.0), (shapes[2], 1.0, 0.0)]
     for parts, max_norm, ratio in cases:
@@ -186,13 +198,3 @@ def _clip_gradient(fn: Callable[..., object], generator: torch.Generator) -> str
                 f"yours have global norm {new:.3g}. {hint}"
             )
     return f"{len(cases)} cases (norms below and above max_norm, one and several tensors, a zero gradient)"
-
-
-check_gradient_step = checker("gradient_step", "gdsec.optim.sgd_step", _gradient_step)
-check_gradient_step.__doc__ = "Check ``fn(w, grad, lr) -> w - lr * grad`` (one descent step).\n\nTaught in chapter 1.\n"
-check_adam_step = checker("adam_step", "gdsec.optim.adam_step", _adam_step)
-check_adam_step.__doc__ = (
-    "Check ``fn(param, grad, state, *, lr, beta1, beta2, eps) -> (new_param, new_state)`` (Adam).\n\nTaught in chapter 2.\n"
-)
-check_clip_gradient = checker("clip_gradient", "gdsec.aggregation.clip_updates", _clip_gradient)
-check_clip_gradient.__doc__ = "Check ``fn(grads, max_norm) -> clipped grads`` (clip by global norm).\n\nTaught in chapter 7.\n"
