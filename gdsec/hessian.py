@@ -1,4 +1,4 @@
-"""Curvature of a loss at a point: Lanczos extremes of the Hessian (sharpness) and the exact Hessian of tiny models."""
+"""Curvature of a loss at a point: Lanczos extremes of the Hessian (sharpness), the exact Hessian of tiny models and of 2-D surfaces."""
 
 from __future__ import annotations
 
@@ -18,7 +18,14 @@ from gdsec.validation import (
     check_number,
 )
 
-__all__ = ["HessianExtremes", "curvature", "full_hessian", "hessian_extremes", "hessian_top_eigenvalue", "sharpness"]
+__all__ = [
+    "HessianExtremes",
+    "curvature",
+    "full_hessian",
+    "hessian_eigenvalues",
+    "hessian_extremes",
+    "sharpness",
+]
 
 
 class HessianExtremes(NamedTuple):
@@ -33,15 +40,13 @@ class HessianExtremes(NamedTuple):
     steps: int
 
 
-def _steps(steps: int | None, iters: int | None, default: int) -> int:
-    """``steps``, or the older name ``iters`` for it; not both."""
-    if steps is not None and iters is not None:
-        raise ValueError(f"steps and iters name the same setting; give one, got steps={steps!r} and iters={iters!r}")
-    return check_int("steps", default if steps is None and iters is None else steps if iters is None else iters, low=1)
-
-
 def hessian_extremes(
-    loss_fn: Callable[[], torch.Tensor], params: Sequence[torch.Tensor], *, steps: int = 100, tol: float = 1e-4, seed: int = 0
+    loss_fn: Callable[[], torch.Tensor],
+    params: Sequence[torch.Tensor],
+    *,
+    steps: int = 100,
+    tol: float = 1e-4,
+    seed: int = 0,
 ) -> HessianExtremes:
     """Largest and smallest algebraic Hessian eigenvalues by Lanczos on Hessian-vector products.
 
@@ -61,9 +66,19 @@ def hessian_extremes(
     sizes = [p.numel() for p in params]
 
     def hvp(vector: torch.Tensor) -> torch.Tensor:
-        chunks = [c.reshape(p.shape).to(p.dtype) for c, p in zip(torch.split(vector, sizes), params, strict=True)]
-        products = torch.autograd.grad(grads, params, grad_outputs=chunks, retain_graph=True, allow_unused=True)
-        return torch.cat([torch.zeros(n) if h is None else h.reshape(-1) for h, n in zip(products, sizes, strict=True)]).double()
+        chunks = [
+            c.reshape(p.shape).to(p.dtype)
+            for c, p in zip(torch.split(vector, sizes), params, strict=True)
+        ]
+        products = torch.autograd.grad(
+            grads, params, grad_outputs=chunks, retain_graph=True, allow_unused=True
+        )
+        return torch.cat(
+            [
+                torch.zeros(n) if h is None else h.reshape(-1)
+                for h, n in zip(products, sizes, strict=True)
+            ]
+        ).double()
 
     vector = torch.randn(sum(sizes), generator=generator, dtype=torch.float64)
     basis, alphas, betas = [vector / vector.norm()], [], []
@@ -88,26 +103,14 @@ def hessian_extremes(
     return HessianExtremes(float(ritz[-1]), float(ritz[0]), False, k)
 
 
-def hessian_top_eigenvalue(
-    loss_fn: Callable[[], torch.Tensor],
-    params: Sequence[torch.Tensor],
+def curvature(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
     *,
-    steps: int | None = None,
-    iters: int | None = None,
+    steps: int = 100,
     tol: float = 1e-4,
     seed: int = 0,
-) -> float:
-    """Largest algebraic eigenvalue lambda_max of the loss Hessian: ``hessian_extremes(...).lambda_max``.
-
-    ``iters`` is the older name of ``steps`` (default 100); see :func:`hessian_extremes` for lambda_min
-    and whether the estimate converged.
-    Taught in chapter 7.
-    """
-    return hessian_extremes(loss_fn, params, steps=_steps(steps, iters, 100), tol=tol, seed=seed).lambda_max
-
-
-def curvature(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int = 100, tol: float = 1e-4, seed: int = 0
 ) -> HessianExtremes:
     """lambda_max, lambda_min and convergence of the Hessian of the mean cross-entropy of ``model`` on (x, y).
 
@@ -121,7 +124,11 @@ def curvature(
         params = [p for p in model.parameters() if p.requires_grad]
         saved = [None if p.grad is None else p.grad.clone() for p in params]
         result = hessian_extremes(
-            lambda: nn.functional.cross_entropy(model(x), y), params, steps=steps, tol=tol, seed=seed
+            lambda: nn.functional.cross_entropy(model(x), y),
+            params,
+            steps=steps,
+            tol=tol,
+            seed=seed,
         )
         for p, g in zip(params, saved, strict=True):
             p.grad = g
@@ -133,18 +140,17 @@ def sharpness(
     x: torch.Tensor,
     y: torch.Tensor,
     *,
-    steps: int | None = None,
-    iters: int | None = None,
+    steps: int = 100,
     tol: float = 1e-4,
     seed: int = 0,
 ) -> float:
     """Sharpness: the largest algebraic Hessian eigenvalue lambda_max of the mean cross-entropy on (x, y).
 
     ``curvature(...).lambda_max``; use :func:`curvature` to also see lambda_min and whether the
-    estimate converged. ``iters`` is the older name of ``steps`` (default 100).
+    estimate converged.
     Taught in chapters 1 and 7.
     """
-    return curvature(model, x, y, steps=_steps(steps, iters, 100), tol=tol, seed=seed).lambda_max
+    return curvature(model, x, y, steps=steps, tol=tol, seed=seed).lambda_max
 
 
 def full_hessian(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -171,3 +177,16 @@ def full_hessian(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Te
             return nn.functional.cross_entropy(logits, y)
 
         return torch.autograd.functional.hessian(loss_of, flat).detach()
+
+
+def hessian_eigenvalues(
+    fn: Callable[[torch.Tensor], torch.Tensor], point: Sequence[float] | torch.Tensor
+) -> torch.Tensor:
+    """Eigenvalues (ascending) of the exact Hessian of a low-dimensional loss ``fn`` at ``point``.
+
+    Taught in chapter 7.
+    """
+    where = torch.as_tensor(point, dtype=torch.float64).detach().reshape(-1)
+    if where.numel() == 0 or not torch.isfinite(where).all():
+        raise ValueError("point must be a non-empty, finite vector")
+    return torch.linalg.eigvalsh(torch.autograd.functional.hessian(fn, where))

@@ -1,7 +1,6 @@
 """Loss surfaces to descend, the measured stability bound, where descent ends, and the loss between two models.
 
-The curvature of real models (sharpness, Lanczos extremes, the full Hessian) lives in
-:mod:`gdsec.hessian` and is re-exported here, where the chapters have always found it.
+The curvature of real models (sharpness, Lanczos extremes, the full Hessian) lives in :mod:`gdsec.hessian`.
 """
 
 from __future__ import annotations
@@ -13,14 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from gdsec.hessian import (
-    HessianExtremes,
-    curvature,
-    full_hessian,
-    hessian_extremes,
-    hessian_top_eigenvalue,
-    sharpness,
-)
+from gdsec.hessian import hessian_eigenvalues
 from gdsec.models import eval_mode
 from gdsec.optim import check_descent_args, minimize, step
 from gdsec.streams import random_stream
@@ -34,9 +26,16 @@ from gdsec.validation import (
 )
 
 __all__ = [
-    "Surface", "SURFACES", "critical_lr", "HessianExtremes", "critical_point_kind", "curvature", "descend_many",
-    "evaluate_grid", "first_exit", "full_hessian", "hessian_eigenvalues", "hessian_extremes",
-    "hessian_top_eigenvalue", "nearest_minimum", "quadratic", "segment_loss", "sharpness", "surface",
+    "SURFACES",
+    "Surface",
+    "critical_lr",
+    "critical_point_kind",
+    "descend_many",
+    "evaluate_grid",
+    "nearest_minimum",
+    "quadratic",
+    "segment_loss",
+    "surface",
 ]
 
 Loss = Callable[[torch.Tensor], torch.Tensor]
@@ -69,7 +68,9 @@ def quadratic(curvatures: Sequence[float] = (1.0, 10.0)) -> Loss:
 
     def loss(w: torch.Tensor) -> torch.Tensor:
         if w.shape[0] != len(c):
-            raise ValueError(f"w must have {len(c)} coordinates on its first axis, got shape {tuple(w.shape)}")
+            raise ValueError(
+                f"w must have {len(c)} coordinates on its first axis, got shape {tuple(w.shape)}"
+            )
         weights = c.to(w.dtype).reshape(-1, *([1] * (w.dim() - 1)))
         return 0.5 * (weights * w * w).sum(dim=0)
 
@@ -92,8 +93,12 @@ def _saddle(w: torch.Tensor) -> torch.Tensor:
 
 
 SURFACES: dict[str, Surface] = {
-    "bowl": Surface("bowl", quadratic((1.0, 10.0)), (-2.0, 2.0), (-2.0, 2.0), ((0.0, 0.0),), (-1.8, 1.2)),
-    "rosenbrock": Surface("rosenbrock", _rosenbrock, (-2.0, 2.0), (-1.0, 3.0), ((1.0, 1.0),), (-1.5, 2.5)),
+    "bowl": Surface(
+        "bowl", quadratic((1.0, 10.0)), (-2.0, 2.0), (-2.0, 2.0), ((0.0, 0.0),), (-1.8, 1.2)
+    ),
+    "rosenbrock": Surface(
+        "rosenbrock", _rosenbrock, (-2.0, 2.0), (-1.0, 3.0), ((1.0, 1.0),), (-1.5, 2.5)
+    ),
     "himmelblau": Surface(
         "himmelblau",
         _himmelblau,
@@ -102,7 +107,9 @@ SURFACES: dict[str, Surface] = {
         ((3.0, 2.0), (-2.805118, 3.131312), (-3.779310, -3.283186), (3.584428, -1.848126)),
         (0.0, 0.0),
     ),
-    "saddle": Surface("saddle", _saddle, (-1.6, 1.6), (-1.2, 1.2), ((-1.0, 0.0), (1.0, 0.0)), (0.0, 1.0)),
+    "saddle": Surface(
+        "saddle", _saddle, (-1.6, 1.6), (-1.2, 1.2), ((-1.0, 0.0), (1.0, 0.0)), (0.0, 1.0)
+    ),
 }
 
 
@@ -187,7 +194,7 @@ def descend_many(
     Runs that leave the ball of radius ``blowup`` or become non-finite end as NaN (diverged).
     Taught in chapter 7.
     """
-    check_descent_args(optimizer, lr, steps, grad_noise, blowup)
+    check_descent_args(optimizer, lr, steps, grad_noise, blowup, hyper)
     points = torch.as_tensor(starts, dtype=torch.float64).detach().clone()
     if points.dim() != 2 or points.shape[1] != 2 or points.shape[0] == 0:
         raise ValueError(f"starts must have shape (n, 2) with n >= 1, got {tuple(points.shape)}")
@@ -201,7 +208,9 @@ def descend_many(
         probe = current.clone().requires_grad_(True)
         (grad,) = torch.autograd.grad(fn(probe).sum(), probe)
         if grad_noise:
-            grad = grad + grad_noise * torch.randn(grad.shape, generator=generator, dtype=grad.dtype)
+            grad = grad + grad_noise * torch.randn(
+                grad.shape, generator=generator, dtype=grad.dtype
+            )
         grad = torch.where(alive, grad, torch.zeros_like(grad))
         current, state = step(optimizer, current, grad, state, lr=lr, **hyper)
         alive &= torch.isfinite(current).all(dim=0) & (current.norm(dim=0) <= blowup)
@@ -226,18 +235,9 @@ def nearest_minimum(surf: Surface, points: torch.Tensor, *, tol: float = 0.05) -
     return torch.where(closest.values <= tol, closest.indices, torch.full_like(closest.indices, -1))
 
 
-def hessian_eigenvalues(fn: Loss, point: Sequence[float] | torch.Tensor) -> torch.Tensor:
-    """Eigenvalues (ascending) of the exact Hessian of a low-dimensional loss at ``point``.
-
-    Taught in chapter 7.
-    """
-    where = torch.as_tensor(point, dtype=torch.float64).detach().reshape(-1)
-    if where.numel() == 0 or not torch.isfinite(where).all():
-        raise ValueError("point must be a non-empty, finite vector")
-    return torch.linalg.eigvalsh(torch.autograd.functional.hessian(fn, where))
-
-
-def critical_point_kind(fn: Loss, point: Sequence[float] | torch.Tensor, *, tol: float = 1e-6) -> str:
+def critical_point_kind(
+    fn: Loss, point: Sequence[float] | torch.Tensor, *, tol: float = 1e-6
+) -> str:
     """Classify a point of a 2-D loss by its Hessian: "minimum", "saddle", "maximum" or "degenerate".
 
     This is what tells a saddle from a valley floor when the gradient alone (zero at both) cannot.
@@ -254,21 +254,12 @@ def critical_point_kind(fn: Loss, point: Sequence[float] | torch.Tensor, *, tol:
     return "degenerate"
 
 
-def first_exit(path: torch.Tensor, center: Sequence[float], radius: float) -> int | None:
-    """Index of the first point of ``path`` (k, d) farther than ``radius`` from ``center``; None if never.
-
-    Used in chapter 7.
-    """
-    check_number("radius", radius, low=0.0, low_open=True)
-    path = torch.as_tensor(path, dtype=torch.float64)
-    if path.dim() != 2:
-        raise ValueError(f"path must have shape (k, d), got {tuple(path.shape)}")
-    outside = ((path - torch.as_tensor(center, dtype=torch.float64)).norm(dim=1) > radius).nonzero()
-    return int(outside[0]) if len(outside) else None
-
-
 def segment_loss(
-    start: nn.Module, end: nn.Module, x: torch.Tensor, y: torch.Tensor, ts: Sequence[float] | torch.Tensor
+    start: nn.Module,
+    end: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    ts: Sequence[float] | torch.Tensor,
 ) -> torch.Tensor:
     """Mean cross-entropy on (x, y) at the weights ``(1 - t) * start + t * end`` for each ``t`` in ``ts``.
 
@@ -284,8 +275,14 @@ def segment_loss(
     if {n: p.shape for n, p in first.items()} != {n: p.shape for n, p in second.items()}:
         raise ValueError("end must have the same parameter names and shapes as start")
     coefficients = torch.as_tensor(ts, dtype=torch.float64).detach()
-    if coefficients.dim() != 1 or coefficients.numel() == 0 or not torch.isfinite(coefficients).all():
-        raise ValueError(f"ts must be a non-empty 1-D sequence of finite numbers, got shape {tuple(coefficients.shape)}")
+    if (
+        coefficients.dim() != 1
+        or coefficients.numel() == 0
+        or not torch.isfinite(coefficients).all()
+    ):
+        raise ValueError(
+            f"ts must be a non-empty 1-D sequence of finite numbers, got shape {tuple(coefficients.shape)}"
+        )
     buffers = dict(start.named_buffers())
     losses = []
     with eval_mode(start), torch.no_grad():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from torch import nn
@@ -10,20 +10,27 @@ from torch import nn
 from gdsec.streams import seeded_global_rng
 from gdsec.validation import check_int
 
-__all__ = ["count_parameters", "digits_cnn", "eval_mode", "logistic_regression", "mlp"]
+__all__ = [
+    "check_same_architecture",
+    "count_parameters",
+    "digits_cnn",
+    "eval_mode",
+    "logistic_regression",
+    "mlp",
+]
+
+#: Layers whose train-mode output is random or depends on the whole batch: a batched run of several
+#: models (``gdsec.seeds``, ``gdsec.aggregation.simulate_batch``) would not train like each one alone.
+_UNBATCHABLE = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._NormBase)
 
 
-def _build(builder: Callable[[], nn.Module], seed: int | None) -> nn.Module:
-    """Construct a model; with a seed, from its own stream inside a forked RNG (the global torch state is untouched)."""
-    if seed is None:
-        return builder()
+def _build(builder: Callable[[], nn.Module], seed: int) -> nn.Module:
+    """Construct a model from its seed's own stream inside a forked RNG (the global torch state is untouched)."""
     with seeded_global_rng(seed, "models.init"):
         return builder()
 
 
-def logistic_regression(
-    n_features: int = 64, n_classes: int = 10, *, seed: int | None = 0
-) -> nn.Module:
+def logistic_regression(n_features: int = 64, n_classes: int = 10, *, seed: int = 0) -> nn.Module:
     """Multinomial logistic regression: flatten, then one linear layer to ``n_classes`` logits.
 
     Taught in chapter 1.
@@ -40,7 +47,7 @@ def mlp(
     hidden: int = 64,
     depth: int = 1,
     activation: str = "relu",
-    seed: int | None = 0,
+    seed: int = 0,
 ) -> nn.Module:
     """A fully connected net: ``depth`` hidden layers of width ``hidden``, then logits.
 
@@ -66,7 +73,7 @@ def mlp(
     return _build(builder, seed)
 
 
-def digits_cnn(n_classes: int = 10, *, channels: int = 16, seed: int | None = 0) -> nn.Module:
+def digits_cnn(n_classes: int = 10, *, channels: int = 16, seed: int = 0) -> nn.Module:
     """A small CNN for (N, 1, 8, 8) digits: two 3x3 convolutions, a pool, a linear head.
 
     Taught in chapter 5.
@@ -113,3 +120,33 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for module, training in modes:
             module.training = training
+
+
+def check_same_architecture(name: str, models: object) -> list[nn.Module]:
+    """``models`` as a list if it is a non-empty sequence of models of one architecture; else ``ValueError``.
+
+    One architecture: the same class and the same parameter names, shapes and dtypes, at least one
+    trainable parameter, and no dropout or batch norm (their train-mode output is random or depends on
+    the whole batch, so a batched run of the models would not train like each model alone).
+    Used in chapters 3 and 4.
+    """
+    if isinstance(models, nn.Module) or not isinstance(models, Sequence) or not models:
+        raise ValueError(f"{name} must be a non-empty list of models, got {type(models).__name__}")
+    for i, model in enumerate(models):
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"{name}[{i}] must be a torch.nn.Module, got {type(model).__name__}")
+    first = [(key, tuple(p.shape), p.dtype) for key, p in models[0].named_parameters()]
+    for i, model in enumerate(models):
+        bad = [type(m).__name__ for m in model.modules() if isinstance(m, _UNBATCHABLE)]
+        if bad:
+            raise ValueError(
+                f"{name} must be models without dropout or batch norm, got {', '.join(bad)}"
+            )
+        these = [(key, tuple(p.shape), p.dtype) for key, p in model.named_parameters()]
+        if type(model) is not type(models[0]) or these != first:
+            raise ValueError(
+                f"{name} must be models of one architecture; model {i} differs from model 0"
+            )
+        if not any(p.requires_grad for p in model.parameters()):
+            raise ValueError(f"{name} must be models with at least one trainable parameter")
+    return list(models)

@@ -20,6 +20,7 @@ __all__ = [
     "HYPERPARAMETERS",
     "OPTIMIZERS",
     "SCHEDULES",
+    "TORCH_HYPERPARAMETERS",
     "UPDATE_RULES",
     "adam_step",
     "check_descent_args",
@@ -51,9 +52,16 @@ HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
     "rmsprop": ("alpha", "eps"),
     "adam": ("beta1", "beta2", "eps"),
 }
+#: What :func:`torch_optimizer` (and every training loop built on it) accepts besides ``lr``: the
+#: rule's own hyper-parameters plus ``weight_decay``.
+TORCH_HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
+    name: (*keys, "weight_decay") for name, keys in HYPERPARAMETERS.items()
+}
 
 
-def sgd_step(param: torch.Tensor, grad: torch.Tensor, state: State, *, lr: float) -> tuple[torch.Tensor, State]:
+def sgd_step(
+    param: torch.Tensor, grad: torch.Tensor, state: State, *, lr: float
+) -> tuple[torch.Tensor, State]:
     """Plain gradient descent: w <- w - lr * g.
 
     Taught in chapter 1.
@@ -160,26 +168,39 @@ def torch_optimizer(
     """
     check_choice("optimizer", name, UPDATE_RULES)
     check_number("lr", lr, low=0.0, low_open=True)
-    check_keywords(f"optimizer {name!r}", hyper, (*HYPERPARAMETERS[name], "weight_decay"))
+    check_keywords(f"optimizer {name!r}", hyper, TORCH_HYPERPARAMETERS[name])
     hyper = dict(hyper)
     weight_decay = hyper.pop("weight_decay", 0.0)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
     if name in ("momentum", "nesterov"):
         return torch.optim.SGD(
-            params, lr=lr, momentum=hyper.get("beta", 0.9), nesterov=name == "nesterov", weight_decay=weight_decay
+            params,
+            lr=lr,
+            momentum=hyper.get("beta", 0.9),
+            nesterov=name == "nesterov",
+            weight_decay=weight_decay,
         )
     if name == "rmsprop":
         return torch.optim.RMSprop(
-            params, lr=lr, alpha=hyper.get("alpha", 0.99), eps=hyper.get("eps", 1e-8), weight_decay=weight_decay
+            params,
+            lr=lr,
+            alpha=hyper.get("alpha", 0.99),
+            eps=hyper.get("eps", 1e-8),
+            weight_decay=weight_decay,
         )
     betas = (hyper.get("beta1", 0.9), hyper.get("beta2", 0.999))
-    return torch.optim.Adam(params, lr=lr, betas=betas, eps=hyper.get("eps", 1e-8), weight_decay=weight_decay)
+    return torch.optim.Adam(
+        params, lr=lr, betas=betas, eps=hyper.get("eps", 1e-8), weight_decay=weight_decay
+    )
 
 
-def check_descent_args(optimizer: str, lr: float, steps: int, grad_noise: float, blowup: float) -> None:
+def check_descent_args(
+    optimizer: str, lr: float, steps: int, grad_noise: float, blowup: float, hyper: dict[str, float]
+) -> None:
     """Validate the arguments shared by :func:`minimize` and ``landscape.descend_many``.
 
+    ``hyper`` must hold only ``HYPERPARAMETERS[optimizer]``; any other raises ``ValueError`` naming it.
     Used in chapters 1 and 7.
     """
     check_choice("optimizer", optimizer, UPDATE_RULES)
@@ -187,6 +208,7 @@ def check_descent_args(optimizer: str, lr: float, steps: int, grad_noise: float,
     check_int("steps", steps, low=1)
     check_number("grad_noise", grad_noise, low=0.0)
     check_number("blowup", blowup, low=0.0, low_open=True)
+    check_keywords(f"optimizer {optimizer!r}", hyper, HYPERPARAMETERS[optimizer])
 
 
 def minimize(
@@ -208,8 +230,7 @@ def minimize(
     radius ``blowup`` or becomes non-finite: that is divergence. Unknown ``hyper`` raise ``ValueError``.
     Taught in chapters 1 and 2.
     """
-    check_descent_args(optimizer, lr, steps, grad_noise, blowup)
-    check_keywords(f"optimizer {optimizer!r}", hyper, HYPERPARAMETERS[optimizer])
+    check_descent_args(optimizer, lr, steps, grad_noise, blowup, hyper)
     point = torch.as_tensor(start, dtype=torch.float64).detach().clone().reshape(-1)
     if not torch.isfinite(point).all():
         raise ValueError("start must be finite")
@@ -220,7 +241,9 @@ def minimize(
         current = point.clone().requires_grad_(True)
         (grad,) = torch.autograd.grad(loss_fn(current), current)
         if grad_noise:
-            grad = grad + grad_noise * torch.randn(grad.shape, generator=generator, dtype=grad.dtype)
+            grad = grad + grad_noise * torch.randn(
+                grad.shape, generator=generator, dtype=grad.dtype
+            )
         point, state = _RULES[optimizer](point, grad, state, lr=lr, **hyper)
         if not torch.isfinite(point).all() or point.norm() > blowup:
             break

@@ -74,6 +74,27 @@ def test_model_arguments_are_validated():
         models.logistic_regression(n_classes=1)
     with pytest.raises(ValueError, match="seed"):
         models.digits_cnn(seed=-1)
+    with pytest.raises(ValueError, match="seed"):
+        models.mlp(seed=None)  # no unseeded escape hatch
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: [], "non-empty"),
+        (lambda: models.mlp(seed=0), "non-empty list"),
+        (lambda: [models.mlp(seed=0), "model"], r"models\[1\] must be a torch.nn.Module"),
+        (lambda: [models.mlp(seed=0), models.mlp(hidden=8, seed=0)], "one architecture; model 1"),
+        (lambda: [models.mlp(seed=0), models.logistic_regression(seed=0)], "one architecture"),
+        (lambda: [torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Dropout(), torch.nn.Linear(64, 10))], "dropout"),
+        (lambda: [torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10).requires_grad_(False))], "trainable"),
+    ],
+)
+def test_check_same_architecture_names_the_argument(build, message):
+    with pytest.raises(ValueError, match=message):
+        models.check_same_architecture("models", build())
+    same = [models.mlp(seed=0), models.mlp(seed=1)]
+    assert models.check_same_architecture("models", tuple(same)) == same
 
 
 def test_eval_mode_restores_the_mode_even_on_error():

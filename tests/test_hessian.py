@@ -1,11 +1,11 @@
-"""Lanczos extremes of the Hessian (gdsec.hessian, re-exported by gdsec.landscape) against exact eigenvalues."""
+"""Lanczos extremes of the Hessian (gdsec.hessian) against exact eigenvalues."""
 
 import copy
 
 import pytest
 import torch
 
-from gdsec import hessian, landscape, models
+from gdsec import hessian, models
 
 
 def _quadratic(curvatures):
@@ -20,7 +20,7 @@ def test_extremes_of_an_indefinite_quadratic_are_the_algebraic_ones():
     assert abs(result.lambda_max - 7.5) < 1e-8 and abs(result.lambda_min + 9.0) < 1e-8
     assert result.converged and result.steps <= 4
     # the largest-magnitude eigenvalue is -9: sharpness must still be the top one
-    assert abs(landscape.hessian_top_eigenvalue(loss, params, iters=200) - 7.5) < 1e-8
+    assert abs(hessian.hessian_extremes(loss, params, steps=200).lambda_max - 7.5) < 1e-8
 
 
 @pytest.fixture(scope="module")
@@ -31,14 +31,14 @@ def tiny(digits):
 
 def test_curvature_matches_full_hessian_on_tiny_mlp(tiny):
     model, x, y = tiny
-    exact = torch.linalg.eigvalsh(landscape.full_hessian(model, x, y))
+    exact = torch.linalg.eigvalsh(hessian.full_hessian(model, x, y))
     model.train()
-    result = landscape.curvature(model, x, y, steps=300, tol=1e-10)
+    result = hessian.curvature(model, x, y, steps=300, tol=1e-10)
     scale = exact.abs().max().item()
     assert result.converged
     assert abs(result.lambda_max - exact[-1].item()) < 1e-8 * scale
     assert abs(result.lambda_min - exact[0].item()) < 1e-8 * scale
-    assert landscape.sharpness(model, x, y) == pytest.approx(exact[-1].item(), rel=1e-3)
+    assert hessian.sharpness(model, x, y) == pytest.approx(exact[-1].item(), rel=1e-3)
     assert model.training and all(p.grad is None for p in model.parameters())
 
 
@@ -51,28 +51,28 @@ def test_curvature_where_the_most_negative_eigenvalue_dominates(digits):
         (-torch.nn.functional.cross_entropy(model(x), y)).backward()
         opt.step()
     model.zero_grad(set_to_none=True)
-    exact = torch.linalg.eigvalsh(landscape.full_hessian(model, x, y))
+    exact = torch.linalg.eigvalsh(hessian.full_hessian(model, x, y))
     assert -exact[0] > 100 * exact[-1] > 0  # the premise: |lambda_min| is by far the largest magnitude
-    result = landscape.curvature(model, x, y, steps=300, tol=1e-10)
+    result = hessian.curvature(model, x, y, steps=300, tol=1e-10)
     assert result.converged
     assert abs(result.lambda_min - exact[0].item()) < 1e-6 * abs(exact[0].item())
     assert abs(result.lambda_max - exact[-1].item()) < 1e-3 * exact[-1].item()
-    assert 0 < landscape.sharpness(model, x, y, steps=300, tol=1e-10) < 2 * exact[-1].item()
+    assert 0 < hessian.sharpness(model, x, y, steps=300, tol=1e-10) < 2 * exact[-1].item()
 
 
 def test_non_convergence_is_reported_and_runs_are_seeded(tiny):
     model, x, y = tiny
-    short = landscape.curvature(model, x, y, steps=2)
+    short = hessian.curvature(model, x, y, steps=2)
     assert not short.converged and short.steps == 2
-    full = landscape.curvature(model, x, y, steps=300)
+    full = hessian.curvature(model, x, y, steps=300)
     assert full.converged and 2 < full.steps <= 50  # stops on its residual, long before the 275 dimensions
-    assert landscape.curvature(model, x, y, seed=3) == landscape.curvature(model, x, y, seed=3)
+    assert hessian.curvature(model, x, y, seed=3) == hessian.curvature(model, x, y, seed=3)
 
 
 def test_full_hessian_is_symmetric_and_leaves_grads(tiny):
     model, x, y = tiny
     model = copy.deepcopy(model)
-    h = landscape.full_hessian(model, x, y)
+    h = hessian.full_hessian(model, x, y)
     assert h.shape == (275, 275) and torch.allclose(h, h.T, atol=1e-10)
     assert all(p.grad is None for p in model.parameters())
 
@@ -80,17 +80,16 @@ def test_full_hessian_is_symmetric_and_leaves_grads(tiny):
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda: landscape.hessian_top_eigenvalue(lambda: torch.tensor(0.0), [torch.zeros(1)]), "params"),
-        (lambda: landscape.hessian_extremes(*_quadratic([1.0]), steps=0), "steps"),
-        (lambda: landscape.hessian_extremes(*_quadratic([1.0]), tol=-1.0), "tol"),
-        (lambda: landscape.hessian_extremes(*_quadratic([1.0]), seed=-1), "seed"),
-        (lambda: landscape.hessian_top_eigenvalue(*_quadratic([1.0]), steps=5, iters=5), "iters"),
-        (lambda: landscape.sharpness("model", torch.zeros(1, 64), torch.zeros(1, dtype=torch.long)), "model"),
-        (lambda: landscape.sharpness(models.mlp(seed=0), torch.zeros(1, 64), torch.zeros(2, dtype=torch.long)), "y"),
-        (lambda: landscape.curvature(models.mlp(seed=0), torch.zeros(0, 64), torch.zeros(0, dtype=torch.long)), "x"),
-        (lambda: landscape.full_hessian("not a model", torch.zeros(1, 64), torch.zeros(1, dtype=torch.long)), "model"),
-        (lambda: landscape.full_hessian(models.mlp(hidden=128, seed=0), torch.zeros(1, 1, 8, 8), torch.zeros(1, dtype=torch.long)), "5000"),
-        (lambda: landscape.full_hessian(models.mlp(hidden=2, seed=0), torch.zeros(1, 1, 8, 8), torch.zeros(2, dtype=torch.long)), "y"),
+        (lambda: hessian.hessian_extremes(lambda: torch.tensor(0.0), [torch.zeros(1)]), "params"),
+        (lambda: hessian.hessian_extremes(*_quadratic([1.0]), steps=0), "steps"),
+        (lambda: hessian.hessian_extremes(*_quadratic([1.0]), tol=-1.0), "tol"),
+        (lambda: hessian.hessian_extremes(*_quadratic([1.0]), seed=-1), "seed"),
+        (lambda: hessian.sharpness("model", torch.zeros(1, 64), torch.zeros(1, dtype=torch.long)), "model"),
+        (lambda: hessian.sharpness(models.mlp(seed=0), torch.zeros(1, 64), torch.zeros(2, dtype=torch.long)), "y"),
+        (lambda: hessian.curvature(models.mlp(seed=0), torch.zeros(0, 64), torch.zeros(0, dtype=torch.long)), "x"),
+        (lambda: hessian.full_hessian("not a model", torch.zeros(1, 64), torch.zeros(1, dtype=torch.long)), "model"),
+        (lambda: hessian.full_hessian(models.mlp(hidden=128, seed=0), torch.zeros(1, 1, 8, 8), torch.zeros(1, dtype=torch.long)), "5000"),
+        (lambda: hessian.full_hessian(models.mlp(hidden=2, seed=0), torch.zeros(1, 1, 8, 8), torch.zeros(2, dtype=torch.long)), "y"),
     ],
 )
 def test_hessian_rejects(call, message):

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gdsec import landscape, models
+from gdsec import hessian, landscape, models
 from gdsec.optim import minimize
 from gdsec.widgets.landscape import plot_trajectory, trap_explorer
 
@@ -91,13 +91,7 @@ def test_critical_point_kind_and_eigenvalues():
     assert landscape.critical_point_kind(saddle, (1.0, 0.0)) == "minimum"
     assert landscape.critical_point_kind(lambda w: -(w**2).sum(), (0.0, 0.0)) == "maximum"
     assert landscape.critical_point_kind(lambda w: w[0] ** 2 + 0 * w[1], (0.0, 0.0)) == "degenerate"
-    assert torch.allclose(landscape.hessian_eigenvalues(saddle, (0.0, 0.0)), torch.tensor([-1.0, 1.0], dtype=torch.float64))
-
-
-def test_first_exit():
-    path = torch.tensor([[0.0, 0.0], [0.1, 0.0], [0.6, 0.0]], dtype=torch.float64)
-    assert landscape.first_exit(path, (0.0, 0.0), 0.5) == 2
-    assert landscape.first_exit(path, (0.0, 0.0), 5.0) is None
+    assert torch.allclose(hessian.hessian_eigenvalues(saddle, (0.0, 0.0)), torch.tensor([-1.0, 1.0], dtype=torch.float64))
 
 
 @pytest.mark.parametrize(
@@ -111,9 +105,8 @@ def test_first_exit():
         lambda: landscape.nearest_minimum(landscape.surface("bowl"), torch.zeros(3), tol=0.1),
         lambda: landscape.nearest_minimum(landscape.surface("bowl"), torch.zeros(1, 2), tol=0.0),
         lambda: landscape.critical_point_kind(landscape.surface("bowl").fn, (float("nan"), 0.0)),
-        lambda: landscape.hessian_eigenvalues(landscape.surface("bowl").fn, ()),
-        lambda: landscape.first_exit(torch.zeros(3), (0.0,), 1.0),
-        lambda: landscape.first_exit(torch.zeros(3, 2), (0.0, 0.0), 0.0),
+        lambda: hessian.hessian_eigenvalues(landscape.surface("bowl").fn, ()),
+        lambda: landscape.descend_many(landscape.surface("bowl").fn, torch.zeros(1, 2), lr=0.1, steps=5, momentum=0.9),
     ],
 )
 def test_descent_helpers_reject_bad_arguments(call):

@@ -163,7 +163,7 @@ def _call(small, **overrides):
         (dict(epochs=0), "epochs must be"),
         (dict(batch_size=201), "batch_size must be"),
         (dict(model_fn=3), "model_fn must be callable"),
-        (dict(model_fn=lambda seed: models.mlp(64, 10, hidden=8 + seed, seed=seed)), "model_fn must build the same architecture"),
+        (dict(model_fn=lambda seed: models.mlp(64, 10, hidden=8 + seed, seed=seed)), "model_fn must be models of one architecture"),
         (dict(model_fn=lambda seed: nn.Sequential(nn.Flatten(), nn.Dropout(0.5), nn.Linear(64, 10))), "dropout"),
         (dict(model_fn=lambda seed: "model"), "model_fn must return a torch.nn.Module"),
     ],

@@ -8,4 +8,11 @@ Wilson intervals) in the form the chapters glue; ``stacked`` is the batched mode
 from gdsec.seeds.stats import Summary, format_mean_spread, summarise, wilson_interval
 from gdsec.seeds.training import check_seeds, train_seeds
 
-__all__ = ["Summary", "check_seeds", "format_mean_spread", "summarise", "train_seeds", "wilson_interval"]
+__all__ = [
+    "Summary",
+    "check_seeds",
+    "format_mean_spread",
+    "summarise",
+    "train_seeds",
+    "wilson_interval",
+]

@@ -13,37 +13,35 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-__all__ = ["check_same_architecture", "load_stacked", "stack_parameters", "stacked_forward", "unflatten"]
+__all__ = ["load_stacked", "stack_parameters", "stacked_forward", "unflatten"]
 
 #: Parameter-free elementwise layers: applied to the (S, B, ...) activations as they are.
-_ELEMENTWISE = (nn.Identity, nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Softplus)
+_ELEMENTWISE = (
+    nn.Identity,
+    nn.ReLU,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Tanh,
+    nn.Sigmoid,
+    nn.Softplus,
+)
 #: Parameter-free layers that act on each row on its own: applied to the (S * B, ...) merged batch.
-_PER_ROW = (*_ELEMENTWISE, nn.Flatten, nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool2d)
-#: Layers whose train-mode output is random or depends on the whole batch: not trainable as a stack.
-_UNSUPPORTED = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._NormBase)
+_PER_ROW = (
+    *_ELEMENTWISE,
+    nn.Flatten,
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool2d,
+)
 
 
-def check_same_architecture(name: str, models: list[nn.Module]) -> None:
-    """Raise ``ValueError`` naming ``name`` unless every model has the first one's parameter names and shapes.
-
-    Dropout and batch norm are refused too: a stack of them would not train like the copies alone.
-    Used in chapter 3.
-    """
-    for model in models:
-        if not isinstance(model, nn.Module):
-            raise ValueError(f"{name} must return a torch.nn.Module, got {type(model).__name__}")
-    first = [(key, tuple(p.shape), p.dtype) for key, p in models[0].named_parameters()]
-    for i, model in enumerate(models):
-        bad = [type(m).__name__ for m in model.modules() if isinstance(m, _UNSUPPORTED)]
-        if bad:
-            raise ValueError(f"{name} must build models without dropout or batch norm, got {', '.join(bad)}")
-        if type(model) is not type(models[0]) or [(k, tuple(p.shape), p.dtype) for k, p in model.named_parameters()] != first:
-            raise ValueError(f"{name} must build the same architecture for every seed; copy {i} differs from copy 0")
-        if not any(p.requires_grad for p in model.parameters()):
-            raise ValueError(f"{name} must build a model with at least one trainable parameter")
-
-
-def stack_parameters(models: list[nn.Module]) -> tuple[torch.Tensor, dict[str, torch.Size], dict[str, torch.Tensor]]:
+def stack_parameters(
+    models: list[nn.Module],
+) -> tuple[torch.Tensor, dict[str, torch.Size], dict[str, torch.Tensor]]:
     """(flat, layout, fixed): ``models``' trainable parameters stacked and laid end to end in one new leaf.
 
     Parameter ``name`` of copy ``i`` is ``unflatten(flat, layout, fixed)[name][i]``; one leaf keeps the
@@ -58,13 +56,17 @@ def stack_parameters(models: list[nn.Module]) -> tuple[torch.Tensor, dict[str, t
     return flat, layout, {**fixed, **buffers}
 
 
-def unflatten(flat: torch.Tensor, layout: dict[str, torch.Size], fixed: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def unflatten(
+    flat: torch.Tensor, layout: dict[str, torch.Size], fixed: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
     """Every stacked parameter and buffer by name: views of ``flat`` for the trainable ones, then ``fixed``.
 
     Used in chapter 3.
     """
     pieces = flat.split([shape.numel() for shape in layout.values()])
-    views = {name: piece.view(shape) for (name, shape), piece in zip(layout.items(), pieces, strict=True)}
+    views = {
+        name: piece.view(shape) for (name, shape), piece in zip(layout.items(), pieces, strict=True)
+    }
     return {**views, **fixed}
 
 
@@ -92,7 +94,9 @@ def _fast(model: nn.Module) -> bool:
     return isinstance(model, _PER_ROW) and next(model.parameters(), None) is None
 
 
-def _forward_layer(layer: nn.Module, params: dict[str, torch.Tensor], prefix: str, h: torch.Tensor) -> torch.Tensor:
+def _forward_layer(
+    layer: nn.Module, params: dict[str, torch.Tensor], prefix: str, h: torch.Tensor
+) -> torch.Tensor:
     """Batched forward of one supported layer on activations shaped (S, B, ...)."""
     s, b = h.shape[:2]
     if isinstance(layer, nn.Sequential):
@@ -113,15 +117,27 @@ def _forward_layer(layer: nn.Module, params: dict[str, torch.Tensor], prefix: st
     if isinstance(layer, nn.Conv2d):
         weight, bias = params[f"{prefix}weight"], params[f"{prefix}bias"]
         # one convolution per copy: a grouped convolution sums in another order, and Adam amplifies that
-        return torch.stack([
-            nn.functional.conv2d(h[i], weight[i], bias[i], layer.stride, layer.padding, layer.dilation, layer.groups)
-            for i in range(s)
-        ])
+        return torch.stack(
+            [
+                nn.functional.conv2d(
+                    h[i],
+                    weight[i],
+                    bias[i],
+                    layer.stride,
+                    layer.padding,
+                    layer.dilation,
+                    layer.groups,
+                )
+                for i in range(s)
+            ]
+        )
     out = layer(h.reshape(s * b, *h.shape[2:]))
     return out.reshape(s, b, *out.shape[1:])
 
 
-def stacked_forward(model: nn.Module, tensors: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+def stacked_forward(
+    model: nn.Module, tensors: dict[str, torch.Tensor], x: torch.Tensor
+) -> torch.Tensor:
     """Outputs (S, B, ...) of the S stacked copies of ``model``'s architecture on inputs ``x`` (S, B, ...).
 
     ``model`` only supplies the architecture and mode (its own parameters are neither used nor changed);

@@ -34,14 +34,29 @@ def summarise(values: Iterable[float] | torch.Tensor) -> Summary:
     Taught in chapter 1.
     """
     if isinstance(values, str | bytes) or not isinstance(values, Iterable | torch.Tensor):
-        raise ValueError(f"values must be a sequence of numbers (one per seed), got {type(values).__name__}")
+        raise ValueError(
+            f"values must be a sequence of numbers (one per seed), got {type(values).__name__}"
+        )
     if hasattr(values, "ndim") and values.ndim != 1:
-        raise ValueError(f"values must be 1-D (one number per seed), got shape {tuple(values.shape)}")
+        raise ValueError(
+            f"values must be 1-D (one number per seed), got shape {tuple(values.shape)}"
+        )
     items = values.tolist() if hasattr(values, "tolist") else list(values)
-    numbers = [check_number(f"values[{i}]", v.item() if hasattr(v, "item") else v) for i, v in enumerate(items)]
+    numbers = [
+        check_number(f"values[{i}]", v.item() if hasattr(v, "item") else v)
+        for i, v in enumerate(items)
+    ]
     if len(numbers) < 2:
-        raise ValueError(f"values must hold at least 2 numbers to have a spread, got {len(numbers)}")
-    return Summary(statistics.fmean(numbers), statistics.stdev(numbers), min(numbers), max(numbers), len(numbers))
+        raise ValueError(
+            f"values must hold at least 2 numbers to have a spread, got {len(numbers)}"
+        )
+    return Summary(
+        statistics.fmean(numbers),
+        statistics.stdev(numbers),
+        min(numbers),
+        max(numbers),
+        len(numbers),
+    )
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -66,11 +81,15 @@ def format_mean_spread(summary: Summary, fmt: str = ".1%") -> str:
     Taught in chapter 1.
     """
     if not isinstance(summary, Summary):
-        raise ValueError(f"summary must be a Summary (from summarise), got {type(summary).__name__}")
+        raise ValueError(
+            f"summary must be a Summary (from summarise), got {type(summary).__name__}"
+        )
     if not isinstance(fmt, str):
         raise ValueError(f"fmt must be a format specification such as '.1%' or '.3f', got {fmt!r}")
     try:
         mean, std = format(summary.mean, fmt), format(summary.std, fmt)
     except ValueError as error:
-        raise ValueError(f"fmt must be a format specification for a float such as '.1%' or '.3f', got {fmt!r}") from error
+        raise ValueError(
+            f"fmt must be a format specification for a float such as '.1%' or '.3f', got {fmt!r}"
+        ) from error
     return f"{mean} ± {std} ({summary.n} seeds)"

@@ -7,9 +7,9 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from gdsec.optim import OPTIMIZERS, torch_optimizer
+from gdsec.models import check_same_architecture
+from gdsec.optim import OPTIMIZERS, TORCH_HYPERPARAMETERS, torch_optimizer
 from gdsec.seeds.stacked import (
-    check_same_architecture,
     load_stacked,
     stack_parameters,
     stacked_forward,
@@ -27,13 +27,6 @@ from gdsec.validation import (
 
 __all__ = ["check_seeds", "train_seeds"]
 
-#: Hyper-parameters each optimizer takes besides ``lr`` (those ``gdsec.optim.torch_optimizer`` reads).
-_HYPER = {
-    "sgd": ("weight_decay",),
-    "momentum": ("beta", "weight_decay"),
-    "rmsprop": ("alpha", "eps", "weight_decay"),
-    "adam": ("beta1", "beta2", "eps", "weight_decay"),
-}
 
 Data = torch.Tensor | Sequence[torch.Tensor]
 
@@ -44,7 +37,9 @@ def check_seeds(seeds: object) -> list[int]:
     Used in chapter 3.
     """
     if isinstance(seeds, str | bytes | torch.Tensor) or not isinstance(seeds, Sequence):
-        raise ValueError(f"seeds must be a list or range of distinct integers >= 0, got {type(seeds).__name__}")
+        raise ValueError(
+            f"seeds must be a list or range of distinct integers >= 0, got {type(seeds).__name__}"
+        )
     if len(seeds) == 0:
         raise ValueError("seeds must hold at least one seed, got an empty sequence")
     for seed in seeds:
@@ -52,7 +47,9 @@ def check_seeds(seeds: object) -> list[int]:
             raise ValueError(f"seeds must hold integers >= 0, got {seed!r}")
     repeated = sorted({s for s in seeds if list(seeds).count(s) > 1})
     if repeated:
-        raise ValueError(f"seeds must be distinct (each seed is one independent run), got {repeated} more than once")
+        raise ValueError(
+            f"seeds must be distinct (each seed is one independent run), got {repeated} more than once"
+        )
     return [int(s) for s in seeds]
 
 
@@ -61,7 +58,9 @@ def _per_seed(name: str, value: object, count: int) -> list[object] | None:
     if isinstance(value, torch.Tensor):
         return None
     if not isinstance(value, list | tuple):
-        raise ValueError(f"{name} must be a tensor or a list of tensors (one per seed), got {type(value).__name__}")
+        raise ValueError(
+            f"{name} must be a tensor or a list of tensors (one per seed), got {type(value).__name__}"
+        )
     if len(value) != count:
         raise ValueError(f"{name} must hold one tensor per seed ({count}), got {len(value)}")
     return list(value)
@@ -70,13 +69,21 @@ def _per_seed(name: str, value: object, count: int) -> list[object] | None:
 def _check_data(x: Data, y: Data, count: int) -> tuple[torch.Tensor, torch.Tensor, bool, bool]:
     """(x, y) as tensors, stacked along a seed axis when given per seed, and which of them are per seed."""
     xs, ys = _per_seed("x", x, count), _per_seed("y", y, count)
-    xs_checked = [check_batch(f"x[{i}]", t) for i, t in enumerate(xs)] if xs else [check_batch("x", x)]
+    xs_checked = (
+        [check_batch(f"x[{i}]", t) for i, t in enumerate(xs)] if xs else [check_batch("x", x)]
+    )
     shape = tuple(xs_checked[0].shape)
     for i, t in enumerate(xs_checked):
         if tuple(t.shape) != shape or t.dtype != xs_checked[0].dtype:
-            raise ValueError(f"x must have the same shape and dtype for every seed: x[{i}] is {tuple(t.shape)}, x[0] is {shape}")
+            raise ValueError(
+                f"x must have the same shape and dtype for every seed: x[{i}] is {tuple(t.shape)}, x[0] is {shape}"
+            )
     n = shape[0]
-    ys_checked = [check_labels(f"y[{i}]", t, n=n) for i, t in enumerate(ys)] if ys else [check_labels("y", y, n=n)]
+    ys_checked = (
+        [check_labels(f"y[{i}]", t, n=n) for i, t in enumerate(ys)]
+        if ys
+        else [check_labels("y", y, n=n)]
+    )
     x_out = torch.stack(xs_checked) if xs else xs_checked[0]
     y_out = torch.stack(ys_checked) if ys else ys_checked[0]
     return x_out, y_out, xs is not None, ys is not None
@@ -117,10 +124,14 @@ def train_seeds(
     Taught in chapter 3.
     """
     if not callable(model_fn):
-        raise ValueError(f"model_fn must be callable as model_fn(seed=s), got {type(model_fn).__name__}")
+        raise ValueError(
+            f"model_fn must be callable as model_fn(seed=s), got {type(model_fn).__name__}"
+        )
     seeds = check_seeds(seeds)
     check_choice("optimizer", optimizer, OPTIMIZERS)
-    check_keywords(f"train_seeds with optimizer {optimizer!r}", hyper, _HYPER[optimizer])
+    check_keywords(
+        f"train_seeds with optimizer {optimizer!r}", hyper, TORCH_HYPERPARAMETERS[optimizer]
+    )
     check_number("lr", lr, low=0.0, low_open=True)
     check_int("epochs", epochs, low=1)
     data_x, data_y, x_per_seed, y_per_seed = _check_data(x, y, len(seeds))
@@ -128,6 +139,9 @@ def train_seeds(
     if batch_size is not None:
         check_int("batch_size", batch_size, low=1, high=n)
     models = [model_fn(seed=seed) for seed in seeds]
+    for model in models:
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"model_fn must return a torch.nn.Module, got {type(model).__name__}")
     check_same_architecture("model_fn", models)
     flat, layout, fixed = stack_parameters(models)
     opt = torch_optimizer(optimizer, [flat], lr=lr, **hyper)
@@ -144,11 +158,19 @@ def train_seeds(
             xb, yb = _batch(data_x, x_per_seed, index), _batch(data_y, y_per_seed, index)
             logits = stacked_forward(architecture, unflatten(flat, layout, fixed), xb)
             rows = index.shape[1]
-            losses = nn.functional.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none")
+            losses = nn.functional.cross_entropy(
+                logits.flatten(0, 1), yb.flatten(), reduction="none"
+            )
             losses = losses.view(len(seeds), rows).mean(1)
             if not torch.isfinite(losses).all():
-                bad = [s for s, ok in zip(seeds, torch.isfinite(losses).tolist(), strict=True) if not ok]
-                raise FloatingPointError(f"training loss became non-finite for seeds {bad} (lr={lr} too large?)")
+                bad = [
+                    s
+                    for s, ok in zip(seeds, torch.isfinite(losses).tolist(), strict=True)
+                    if not ok
+                ]
+                raise FloatingPointError(
+                    f"training loss became non-finite for seeds {bad} (lr={lr} too large?)"
+                )
             opt.zero_grad(set_to_none=True)
             losses.sum().backward()
             opt.step()
