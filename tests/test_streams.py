@@ -57,7 +57,7 @@ def _corrupted(seed: int) -> set[int]:
 def _crafted(seed: int) -> set[int]:
     x, y = _rows()
     model = nn.Sequential(nn.Linear(1, 2))
-    result = poisoning.craft_poison(model, x, y, x[:4], y[:4], n_classes=2, n_points=K, lr=0.1, epochs=1, steps=0, seed=seed)
+    result = poisoning.craft_poison(model, x, y, x[:4], y[:4], n_classes=2, n_points=K, lr=0.1, epochs=1, ascent=poisoning.Ascent(steps=0), seed=seed)
     return {i for i, row in enumerate(x) if (result.x_poison[:, 0] == row[0]).any()}
 
 

@@ -3,7 +3,8 @@
 * :mod:`~gdsec.poisoning.labels`: label flips;
 * :mod:`~gdsec.poisoning.backdoor`: the pixel trigger, planting it, its success rate, rebuilding a
   trigger from flagged rows and stamping it;
-* :mod:`~gdsec.poisoning.crafting`: gradient-crafted poison (Biggio-style);
+* :mod:`~gdsec.poisoning.crafting`: gradient-crafted poison (Biggio-style), ascent through unrolled training;
+* :mod:`~gdsec.poisoning.matching`: gradient matching (Witches' Brew), correctly labelled poison;
 * :mod:`~gdsec.poisoning.detection`: spectral signatures and loss filtering;
 * :mod:`~gdsec.poisoning.shortcuts`: class codes hidden in the image border (chapter 7);
 * :mod:`~gdsec.poisoning.experiments`: chapter 3's experiment (import it by name).
@@ -19,7 +20,7 @@ from gdsec.poisoning.backdoor import (
     rebuild_trigger,
     stamp,
 )
-from gdsec.poisoning.crafting import PoisonResult, craft_poison
+from gdsec.poisoning.crafting import Ascent, PoisonResult, craft_poison, unrolled_validation_loss
 from gdsec.poisoning.detection import (
     DETECT_METHODS,
     Detection,
@@ -29,11 +30,14 @@ from gdsec.poisoning.detection import (
     quality_by_label,
 )
 from gdsec.poisoning.labels import flip_labels
+from gdsec.poisoning.matching import GradientMatch, match_gradient
 from gdsec.poisoning.shortcuts import plant_shortcut, shuffle_border
 
 __all__ = [
     "DETECT_METHODS",
+    "Ascent",
     "Detection",
+    "GradientMatch",
     "PoisonResult",
     "TRIGGER_SIZE",
     "add_backdoor",
@@ -43,10 +47,12 @@ __all__ = [
     "detect_poison",
     "detection_quality",
     "flip_labels",
+    "match_gradient",
     "penultimate_features",
     "plant_shortcut",
     "quality_by_label",
     "rebuild_trigger",
     "shuffle_border",
     "stamp",
+    "unrolled_validation_loss",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -17,7 +18,31 @@ from gdsec.validation import (
     check_unit_tensor,
 )
 
-__all__ = ["PoisonResult", "craft_poison"]
+__all__ = ["Ascent", "PoisonResult", "craft_poison", "unrolled_validation_loss"]
+
+
+@dataclass(frozen=True)
+class Ascent:
+    """The poison's ascent schedule: ``steps`` steps, step ``t`` of length ``step_size * decay**t`` (L2).
+
+    Taught in chapter 3.
+    """
+
+    steps: int = 30
+    step_size: float = 0.5
+    decay: float = 0.8
+
+    def __post_init__(self) -> None:
+        check_int("steps", self.steps, low=0)
+        check_number("step_size", self.step_size, low=0.0, low_open=True)
+        check_number("decay", self.decay, low=0.0, high=1.0, low_open=True)
+
+    def bound(self) -> float:
+        """How far (L2) a point can travel over the whole ascent: ``step_size * sum(decay**t)``.
+
+        Taught in chapter 3.
+        """
+        return self.step_size * sum(self.decay**t for t in range(self.steps))
 
 
 class PoisonResult(NamedTuple):
@@ -32,7 +57,7 @@ class PoisonResult(NamedTuple):
     val_loss: list[float]
 
 
-def _unrolled_val_loss(
+def unrolled_validation_loss(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
@@ -43,7 +68,14 @@ def _unrolled_val_loss(
     epochs: int,
     weight_decay: float,
 ) -> torch.Tensor:
-    """Validation loss after ``epochs`` full-batch SGD steps from ``model``'s weights, differentiable in ``x``."""
+    """Validation loss after ``epochs`` full-batch SGD steps from ``model``'s weights, differentiable in ``x``.
+
+    The victim's training written as a differentiable program: autograd can then take the gradient
+    of the final validation loss with respect to the training inputs (the poison). Memory grows
+    with ``epochs``.
+
+    Taught in chapter 3.
+    """
     params = {name: p.detach().clone().requires_grad_(True) for name, p in model.named_parameters()}
     for _ in range(epochs):
         loss = nn.functional.cross_entropy(functional_call(model, params, (x,)), y)
@@ -66,9 +98,7 @@ def craft_poison(
     lr: float,
     epochs: int,
     weight_decay: float = 0.0,
-    steps: int = 30,
-    step_size: float = 0.5,
-    decay: float = 0.8,
+    ascent: Ascent = Ascent(),
     seed: int = 0,
 ) -> PoisonResult:
     """Biggio-style poisoning: gradient ascent on the validation loss through (unrolled) training.
@@ -76,7 +106,7 @@ def craft_poison(
     The victim trains a fresh copy of ``model`` (same initial weights) on ``x_train`` plus the poison
     with full-batch SGD (``lr``, ``epochs``, ``weight_decay``), as ``gdsec.train.train`` does with
     ``batch_size=None``. The ``n_points`` poison rows start as copies of random training rows with
-    flipped labels; ascent step t moves every point by ``step_size * decay**t`` (L2) along the gradient
+    flipped labels; step t of the ``ascent`` moves every point by ``step_size * decay**t`` (L2) along the gradient
     of the victim's validation loss with respect to the point, then clips it to [0, 1]. The labels stay
     fixed. ``path`` holds the points after every step, ``val_loss`` the objective at each of them, and
     ``x_poison`` the points where the objective was highest.
@@ -93,9 +123,9 @@ def craft_poison(
     check_number("lr", lr, low=0.0, low_open=True)
     check_int("epochs", epochs, low=1)
     check_number("weight_decay", weight_decay, low=0.0)
-    check_int("steps", steps, low=0)
-    check_number("step_size", step_size, low=0.0, low_open=True)
-    check_number("decay", decay, low=0.0, high=1.0, low_open=True)
+    if not isinstance(ascent, Ascent):
+        raise ValueError(f"ascent must be a poisoning.Ascent, got {type(ascent).__name__}")
+    steps, step_size, decay = ascent.steps, ascent.step_size, ascent.decay
     generator = random_stream(seed, "poisoning.craft_poison")
     rows = torch.randperm(x_train.shape[0], generator=generator)[:n_points]
     shift = torch.randint(1, n_classes, (n_points,), generator=generator)
@@ -107,7 +137,7 @@ def craft_poison(
         poison = point.clone().requires_grad_(True)
         x_all = torch.cat([x_train, poison])
         y_all = torch.cat([y_train, y_poison])
-        loss = _unrolled_val_loss(
+        loss = unrolled_validation_loss(
             model, x_all, y_all, x_val, y_val, lr=lr, epochs=epochs, weight_decay=weight_decay
         )
         objective.append(loss.item())
