@@ -10,34 +10,44 @@ import torch
 
 from gdsec import aggregation, data
 from gdsec.aggregation import experiments
-from gdsec.widgets.aggregation import ATTACKS, F_VALUES, aggregation_explorer
+from gdsec.widgets.aggregation import F_VALUES, SHOWN_ATTACKS, aggregation_explorer
 
-FAST = experiments.Recipe(steps=12, eval_every=6)
+FAST = aggregation.SimulationRecipe(steps=12, eval_every=6)
+
+
+def run_setting(
+    split: data.Split, aggregator: str, f: int, attack: str, *, recipe=FAST, hidden: int = 32, seed: int = 0
+) -> aggregation.Simulation:
+    """One run of experiments.run_settings: the chapter's MLP with ``f`` workers running ``attack``."""
+    return experiments.run_settings(split, [(attack, f, aggregator)], recipe=recipe, hidden=hidden, seeds=[seed])[
+        attack, f, aggregator
+    ][0]
 
 
 def test_recipe_defaults_are_the_chapter_settings_and_frozen() -> None:
-    recipe = experiments.Recipe()
-    assert dataclasses.astuple(recipe) == (10, 32, 0.3, 80, 4, 10)
+    recipe = aggregation.SimulationRecipe()
+    assert dataclasses.astuple(recipe) == (10, 0.3, 80, 4, 10)
     with pytest.raises(dataclasses.FrozenInstanceError):
         recipe.steps = 5  # type: ignore[misc]
-    with pytest.raises(ValueError, match="batch_size"):
-        experiments.Recipe(batch_size=0)
+    for field in ("n_workers", "lr", "steps", "batch_size", "eval_every"):
+        with pytest.raises(ValueError, match=field):
+            aggregation.SimulationRecipe(**{field: 0})
 
 
 def test_run_setting_is_pure_and_uses_the_recipe(digits: data.Split) -> None:
     before = digits.x_train.clone()
-    a = experiments.run_setting(digits, "coordinate_median", 1, "sign_flip", recipe=FAST)
-    b = experiments.run_setting(digits, "coordinate_median", 1, "sign_flip", recipe=FAST)
+    a = run_setting(digits, "coordinate_median", 1, "sign_flip", recipe=FAST)
+    b = run_setting(digits, "coordinate_median", 1, "sign_flip", recipe=FAST)
     assert torch.equal(digits.x_train, before)
     assert a.final_params is not b.final_params and torch.equal(a.final_params, b.final_params)
     assert a.steps == [0, 6, 12]
     assert a.final_params.numel() == 64 * 32 + 32 + 32 * 10 + 10
-    narrow = experiments.run_setting(digits, "mean", 0, "none", recipe=dataclasses.replace(FAST, hidden=8))
+    narrow = run_setting(digits, "mean", 0, "none", hidden=8)
     assert narrow.final_params.numel() == 64 * 8 + 8 + 8 * 10 + 10
-    clean = experiments.run_setting(digits, "mean", 0, "none", recipe=FAST)
+    clean = run_setting(digits, "mean", 0, "none", recipe=FAST)
     assert a.trajectory.shape == (3, a.final_params.numel())
-    assert torch.equal(clean.final_params, experiments.run_setting(digits, "mean", 0, "alie", recipe=FAST).final_params)
-    broken = experiments.run_setting(digits, "mean", 3, "sign_flip", recipe=FAST)
+    assert torch.equal(clean.final_params, run_setting(digits, "mean", 0, "alie", recipe=FAST).final_params)
+    broken = run_setting(digits, "mean", 3, "sign_flip", recipe=FAST)
     assert broken.diverged or broken.accuracy[-1] < clean.accuracy[-1] - 0.2
 
 
@@ -45,8 +55,9 @@ def test_run_setting_is_pure_and_uses_the_recipe(digits: data.Split) -> None:
     "change", [{"hidden": 8}, {"lr": 0.05}, {"steps": 6}, {"batch_size": 8}, {"eval_every": 4}, {"n_workers": 6}]
 )
 def test_every_recipe_field_reaches_the_run(digits: data.Split, change: dict) -> None:
-    base = experiments.run_setting(digits, "trimmed_mean", 1, "noise", recipe=FAST)
-    other = experiments.run_setting(digits, "trimmed_mean", 1, "noise", recipe=dataclasses.replace(FAST, **change))
+    base = run_setting(digits, "trimmed_mean", 1, "noise", recipe=FAST)
+    hidden = change.pop("hidden", 32)
+    other = run_setting(digits, "trimmed_mean", 1, "noise", recipe=dataclasses.replace(FAST, **change), hidden=hidden)
     assert other.steps != base.steps or not torch.equal(other.final_params, base.final_params)
 
 
@@ -56,7 +67,7 @@ def test_every_recipe_field_reaches_the_run(digits: data.Split, change: dict) ->
 )
 def test_run_setting_rejects_bad_arguments(digits: data.Split, args: tuple, match: str) -> None:
     with pytest.raises(ValueError, match=match):
-        experiments.run_setting(digits, *args, recipe=FAST)
+        run_setting(digits, *args, recipe=FAST)
 
 
 def test_sweep_runs_each_setting_once_per_seed(digits: data.Split, monkeypatch) -> None:
@@ -83,7 +94,7 @@ def test_run_settings_tells_the_clean_rules_one_attacker_and_matches_run_setting
                         lambda models, *a, settings, **k: seen.extend(settings) or real(models, *a, settings=settings, **k))
     done = experiments.run_settings(digits, [("alie", 0, "krum"), ("alie", 3, "trimmed_mean")], recipe=FAST, seeds=[4])
     assert [(s.attack, s.f, s.aggregator_f, s.seed) for s in seen] == [("none", 0, 1, 4), ("alie", 3, 3, 4)]
-    alone = experiments.run_setting(digits, "trimmed_mean", 3, "alie", recipe=FAST, seed=4)
+    alone = run_setting(digits, "trimmed_mean", 3, "alie", recipe=FAST, seed=4)
     assert torch.allclose(done["alie", 3, "trimmed_mean"][0].final_params, alone.final_params, atol=1e-5)
     with pytest.raises(ValueError, match="seeds"):
         experiments.run_settings(digits, [("alie", 1, "mean")], recipe=FAST, seeds=[1, 1])
@@ -94,7 +105,7 @@ def test_run_settings_tells_the_clean_rules_one_attacker_and_matches_run_setting
 
 
 def test_final_accuracy_and_accuracy_table_count_divergence_as_zero(digits: data.Split) -> None:
-    long = experiments.Recipe(steps=80, eval_every=40)
+    long = aggregation.SimulationRecipe(steps=80, eval_every=40)
     runs = experiments.sweep(digits, ("mean",), (3,), ("sign_flip",), recipe=long, seeds=(0, 1))["sign_flip", 3, "mean"]
     good = experiments.run_settings(digits, [("alie", 1, "mean")], recipe=long, seeds=(0, 1))["alie", 1, "mean"]
     assert all(run.diverged for run in runs)
@@ -115,13 +126,13 @@ def _images(widget: widgets.Widget) -> list[widgets.Image]:
 
 @pytest.fixture(scope="module")
 def grid_runs(digits: data.Split) -> dict:
-    return experiments.sweep(digits, aggregation.AGGREGATORS, (0, *F_VALUES), ATTACKS, recipe=FAST, seeds=(0, 1))
+    return experiments.sweep(digits, aggregation.AGGREGATORS, (0, *F_VALUES), SHOWN_ATTACKS, recipe=FAST, seeds=(0, 1))
 
 
 def test_explorer_lays_out_the_runs_it_is_given(grid_runs: dict) -> None:
     box = aggregation_explorer(grid_runs, live=False)
-    assert ATTACKS[0] == "alie", "the chapter's headline attack is the first view"
-    assert len(_images(box)) == len(ATTACKS) * len(aggregation.AGGREGATORS) * len(F_VALUES)
+    assert SHOWN_ATTACKS[0] == "alie", "the chapter's headline attack is the first view"
+    assert len(_images(box)) == len(SHOWN_ATTACKS) * len(aggregation.AGGREGATORS) * len(F_VALUES)
     with pytest.raises(ValueError, match="missing"):
         aggregation_explorer({k: v for k, v in grid_runs.items() if k != ("alie", 3, "krum")}, live=False)
     only_flip = {k: v for k, v in grid_runs.items() if k[0] == "sign_flip"}
@@ -137,7 +148,7 @@ def test_live_explorer_computes_only_what_it_lacks(digits: data.Split, grid_runs
 
     def compute(aggregator: str, f: int, attack: str) -> tuple[aggregation.Simulation, ...]:
         asked.append((aggregator, f, attack))
-        return (experiments.run_setting(digits, aggregator, f, attack, recipe=FAST),)
+        return (run_setting(digits, aggregator, f, attack, recipe=FAST),)
 
     box = aggregation_explorer(grid_runs, compute=compute, live=True)
     assert asked == []

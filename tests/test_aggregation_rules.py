@@ -29,7 +29,7 @@ def test_median_and_trimmed_mean_stay_inside_honest_range(
     f, n = fn
     honest, grads = honest_and_byzantine(n, f, d, seed, magnitude)
     low, high = honest.min(dim=0).values - 1e-5, honest.max(dim=0).values + 1e-5
-    for result in (ag.coordinate_median(grads), ag.trimmed_mean(grads, f=f)):
+    for result in (ag.coordinate_median(grads), ag.aggregate("trimmed_mean", grads, f=f)):
         assert result.shape == (d,)
         assert torch.all(result >= low) and torch.all(result <= high)
 
@@ -61,7 +61,7 @@ def test_rules_agree_on_identical_inputs_and_do_not_modify(n: int, d: int, seed:
     before = grads.clone()
     assert torch.allclose(ag.mean(grads), row)
     assert torch.allclose(ag.coordinate_median(grads), row)
-    assert torch.allclose(ag.trimmed_mean(grads, f=(n - 1) // 2), row)
+    assert torch.allclose(ag.aggregate("trimmed_mean", grads, f=(n - 1) // 2), row)
     if n >= 3:
         assert torch.allclose(ag.krum(grads, f=(n - 3) // 2), row)
     assert torch.equal(grads, before)
@@ -71,7 +71,7 @@ def test_known_values() -> None:
     grads = torch.tensor([[0.0, 10.0], [1.0, 20.0], [2.0, 30.0], [100.0, -100.0]])
     assert torch.allclose(ag.mean(grads), torch.tensor([25.75, -10.0]))
     assert torch.allclose(ag.coordinate_median(grads), torch.tensor([1.5, 15.0]))
-    assert torch.allclose(ag.trimmed_mean(grads, f=1), torch.tensor([1.5, 15.0]))
+    assert torch.allclose(ag.aggregate("trimmed_mean", grads, f=1), torch.tensor([1.5, 15.0]))
     odd = grads[:3]
     assert torch.allclose(ag.coordinate_median(odd), torch.tensor([1.0, 20.0]))
 
@@ -97,6 +97,9 @@ def test_invalid_f_raises(rule: str, n: int, f: object) -> None:
 @settings(max_examples=40, deadline=None)
 @given(n=st.integers(1, 12), f=st.integers(0, 8))
 def test_krum_accepts_exactly_n_greater_than_2f_plus_2(n: int, f: int) -> None:
+    for bad in (torch.randn(5), torch.zeros(0, 3), "grads"):
+        with pytest.raises(ValueError, match="grads"):
+            ag.krum(bad, f=0)
     grads = torch.randn(n, 2)
     if n > 2 * f + 2:
         ag.krum(grads, f=f)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -10,12 +11,19 @@ import torch
 from gdsec import aggregation as ag
 from gdsec import data, models, train
 
+RECIPE = ag.SimulationRecipe(n_workers=8, steps=40, lr=0.5, batch_size=16, eval_every=40)
+SETTING_FIELDS = set(ag.Setting._fields)
+RECIPE_FIELDS = {field.name for field in dataclasses.fields(ag.SimulationRecipe)}
+
 
 def run(digits: data.Split, model: torch.nn.Module | None = None, **kwargs: object) -> ag.Simulation:
+    """simulate with RECIPE and a clean Setting, changed by ``kwargs`` (Setting or recipe fields, or keywords)."""
     model = models.logistic_regression(seed=0) if model is None else model
-    settings_ = {"n_workers": 8, "steps": 40, "lr": 0.5, "batch_size": 16, "eval_every": 40,
-                 "eval_data": (digits.x_test, digits.y_test)} | kwargs
-    return ag.simulate(model, digits.x_train, digits.y_train, **settings_)
+    setting = ag.Setting(**{k: v for k, v in kwargs.items() if k in SETTING_FIELDS})
+    recipe = dataclasses.replace(RECIPE, **{k: v for k, v in kwargs.items() if k in RECIPE_FIELDS})
+    rest = {"eval_data": (digits.x_test, digits.y_test)}
+    rest |= {k: v for k, v in kwargs.items() if k not in SETTING_FIELDS | RECIPE_FIELDS}
+    return ag.simulate(model, digits.x_train, digits.y_train, setting=setting, recipe=recipe, **rest)
 
 
 def test_simulation_median_survives_what_breaks_the_mean(digits: data.Split) -> None:
@@ -74,20 +82,27 @@ def test_simulation_targeted_attack_and_norm_limit(digits: data.Split) -> None:
         ({"batch_size": 10_000}, "batch_size"),
         ({"eval_data": None}, "eval_data"),
         ({"seed": -1}, "seed"),
+        ({"scale": -1.0}, "scale"),
+        ({"setting": ("mean", 0)}, "Setting"),
+        ({"recipe": {"steps": 2}}, "recipe"),
     ],
 )
 def test_simulation_rejects_bad_arguments(digits: data.Split, kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
-        run(digits, **kwargs)
+        if {"setting", "recipe"} & set(kwargs):
+            arguments = {"setting": ag.Setting(), "recipe": RECIPE, "eval_data": (digits.x_test, digits.y_test)}
+            ag.simulate(models.logistic_regression(seed=0), digits.x_train, digits.y_train, **(arguments | kwargs))
+        else:
+            run(digits, **kwargs)
 
 
 def test_simulation_rejects_bad_inputs(digits: data.Split) -> None:
     model = models.logistic_regression(seed=0)
     evaluation = (digits.x_test, digits.y_test)
     with pytest.raises(ValueError, match="x"):
-        ag.simulate(model, digits.x_train * 2, digits.y_train, eval_data=evaluation)
+        ag.simulate(model, digits.x_train * 2, digits.y_train, setting=ag.Setting(), recipe=RECIPE, eval_data=evaluation)
     with pytest.raises(ValueError, match="y"):
-        ag.simulate(model, digits.x_train, digits.y_train[:-1], eval_data=evaluation)
+        ag.simulate(model, digits.x_train, digits.y_train[:-1], setting=ag.Setting(), recipe=RECIPE, eval_data=evaluation)
 
 
 def test_simulate_batch_runs_each_setting_as_if_alone(digits: data.Split) -> None:
@@ -97,14 +112,12 @@ def test_simulate_batch_runs_each_setting_as_if_alone(digits: data.Split) -> Non
         ag.Setting("mean", 0, "none", max_norm=0.5, seed=2),
         ag.Setting("trimmed_mean", 1, "sign_flip", aggregator_f=2, seed=3),
     ]
-    kwargs = {"n_workers": 6, "steps": 12, "lr": 0.5, "batch_size": 8, "eval_every": 4,
+    kwargs = {"recipe": ag.SimulationRecipe(n_workers=6, steps=12, lr=0.5, batch_size=8, eval_every=4),
               "eval_data": (digits.x_test, digits.y_test)}
     starts = [models.logistic_regression(seed=s.seed) for s in settings]
     batch = ag.simulate_batch(starts, digits.x_train, digits.y_train, settings=settings, **kwargs)
     for setting, start, run in zip(settings, starts, batch, strict=True):
-        alone = ag.simulate(start, digits.x_train, digits.y_train, f=setting.f, attack=setting.attack,
-                            aggregator=setting.aggregator, aggregator_f=setting.aggregator_f,
-                            max_norm=setting.max_norm, seed=setting.seed, **kwargs)
+        alone = ag.simulate(start, digits.x_train, digits.y_train, setting=setting, **kwargs)
         assert run.steps == alone.steps == [0, 4, 8, 12]
         assert torch.allclose(run.final_params, alone.final_params, atol=1e-5)
         assert run.accuracy == pytest.approx(alone.accuracy, abs=0.005)
@@ -117,8 +130,8 @@ def test_simulate_batch_marks_only_the_runs_that_diverge(digits: data.Split) -> 
     settings = [ag.Setting("mean", 3, "sign_flip"),
                 ag.Setting("coordinate_median", 3, "sign_flip")]
     starts = [models.mlp(hidden=8, seed=0)] * 2
-    runs = ag.simulate_batch(starts, digits.x_train, digits.y_train, settings=settings, n_workers=10, lr=0.5,
-                             steps=150, batch_size=4, eval_every=50, eval_data=(digits.x_test, digits.y_test))
+    runs = ag.simulate_batch(starts, digits.x_train, digits.y_train, settings=settings, eval_data=(digits.x_test, digits.y_test),
+                             recipe=ag.SimulationRecipe(n_workers=10, lr=0.5, steps=150, batch_size=4, eval_every=50))
     assert runs[0].diverged and not runs[1].diverged
     assert math.isnan(runs[0].accuracy[-1]) and runs[1].steps == [0, 50, 100, 150]
     assert not torch.isfinite(runs[0].final_params).all() or runs[0].final_params.abs().max() > 1e6
@@ -146,4 +159,4 @@ def test_simulate_batch_rejects_bad_settings(digits: data.Split, kwargs: dict, m
         arguments["settings"] = [ag.Setting()] * 2
     with pytest.raises(ValueError, match=match):
         ag.simulate_batch(arguments["models"], digits.x_train, digits.y_train, settings=arguments["settings"],
-                          n_workers=8, eval_data=(digits.x_test, digits.y_test), steps=2)
+                          recipe=ag.SimulationRecipe(n_workers=8, steps=2), eval_data=(digits.x_test, digits.y_test))

@@ -3,6 +3,8 @@
 * :mod:`~gdsec.aggregation.rules`: the mean, coordinate-wise median, trimmed mean and Krum, how many
   attackers each tolerates, their cost, and update-size limits;
 * :mod:`~gdsec.aggregation.byzantine`: the gradients Byzantine workers send;
+* :mod:`~gdsec.aggregation.settings`: what one simulated run is (:class:`Setting`) and how it trains
+  (:class:`SimulationRecipe`);
 * :mod:`~gdsec.aggregation.simulate`: an in-process data-parallel training loop, many runs at once;
 * :mod:`~gdsec.aggregation.ledger`: a hash-chained log of updates, the published heads that anchor it, and its audit;
 * :mod:`~gdsec.aggregation.economics`: what an attack pays in open-contribution training;
@@ -16,7 +18,6 @@ from gdsec.aggregation.byzantine import (
     BYZANTINE_ATTACKS,
     CRAFTED_ATTACKS,
     alie_z,
-    byzantine_gradients,
 )
 from gdsec.aggregation.economics import payoff
 from gdsec.aggregation.ledger import (
@@ -32,16 +33,16 @@ from gdsec.aggregation.rules import (
     AGGREGATORS,
     aggregate,
     check_f,
-    check_grads,
+    check_worker_grads,
     clip_updates,
     coordinate_median,
     krum,
     max_tolerated,
     mean,
     time_aggregator,
-    trimmed_mean,
 )
-from gdsec.aggregation.simulate import Setting, Simulation, simulate, simulate_batch
+from gdsec.aggregation.settings import Setting, SimulationRecipe
+from gdsec.aggregation.simulate import Simulation, simulate, simulate_batch
 
 __all__ = [
     "AGGREGATORS",
@@ -51,13 +52,13 @@ __all__ = [
     "GENESIS",
     "LogEntry",
     "Setting",
+    "SimulationRecipe",
     "Simulation",
     "aggregate",
     "alie_z",
     "append_update",
-    "byzantine_gradients",
     "check_f",
-    "check_grads",
+    "check_worker_grads",
     "head",
     "clip_updates",
     "coordinate_median",
@@ -69,6 +70,5 @@ __all__ = [
     "simulate_batch",
     "submitter_scores",
     "time_aggregator",
-    "trimmed_mean",
     "verify_log",
 ]

@@ -6,17 +6,17 @@ from statistics import NormalDist
 
 import torch
 
-from gdsec.aggregation.rules import check_grads
 from gdsec.streams import random_stream
-from gdsec.validation import check_choice, check_int, check_number, check_seed
+from gdsec.validation import check_int
 
-__all__ = ["BYZANTINE_ATTACKS", "CRAFTED_ATTACKS", "alie_z", "byzantine_gradients"]
+__all__ = ["BYZANTINE_ATTACKS", "CRAFTED_ATTACKS", "alie_z"]
 
-#: What :func:`byzantine_gradients` crafts from the honest gradients of the round.
-CRAFTED_ATTACKS = ("none", "sign_flip", "noise", "scaled", "alie")
-#: Every attack ``gdsec.aggregation.simulate`` runs: the crafted ones, and ``targeted`` (a gradient
-#: that teaches the attacker's own labels, which needs the attacker's data).
-BYZANTINE_ATTACKS = (*CRAFTED_ATTACKS, "targeted")
+#: The attacks crafted from the round's honest gradients (``_craft_rows``).
+CRAFTED_ATTACKS = ("sign_flip", "noise", "scaled", "alie")
+#: Every ``attack`` of a ``gdsec.aggregation.Setting``: ``none`` (the attackers send honest copies),
+#: the crafted attacks, and ``targeted`` (a gradient that teaches the attacker's own labels, which
+#: needs the attacker's data).
+BYZANTINE_ATTACKS = ("none", *CRAFTED_ATTACKS, "targeted")
 
 
 def alie_z(n_workers: int, f: int) -> float:
@@ -34,36 +34,23 @@ def alie_z(n_workers: int, f: int) -> float:
     return NormalDist().inv_cdf(min(max((n_workers - supporters) / n_workers, 0.5), 0.999))
 
 
-def byzantine_gradients(
-    honest: torch.Tensor, *, f: int, attack: str, scale: float | None = None, seed: int = 0
-) -> torch.Tensor:
-    """(f, d) malicious gradients crafted by omniscient attackers who see the honest ones (n - f, d).
-
-    ``attack`` is one of ``CRAFTED_ATTACKS``. ``sign_flip``: -scale x the honest mean (scale 4);
-    ``noise``: Gaussian noise of standard deviation scale (100) x the honest coordinates' spread;
-    ``scaled``: scale (1000) x the honest mean; ``alie``: mean - z x std per coordinate with Baruch et
-    al.'s z (scale overrides z); ``none``: honest copies.
-
-    Taught in chapter 4.
-    """
-    check_grads(honest)
-    check_int("f", f, low=0)
-    check_choice("attack", attack, CRAFTED_ATTACKS)
-    check_seed(seed)
-    if scale is not None:
-        check_number("scale", scale, low=0.0)
-    return _craft_rows(honest[None], f=f, attack=attack, scale=scale, seeds=[seed])[0]
-
-
 def _craft_rows(
     honest: torch.Tensor, *, f: int, attack: str, scale: float | None, seeds: list[int]
 ) -> torch.Tensor:
-    """(B, f, d) malicious rows for each of B rounds of honest gradients (B, n - f, d); one seed per round."""
+    """(B, f, d) malicious rows for each of B rounds of honest gradients (B, n - f, d); one seed per round.
+
+    Omniscient attackers who see the honest rows. ``sign_flip``: -scale x the honest mean (scale 4);
+    ``noise``: Gaussian noise of standard deviation scale (100) x the honest coordinates' spread;
+    ``scaled``: scale (1000) x the honest mean; ``alie``: mean - z x std per coordinate with Baruch et
+    al.'s z (scale overrides z); ``none``: honest copies. Arguments are checked by ``simulate_batch``.
+    """
     batch, count, width = honest.shape
     if f == 0:
         return honest[:, :0].clone()
     centre = honest.mean(dim=-2)
-    spread = (honest - centre.unsqueeze(-2)).pow(2).mean(dim=-2).sqrt()  # population std over the workers
+    spread = (
+        (honest - centre.unsqueeze(-2)).pow(2).mean(dim=-2).sqrt()
+    )  # population std over the workers
     defaults = {"none": 1.0, "sign_flip": 4.0, "noise": 100.0, "scaled": 1000.0}
     factor = scale if scale is not None else defaults.get(attack, 0.0)
     if attack == "none":
@@ -72,7 +59,12 @@ def _craft_rows(
         return (-factor * centre).unsqueeze(-2).expand(batch, f, width).clone()
     if attack == "noise":
         size = spread.mean(dim=-1, keepdim=True).clamp_min(1e-8).unsqueeze(-1)
-        draws = torch.stack([torch.randn(f, width, generator=random_stream(s, "aggregation.byzantine.craft")) for s in seeds])
+        draws = torch.stack(
+            [
+                torch.randn(f, width, generator=random_stream(s, "aggregation.byzantine.craft"))
+                for s in seeds
+            ]
+        )
         return centre.unsqueeze(-2) + factor * size * draws.to(honest.dtype)
     if attack == "scaled":
         return (factor * centre).unsqueeze(-2).expand(batch, f, width).clone()

@@ -8,7 +8,13 @@ __all__ = ["payoff"]
 
 
 def payoff(
-    success_gain: float, *, claims: int, reward: float, submissions: int, fee: float, stake_lost: float = 0.0
+    success_gain: float,
+    *,
+    claims: int,
+    reward: float,
+    submissions: int,
+    fee: float,
+    stake_lost: float = 0.0,
 ) -> float:
     """Attacker profit: reward x claims it newly gets paid for, minus submission fees and any slashed stake.
 

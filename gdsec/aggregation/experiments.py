@@ -1,80 +1,69 @@
 """Chapter 4's experiment: a small MLP trained on the digits by simulated workers, some Byzantine.
 
-Pure functions: every setting is an argument (a frozen :class:`Recipe`) and nothing is cached.
+Pure functions: every setting is an argument (a frozen ``SimulationRecipe`` and the MLP's width) and
+nothing is cached.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 
 from gdsec.aggregation.byzantine import CRAFTED_ATTACKS
 from gdsec.aggregation.rules import AGGREGATORS
-from gdsec.aggregation.simulate import Setting, Simulation, simulate_batch
+from gdsec.aggregation.settings import Setting, SimulationRecipe
+from gdsec.aggregation.simulate import Simulation, simulate_batch
 from gdsec.data import Split
 from gdsec.models import mlp
 from gdsec.seeds import check_seeds
-from gdsec.validation import check_choice, check_int, check_number, check_seed
+from gdsec.validation import check_choice, check_int
 
-__all__ = ["LABELS", "Recipe", "accuracy_table", "final_accuracy", "run_setting", "run_settings", "sweep"]
+__all__ = ["LABELS", "accuracy_table", "final_accuracy", "run_settings", "sweep"]
 
 #: Short display names of the aggregation rules.
-LABELS = {"mean": "mean", "coordinate_median": "median", "trimmed_mean": "trimmed mean", "krum": "Krum"}
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How chapter 4's runs train: workers, MLP width, learning rate, rounds, per-worker batch, evaluation.
-
-    Taught in chapter 4.
-    """
-
-    n_workers: int = 10
-    hidden: int = 32
-    lr: float = 0.3
-    steps: int = 80
-    batch_size: int = 4
-    eval_every: int = 10
-
-    def __post_init__(self) -> None:
-        check_int("n_workers", self.n_workers, low=2)
-        check_int("hidden", self.hidden, low=1)
-        check_number("lr", self.lr, low=0.0, low_open=True)
-        check_int("steps", self.steps, low=1)
-        check_int("batch_size", self.batch_size, low=1)
-        check_int("eval_every", self.eval_every, low=1)
+LABELS = {
+    "mean": "mean",
+    "coordinate_median": "median",
+    "trimmed_mean": "trimmed mean",
+    "krum": "Krum",
+}
 
 
 Key = tuple[str, int, str]
 
 
 def run_settings(
-    split: Split, keys: Sequence[Key], *, recipe: Recipe = Recipe(), seeds: Sequence[int] = (0,)
+    split: Split,
+    keys: Sequence[Key],
+    *,
+    recipe: SimulationRecipe,
+    hidden: int = 32,
+    seeds: Sequence[int] = (0,),
 ) -> dict[Key, tuple[Simulation, ...]]:
     """Every ``(attack, f, aggregator)`` of ``keys`` for every seed, trained as one batch; one run per seed.
 
-    Each run trains the chapter's MLP (initialised with its seed) on ``split`` with ``f`` of
+    Each run trains the chapter's MLP (``hidden`` units, initialised with its seed) on ``split`` with ``f`` of
     ``recipe.n_workers`` workers running ``attack``. Trimmed mean and Krum are told ``max(f, 1)``
     attackers: the true ``f``, except in the clean runs (``f = 0``), where they are told 1 so that they
-    still trim or exclude something. With ``f = 0`` the attack is irrelevant. ``attack`` is one of
-    ``CRAFTED_ATTACKS``. Each run equals :func:`run_setting` with its seed (up to floating-point rounding).
+    still trim or exclude something. With ``f = 0`` the attack is irrelevant. ``attack`` is
+    ``"none"`` or one of ``CRAFTED_ATTACKS``. Each run equals the same run alone (up to floating-point rounding).
 
     Taught in chapter 4.
     """
     if not isinstance(split, Split):
         raise ValueError(f"split must be a gdsec.data.Split, got {type(split).__name__}")
-    if not isinstance(recipe, Recipe):
-        raise ValueError(f"recipe must be a Recipe, got {type(recipe).__name__}")
+    if not isinstance(recipe, SimulationRecipe):
+        raise ValueError(f"recipe must be a SimulationRecipe, got {type(recipe).__name__}")
+    check_int("hidden", hidden, low=1)
     seeds = check_seeds(seeds)
     if isinstance(keys, str) or not isinstance(keys, Sequence) or not keys:
         raise ValueError("keys must be a non-empty list of (attack, f, aggregator) tuples")
     for key in keys:
         if not isinstance(key, tuple) or len(key) != 3:
             raise ValueError(f"keys must hold (attack, f, aggregator) tuples, got {key!r}")
-        check_choice("attack", key[0], CRAFTED_ATTACKS)
+        check_choice("attack", key[0], ("none", *CRAFTED_ATTACKS))
         check_int("f", key[1], low=0, high=recipe.n_workers - 1)
         check_choice("aggregator", key[2], AGGREGATORS)
     unique = list(dict.fromkeys(keys))
@@ -83,26 +72,14 @@ def run_settings(
     models, settings = [], []
     for attack, f, aggregator in unique:
         for seed in seeds:
-            models.append(mlp(width, n_classes, hidden=recipe.hidden, seed=seed))
+            models.append(mlp(width, n_classes, hidden=hidden, seed=seed))
             settings.append(Setting(aggregator, f, attack if f else "none", max(f, 1), None, seed))
     runs = simulate_batch(
-        models, split.x_train, split.y_train, settings=settings, eval_data=(split.x_test, split.y_test),
-        n_workers=recipe.n_workers, lr=recipe.lr, steps=recipe.steps, batch_size=recipe.batch_size,
-        eval_every=recipe.eval_every,
-    )
+        models, split.x_train, split.y_train, settings=settings, recipe=recipe,
+        eval_data=(split.x_test, split.y_test),
+    )  # fmt: skip
     count = len(seeds)
     return {key: tuple(runs[i * count : (i + 1) * count]) for i, key in enumerate(unique)}
-
-
-def run_setting(
-    split: Split, aggregator: str, f: int, attack: str, *, recipe: Recipe = Recipe(), seed: int = 0
-) -> Simulation:
-    """One run of :func:`run_settings`: the chapter's MLP with ``f`` workers running ``attack``.
-
-    Taught in chapter 4.
-    """
-    check_seed(seed)
-    return run_settings(split, [(attack, f, aggregator)], recipe=recipe, seeds=[seed])[attack, f, aggregator][0]
 
 
 def sweep(
@@ -111,7 +88,8 @@ def sweep(
     f_values: Sequence[int],
     attacks: Sequence[str],
     *,
-    recipe: Recipe = Recipe(),
+    recipe: SimulationRecipe,
+    hidden: int = 32,
     seeds: Sequence[int] = (0,),
 ) -> dict[Key, tuple[Simulation, ...]]:
     """:func:`run_settings` for every (attack, f, aggregator); keys are ``(attack, f, aggregator)``.
@@ -125,9 +103,13 @@ def sweep(
     for attack in attacks:
         for f in f_values:
             keys += [("none" if f == 0 else attack, f, aggregator) for aggregator in aggregators]
-    done = run_settings(split, keys, recipe=recipe, seeds=seeds)
-    return {(attack, f, aggregator): done["none" if f == 0 else attack, f, aggregator]
-            for attack in attacks for f in f_values for aggregator in aggregators}
+    done = run_settings(split, keys, recipe=recipe, hidden=hidden, seeds=seeds)
+    return {
+        (attack, f, aggregator): done["none" if f == 0 else attack, f, aggregator]
+        for attack in attacks
+        for f in f_values
+        for aggregator in aggregators
+    }
 
 
 def _check_runs(runs: object) -> list[Simulation]:

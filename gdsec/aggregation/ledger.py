@@ -19,7 +19,15 @@ from torch import nn
 from gdsec.aggregation.rules import coordinate_median
 from gdsec.validation import check_int
 
-__all__ = ["GENESIS", "Anchor", "LogEntry", "append_update", "head", "submitter_scores", "verify_log"]
+__all__ = [
+    "GENESIS",
+    "Anchor",
+    "LogEntry",
+    "append_update",
+    "head",
+    "submitter_scores",
+    "verify_log",
+]
 
 #: The ``previous`` digest of a log's first record.
 GENESIS = "0" * 64
@@ -49,7 +57,9 @@ class Anchor(NamedTuple):
     digest: str
 
 
-def _digest(index: int, round_index: int, submitter: str, update: torch.Tensor, previous: str) -> str:
+def _digest(
+    index: int, round_index: int, submitter: str, update: torch.Tensor, previous: str
+) -> str:
     payload = update.detach().to(torch.float64).contiguous().numpy().tobytes()
     header = f"{index}|{round_index}|{submitter}|{previous}|".encode()
     return hashlib.sha256(header + payload).hexdigest()
@@ -110,7 +120,9 @@ def verify_log(log: Sequence[LogEntry], *, anchors: Sequence[Anchor] = ()) -> in
     for position, entry in enumerate(log):
         if entry.index != position or entry.previous != previous:
             return position
-        if entry.digest != _digest(entry.index, entry.round_index, entry.submitter, entry.update, entry.previous):
+        if entry.digest != _digest(
+            entry.index, entry.round_index, entry.submitter, entry.update, entry.previous
+        ):
             return position
         previous = entry.digest
     for anchor in checked:

@@ -1,8 +1,9 @@
 """Aggregation rules for data-parallel gradients: the mean and three Byzantine-robust replacements.
 
 Every rule takes ``grads`` of shape (n_workers, d) and returns one (d,) vector; none modifies its input.
-The private ``_*_rows`` versions take any leading batch dimensions, (..., n_workers, d) -> (..., d), so
-that :mod:`~gdsec.aggregation.simulate` can run many settings and seeds at once with the same code.
+:func:`krum` and the private ``_*_rows`` versions take any leading batch dimensions, (..., n_workers, d)
+-> (..., d), so that :mod:`~gdsec.aggregation.simulate` can run many settings and seeds at once with
+the same code.
 """
 
 from __future__ import annotations
@@ -18,27 +19,30 @@ __all__ = [
     "AGGREGATORS",
     "aggregate",
     "check_f",
-    "check_grads",
+    "check_worker_grads",
     "clip_updates",
     "coordinate_median",
     "krum",
     "max_tolerated",
     "mean",
     "time_aggregator",
-    "trimmed_mean",
 ]
 
 AGGREGATORS = ("mean", "coordinate_median", "trimmed_mean", "krum")
 
 
-def check_grads(grads: object, *, min_workers: int = 1) -> torch.Tensor:
-    """Return ``grads`` if it is a finite floating tensor of shape (n_workers, d); else ``ValueError``.
+def check_worker_grads(grads: object, *, min_workers: int = 1) -> torch.Tensor:
+    """Return ``grads`` if it is a finite floating tensor of shape (n_workers, d) (one row per worker).
+
+    Otherwise ``ValueError`` naming ``grads``.
 
     Used in chapter 4.
     """
     check_batch("grads", grads, min_rows=min_workers)
     if grads.dim() != 2 or grads.shape[1] == 0:
-        raise ValueError(f"grads must have shape (n_workers, d) with d >= 1, got {tuple(grads.shape)}")
+        raise ValueError(
+            f"grads must have shape (n_workers, d) with d >= 1, got {tuple(grads.shape)}"
+        )
     return grads
 
 
@@ -47,7 +51,7 @@ def mean(grads: torch.Tensor) -> torch.Tensor:
 
     Taught in chapter 4.
     """
-    return check_grads(grads).mean(dim=0)
+    return check_worker_grads(grads).mean(dim=0)
 
 
 def coordinate_median(grads: torch.Tensor) -> torch.Tensor:
@@ -55,7 +59,7 @@ def coordinate_median(grads: torch.Tensor) -> torch.Tensor:
 
     Taught in chapter 4.
     """
-    return _median_rows(check_grads(grads))
+    return _median_rows(check_worker_grads(grads))
 
 
 def _sorted_rows(grads: torch.Tensor) -> torch.Tensor:
@@ -70,7 +74,10 @@ def _sorted_rows(grads: torch.Tensor) -> torch.Tensor:
     rows = list(grads.unbind(dim=-2))
     for parity in range(n):
         for i in range(parity % 2, n - 1, 2):
-            rows[i], rows[i + 1] = torch.minimum(rows[i], rows[i + 1]), torch.maximum(rows[i], rows[i + 1])
+            rows[i], rows[i + 1] = (
+                torch.minimum(rows[i], rows[i + 1]),
+                torch.maximum(rows[i], rows[i + 1]),
+            )
     return torch.stack(rows, dim=-2)
 
 
@@ -104,17 +111,10 @@ def check_f(f: object, n_workers: int, aggregator: str) -> int:
     need = "n_workers > 2f + 2" if aggregator == "krum" else "n_workers > 2f"
     if isinstance(f, bool) or not isinstance(f, int) or not 0 <= f <= limit:
         allowed = f"an integer in [0, {limit}]" if limit >= 0 else "impossible"
-        raise ValueError(f"f must be {allowed} for {aggregator} ({need}, n_workers = {n_workers}), got {f!r}")
+        raise ValueError(
+            f"f must be {allowed} for {aggregator} ({need}, n_workers = {n_workers}), got {f!r}"
+        )
     return f
-
-
-def trimmed_mean(grads: torch.Tensor, *, f: int) -> torch.Tensor:
-    """Coordinate-wise trimmed mean: drop the ``f`` largest and ``f`` smallest values, average the rest.
-
-    Taught in chapter 4.
-    """
-    n = check_grads(grads).shape[0]
-    return _trimmed_rows(grads, check_f(f, n, "trimmed_mean"))
 
 
 def _trimmed_rows(grads: torch.Tensor, f: int) -> torch.Tensor:
@@ -124,17 +124,16 @@ def _trimmed_rows(grads: torch.Tensor, f: int) -> torch.Tensor:
 
 
 def krum(grads: torch.Tensor, *, f: int) -> torch.Tensor:
-    """Krum (Blanchard et al. 2017): the input closest (summed squared distance) to its n - f - 2 neighbours.
+    """Krum (Blanchard et al. 2017): the row closest (summed squared distance) to its n - f - 2 neighbours.
 
+    ``grads`` is (n_workers, d), or (..., n_workers, d) for a choice in every slice (the batched form
+    ``simulate_batch`` uses). Finiteness is not checked: a diverging simulation still aggregates.
     Taught in chapter 4.
     """
-    n = check_grads(grads).shape[0]
-    return _krum_rows(grads, check_f(f, n, "krum"))
-
-
-def _krum_rows(grads: torch.Tensor, f: int) -> torch.Tensor:
-    """Krum's choice among the rows of each (n, d) slice of (..., n, d)."""
+    if not isinstance(grads, torch.Tensor) or grads.dim() < 2 or grads.shape[-2] == 0:
+        raise ValueError("grads must be a tensor of shape (..., n_workers, d) with n_workers >= 1")
     n = grads.shape[-2]
+    check_f(f, n, "krum")
     wide = grads.double()
     distances = torch.cdist(wide, wide).pow(2)
     nearest = distances.sort(dim=-1).values[..., 1 : n - f - 1]
@@ -149,8 +148,8 @@ def aggregate(name: str, grads: torch.Tensor, *, f: int = 0) -> torch.Tensor:
     """
     check_choice("aggregator", name, AGGREGATORS)
     if name in ("trimmed_mean", "krum"):
-        check_f(f, check_grads(grads).shape[0], name)
-    return _aggregate_rows(name, check_grads(grads), f)
+        check_f(f, check_worker_grads(grads).shape[0], name)
+    return _aggregate_rows(name, check_worker_grads(grads), f)
 
 
 def _aggregate_rows(name: str, grads: torch.Tensor, f: int) -> torch.Tensor:
@@ -161,17 +160,23 @@ def _aggregate_rows(name: str, grads: torch.Tensor, f: int) -> torch.Tensor:
         return _median_rows(grads)
     if name == "trimmed_mean":
         return _trimmed_rows(grads, f)
-    return _krum_rows(grads, f)
+    return krum(grads, f=f)
 
 
-def time_aggregator(name: str, *, n_workers: int, d: int, f: int = 0, repeats: int = 20, seed: int = 0) -> float:
+def time_aggregator(
+    name: str, *, n_workers: int, d: int, f: int = 0, repeats: int = 20, seed: int = 0
+) -> float:
     """Median wall seconds of one call of aggregator ``name`` on random (n_workers, d) gradients.
 
     Taught in chapter 4.
     """
     check_int("d", d, low=1)
     check_int("repeats", repeats, low=1)
-    grads = torch.randn(check_int("n_workers", n_workers, low=1), d, generator=random_stream(seed, "aggregation.honest_gradients"))
+    grads = torch.randn(
+        check_int("n_workers", n_workers, low=1),
+        d,
+        generator=random_stream(seed, "aggregation.honest_gradients"),
+    )
     seconds = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -185,7 +190,7 @@ def clip_updates(grads: torch.Tensor, *, max_norm: float) -> torch.Tensor:
 
     Taught in chapter 4.
     """
-    check_grads(grads)
+    check_worker_grads(grads)
     return _clip_rows(grads, check_number("max_norm", max_norm, low=0.0, low_open=True))
 
 

@@ -20,12 +20,13 @@ from gdsec.plotting import PALETTE
 from gdsec.validation import check_choice, check_int
 from gdsec.widgets.core import explorer
 
-__all__ = ["ATTACKS", "F_VALUES", "aggregation_explorer"]
+__all__ = ["F_VALUES", "SHOWN_ATTACKS", "aggregation_explorer"]
 
 #: Numbers of malicious workers the precomputed face offers.
 F_VALUES = (1, 3)
-#: Attacks the precomputed face offers: the chapter's headline, "a little is enough", first.
-ATTACKS = ("alie", "sign_flip")
+#: Attacks (of ``CRAFTED_ATTACKS``) the precomputed face offers: the chapter's headline, "a little
+#: is enough", first.
+SHOWN_ATTACKS = ("alie", "sign_flip")
 
 Runs = Mapping[tuple[str, int, str], Sequence[Simulation]]
 
@@ -63,7 +64,7 @@ def _draw(clean: Sequence[Simulation], runs: Sequence[Simulation] | None, aggreg
 def aggregation_explorer(
     runs: Runs,
     *,
-    attacks: Sequence[str] = ATTACKS,
+    attacks: Sequence[str] = SHOWN_ATTACKS,
     n_workers: int = 10,
     f_values: Sequence[int] = F_VALUES,
     compute: Callable[[str, int, str], Sequence[Simulation]] | None = None,
