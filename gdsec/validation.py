@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 
 __all__ = [
+    "NORMS",
     "check_batch",
     "check_choice",
     "check_keywords",
@@ -16,6 +17,7 @@ __all__ = [
     "check_int",
     "check_labels",
     "check_model",
+    "check_norm",
     "check_number",
     "check_unit_tensor",
 ]
@@ -78,6 +80,20 @@ def check_choice(name: str, value: object, choices: Sequence[str]) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
     return value  # type: ignore[return-value]
+
+
+#: The perturbation norms the attacks and the bounds support: L-infinity and L2.
+NORMS = ("inf", "2")
+
+
+def check_norm(name: str, value: object) -> str:
+    """``value`` as "inf" or "2" (``math.inf`` and ``2`` are accepted too), else ``ValueError`` naming ``name``.
+
+    Used in chapters 5, 6 and 8.
+    """
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = "inf" if value == math.inf else "2" if value == 2 else str(value)
+    return check_choice(name, value, NORMS)
 
 
 def check_unit_tensor(name: str, x: object, *, min_dim: int = 1) -> torch.Tensor:

@@ -27,15 +27,22 @@ from torch import nn
 from gdsec.env import progress as progress_bar
 from gdsec.streams import random_stream
 from gdsec.validation import (
-    check_choice,
     check_int,
     check_labels,
     check_model,
+    check_norm,
     check_number,
     check_unit_tensor,
 )
 
-__all__ = ["certified", "certified_accuracy", "ibp_train", "interval_bounds", "margin_lower_bound"]
+__all__ = [
+    "affine_box",
+    "certified",
+    "certified_accuracy",
+    "ibp_train",
+    "interval_bounds",
+    "margin_lower_bound",
+]
 
 Box = tuple[torch.Tensor, torch.Tensor]
 
@@ -43,7 +50,6 @@ _AFFINE = (nn.Linear, nn.Conv2d)
 #: Layers f with f(l) <= f(z) <= f(u) whenever l <= z <= u: the box maps through its two ends.
 _MONOTONE = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.MaxPool2d, nn.AvgPool2d, nn.Flatten, nn.Identity)
 _SUPPORTED = "Linear, Conv2d, ReLU, Tanh, Sigmoid, MaxPool2d, AvgPool2d, Flatten, Identity (nested nn.Sequential allowed)"
-_NORMS = ("inf", "2")
 
 
 def _layers(model: nn.Module) -> list[nn.Module]:
@@ -57,22 +63,21 @@ def _layers(model: nn.Module) -> list[nn.Module]:
     )
 
 
-def _check_norm(norm: object) -> str:
-    """``norm`` as "inf" or "2" (math.inf and 2 are accepted too)."""
-    if isinstance(norm, int | float) and not isinstance(norm, bool):
-        norm = "inf" if norm == math.inf else "2" if norm == 2 else str(norm)
-    return check_choice("norm", norm, _NORMS)
-
-
-def _check(model: object, x: object, eps: object, norm: object) -> tuple[list[nn.Module], float, str]:
+def _check(
+    model: object, x: object, eps: object, norm: object
+) -> tuple[list[nn.Module], float, str]:
     """Validate the arguments shared by every bound; return (layers, eps, norm)."""
     layers = _layers(check_model("model", model))
     check_unit_tensor("x", x, min_dim=2)
-    return layers, check_number("eps", eps, low=0.0), _check_norm(norm)
+    return layers, check_number("eps", eps, low=0.0), check_norm("norm", norm)
 
 
-def _affine(layer: nn.Module, mid: torch.Tensor, rad: torch.Tensor) -> Box:
-    """Image of the box (centre ``mid``, radius ``rad``) under an affine layer, as (centre, radius)."""
+def affine_box(layer: nn.Module, mid: torch.Tensor, rad: torch.Tensor) -> Box:
+    """Image of the box (centre ``mid``, radius ``rad``) under an affine layer, as (centre, radius).
+
+    The centre maps exactly; the radius maps through ``|W|`` (no bias: a shift does not widen a box).
+    Taught in chapter 6.
+    """
     if isinstance(layer, nn.Linear):
         return layer(mid), nn.functional.linear(rad, layer.weight.abs())
     return layer(mid), layer._conv_forward(rad, layer.weight.abs(), None)
@@ -102,7 +107,7 @@ def _propagate(layers: list[nn.Module], x: torch.Tensor, eps: float, norm: str) 
     at_input = True  # nothing but Flatten/Identity so far: the L2 ball can be used exactly
     for layer in layers:
         if isinstance(layer, _AFFINE):
-            mid, rad = _affine(layer, (upper + lower) / 2, (upper - lower) / 2)
+            mid, rad = affine_box(layer, (upper + lower) / 2, (upper - lower) / 2)
             lower, upper = mid - rad, mid + rad
             if norm == "2" and at_input:
                 seen = x.reshape(x.shape[0], *_input_shape(layer, x))
@@ -132,7 +137,9 @@ def interval_bounds(model: nn.Module, x: torch.Tensor, eps: float, *, norm: str 
     return lower.detach(), upper.detach()
 
 
-def _margins(layers: list[nn.Module], x: torch.Tensor, y: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
+def _margins(
+    layers: list[nn.Module], x: torch.Tensor, y: torch.Tensor, eps: float, norm: str
+) -> torch.Tensor:
     """(N, K) lower bounds on ``z_y - z_k`` (``+inf`` at k = y), folding the last Linear layer in."""
     last = layers[-1]
     if not isinstance(last, nn.Linear):
@@ -143,15 +150,21 @@ def _margins(layers: list[nn.Module], x: torch.Tensor, y: torch.Tensor, eps: flo
         mid, rad = (upper + lower) / 2, (upper - lower) / 2
         rows = last.weight[y][:, None, :] - last.weight[None, :, :]  # (N, K, hidden): W_y - W_k
         offset = 0.0 if last.bias is None else last.bias[y][:, None] - last.bias[None, :]
-        bound = (rows @ mid[:, :, None]).squeeze(2) - (rows.abs() @ rad[:, :, None]).squeeze(2) + offset
-        if norm == "2" and all(isinstance(layer, nn.Flatten | nn.Identity) for layer in layers[:-1]):
+        bound = (
+            (rows @ mid[:, :, None]).squeeze(2) - (rows.abs() @ rad[:, :, None]).squeeze(2) + offset
+        )
+        if norm == "2" and all(
+            isinstance(layer, nn.Flatten | nn.Identity) for layer in layers[:-1]
+        ):
             flat = x.reshape(x.shape[0], -1)
             exact = (rows @ flat[:, :, None]).squeeze(2) + offset - eps * rows.norm(dim=2)
             bound = torch.maximum(bound, exact)
     return bound.scatter(1, y[:, None], math.inf)
 
 
-def margin_lower_bound(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, norm: str = "inf") -> torch.Tensor:
+def margin_lower_bound(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, norm: str = "inf"
+) -> torch.Tensor:
     """Per row, a lower bound on the margin ``z_y - max_{k != y} z_k`` over the ``eps``-ball, shaped (N,).
 
     Uses the elision of the last layer when the model ends with ``nn.Linear``, else the logit bounds.
@@ -164,7 +177,9 @@ def margin_lower_bound(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: 
         return _margins(layers, x.detach(), y, eps, norm).amin(1).detach()
 
 
-def certified(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, norm: str = "inf") -> torch.Tensor:
+def certified(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, norm: str = "inf"
+) -> torch.Tensor:
     """A bool per row: True when IBP proves that no input in the ``eps``-ball changes the class from ``y``.
 
     Taught in chapter 6.
@@ -172,7 +187,9 @@ def certified(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *,
     return margin_lower_bound(model, x, y, eps, norm=norm) > 0
 
 
-def certified_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, norm: str = "inf") -> float:
+def certified_accuracy(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, norm: str = "inf"
+) -> float:
     """Fraction of rows certified robust at ``eps``: a lower bound on the true robust accuracy.
 
     Taught in chapter 6.
@@ -180,9 +197,13 @@ def certified_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: 
     return certified(model, x, y, eps, norm=norm).float().mean().item()
 
 
-def _ibp_loss(layers: list[nn.Module], x: torch.Tensor, y: torch.Tensor, eps: float, kappa: float) -> torch.Tensor:
+def _ibp_loss(
+    layers: list[nn.Module], x: torch.Tensor, y: torch.Tensor, eps: float, kappa: float
+) -> torch.Tensor:
     """``kappa * CE(clean) + (1 - kappa) * CE(worst-case logits)``, the worst case being ``-margin bounds``."""
-    clean = nn.functional.cross_entropy(nn.Sequential(*layers)(x), y)  # the plain forward: no interval work
+    clean = nn.functional.cross_entropy(
+        nn.Sequential(*layers)(x), y
+    )  # the plain forward: no interval work
     worst = -_margins(layers, x, y, eps, "inf").scatter(1, y[:, None], 0.0)
     return kappa * clean + (1 - kappa) * nn.functional.cross_entropy(worst, y)
 

@@ -9,7 +9,7 @@ import torch
 from gdsec import attacks, train
 
 ATTACKS = {
-    "square": lambda m, x, y, eps, seed=0: attacks.square_attack(m, x, y, eps, queries=200, seed=seed),
+    "square": lambda m, x, y, eps, seed=0: attacks.square_attack(m, x, y, eps, steps=200, seed=seed),
     "spsa": lambda m, x, y, eps, seed=0: attacks.spsa(m, x, y, eps, steps=15, samples=16, seed=seed),
 }
 
@@ -30,7 +30,7 @@ def test_attacks_lower_accuracy_and_are_deterministic(trained, name):
 
 def test_square_is_at_least_as_strong_as_fgsm_at_a_larger_budget(trained):
     model, x, y = trained
-    square = attacks.robust_accuracy(model, x, y, "square", eps=0.2, queries=500)
+    square = attacks.robust_accuracy(model, x, y, "square_attack", eps=0.2, steps=500)
     fgsm = attacks.robust_accuracy(model, x, y, "fgsm", eps=0.2)
     assert square <= fgsm + 0.05
 
@@ -58,20 +58,20 @@ def test_square_respects_its_query_budget(trained):
             return self.inner(inputs)
 
     counting = Counting()
-    attacks.square_attack(counting, x, y, 0.1, queries=50)
+    attacks.square_attack(counting, x, y, 0.1, steps=50)
     assert sum(rows_seen) - 1 <= 50 * len(x)  # minus the one-row shape probe
 
 
 def test_robust_accuracy_finds_query_attacks_by_name(trained):
     model, x, y = trained
-    assert 0.0 <= attacks.robust_accuracy(model, x, y, "square", eps=0.1, queries=50) <= 1.0
+    assert 0.0 <= attacks.robust_accuracy(model, x, y, "square_attack", eps=0.1, steps=50) <= 1.0
     assert 0.0 <= attacks.robust_accuracy(model, x, y, "spsa", eps=0.1, steps=3, samples=4) <= 1.0
 
 
 @pytest.mark.parametrize(
     ("call", "argument"),
     [
-        (lambda m, x, y: attacks.square_attack(m, x, y, 0.1, queries=0), "queries"),
+        (lambda m, x, y: attacks.square_attack(m, x, y, 0.1, steps=0), "steps"),
         (lambda m, x, y: attacks.square_attack(m, x, y, 0.1, p_init=0.0), "p_init"),
         (lambda m, x, y: attacks.square_attack(m, x, y, 0.1, p_init=1.5), "p_init"),
         (lambda m, x, y: attacks.spsa(m, x, y, 0.1, steps=0), "steps"),

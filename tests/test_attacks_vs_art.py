@@ -98,7 +98,7 @@ def test_deepfool_at_least_as_strong(setting: dict) -> None:
     model, x, xn = setting["model"], setting["x"], setting["xn"]
     with torch.no_grad():
         predicted = model(x).argmax(1)
-    ours = attacks.deepfool(model, x, overshoot=0.02, max_iter=50)
+    ours = attacks.deepfool(model, x, overshoot=0.02, steps=50)
     theirs = DeepFool(setting["art"], epsilon=0.02, max_iter=50, batch_size=N_POINTS, verbose=False).generate(xn)
     ok_ours, ok_art = _fooled(model, ours, predicted), _fooled(model, theirs, predicted)
     assert ok_ours.mean() >= ok_art.mean()

@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+from dataclasses import replace
 
 import pytest
 import torch
 from torch import nn
 
 from gdsec import data, masking, models, train
-from gdsec.attacks import apgd, pgd
-from gdsec.attacks.evaluate import ENSEMBLE, evaluate, wilson_interval
+from gdsec.attacks import ENSEMBLE, Budget, Member, apgd, evaluate, pgd
 from gdsec.attacks.fab import fab, project_on_hyperplane
 
-FAST = {"steps": 10, "fab_steps": 10, "queries": 200, "eot_samples": 4, "check_rows": 40}
+FAST = Budget(steps=10, fab_steps=10, square_steps=200, draws=4, check_rows=40)
+LABELS = [m.label for m in ENSEMBLE]
 EPS = 0.1
 
 
@@ -26,7 +27,7 @@ def rows(digits):
 
 @pytest.fixture(scope="module")
 def honest(digits_mlp, rows):
-    return evaluate(digits_mlp, *rows, EPS, **FAST)
+    return evaluate(digits_mlp, *rows, EPS, budget=FAST)
 
 
 def _names(flags: tuple[str, ...]) -> set[str]:
@@ -47,7 +48,7 @@ def test_result_is_a_consistent_per_row_worst_case(honest, digits_mlp, rows) -> 
     assert e.n == 60 and e.robust.dtype == torch.bool and e.robust.shape == (60,)
     assert e.robust_accuracy == pytest.approx(e.robust.float().mean().item())
     assert 0.1 < e.robust_accuracy < e.clean_accuracy - 0.3  # an attack that works, on a model that is not robust
-    assert list(e.accuracy_after) == list(ENSEMBLE) and list(e.budgets) == list(ENSEMBLE)
+    assert list(e.accuracy_after) == LABELS and list(e.budgets) == LABELS
     after = list(e.accuracy_after.values())
     assert all(a >= b for a, b in zip(after, after[1:], strict=False)) and after[-1] == e.robust_accuracy
     assert e.ci95[0] < e.robust_accuracy < e.ci95[1]
@@ -60,23 +61,28 @@ def test_result_is_a_consistent_per_row_worst_case(honest, digits_mlp, rows) -> 
             assert predicted[i] != y[i]
     assert torch.equal(e.x_adv[e.robust], x[e.robust])
     assert (e.x_adv - x).abs().max() <= EPS + 1e-6 and e.x_adv.min() >= 0 and e.x_adv.max() <= 1
-    assert e.budgets["square"]["queries"] == 200 and e.budgets["apgd-t"] == {"steps": 10, "restarts": 1, "targets": 9}
+    assert e.budgets["square_attack"] == {"p_init": 0.8, "steps": 200}
+    assert e.budgets["apgd-t"] == {"norm": "inf", "targeted": True, "steps": 10, "restarts": 1, "targets": 9}
 
 
 def test_defaults_are_the_autoattack_budgets(digits_mlp, rows, monkeypatch) -> None:
     module = importlib.import_module("gdsec.attacks.evaluate")
 
     seen = {}
-    monkeypatch.setattr(module, "_attack", lambda name, m, x, y, eps, b, norm, seed: seen.setdefault(name, (b, x))[1])
-    e = evaluate(digits_mlp, *rows, EPS, check_rows=0)
-    assert seen["apgd-ce"][0] == {"steps": 100, "restarts": 1}
+
+    def stub(member, m, x, y, eps, norm, budget, seed):
+        return seen.setdefault(member.label, (member.budgeted(norm, budget), x))[1]
+
+    monkeypatch.setattr(module.Member, "run", stub)
+    e = evaluate(digits_mlp, *rows, EPS, budget=Budget(check_rows=0))
+    assert seen["apgd-ce"][0] == {"norm": "inf", "loss": "ce", "steps": 100, "restarts": 1}
     assert seen["apgd-t"][0]["steps"] == 100 and seen["fab-t"][0]["steps"] == 100
-    assert seen["square"][0] == {"queries": 5000, "p_init": 0.8}
+    assert seen["square_attack"][0] == {"p_init": 0.8, "steps": 5000}
     assert e.robust_accuracy == e.clean_accuracy  # the stubbed attacks changed nothing
 
 
 def test_worst_case_is_no_weaker_than_any_single_attack(honest, digits_mlp, rows) -> None:
-    singles = {a: evaluate(digits_mlp, *rows, EPS, attacks=(a,), **FAST) for a in ENSEMBLE}
+    singles = {a: evaluate(digits_mlp, *rows, EPS, attacks=(a,), budget=FAST) for a in LABELS}
     for name, single in singles.items():
         assert honest.robust_accuracy <= single.robust_accuracy, name
     assert not (honest.robust & ~singles["apgd-ce"].robust).any()  # APGD-CE runs first on the same rows
@@ -86,20 +92,20 @@ def test_worst_case_is_no_weaker_than_any_single_attack(honest, digits_mlp, rows
 def test_each_attack_only_sees_the_rows_still_robust(digits_mlp, rows, monkeypatch) -> None:
     module = importlib.import_module("gdsec.attacks.evaluate")
 
-    real, sizes = module._attack, []
+    real, sizes = module.Member.run, []
 
-    def spy(name, model, x, y, *args):
+    def spy(member, model, x, y, *args):
         sizes.append(len(x))
-        return real(name, model, x, y, *args)
+        return real(member, model, x, y, *args)
 
-    monkeypatch.setattr(module, "_attack", spy)
-    e = evaluate(digits_mlp, *rows, EPS, **{**FAST, "check_rows": 0})
+    monkeypatch.setattr(module.Member, "run", spy)
+    e = evaluate(digits_mlp, *rows, EPS, budget=replace(FAST, check_rows=0))
     left = [round(e.clean_accuracy * e.n)] + [round(a * e.n) for a in e.accuracy_after.values()]
     assert sizes == [n for n in left[:-1] if n > 0] and sizes[0] > sizes[1]
 
 
 def test_the_same_seed_gives_the_same_result(honest, digits_mlp, rows) -> None:
-    again = evaluate(digits_mlp, *rows, EPS, **FAST)
+    again = evaluate(digits_mlp, *rows, EPS, budget=FAST)
     assert torch.equal(again.x_adv, honest.x_adv) and again.broken_by == honest.broken_by
 
 
@@ -112,7 +118,7 @@ def test_inputs_mode_grads_and_global_rng_are_untouched(digits_cnn, rows) -> Non
         p.grad = torch.full_like(p, 0.5)
     x, y = rows[0][:20].clone(), rows[1][:20].clone()
     x0, y0, state = x.clone(), y.clone(), torch.get_rng_state()
-    evaluate(model, x, y, EPS, **FAST)
+    evaluate(model, x, y, EPS, budget=FAST)
     assert torch.equal(x, x0) and torch.equal(y, y0) and model.training
     assert torch.equal(torch.get_rng_state(), state)
     assert all(torch.equal(p.grad, torch.full_like(p, 0.5)) for p in model.parameters())
@@ -121,12 +127,11 @@ def test_inputs_mode_grads_and_global_rng_are_untouched(digits_cnn, rows) -> Non
 @pytest.mark.parametrize(
     ("kwargs", "named"),
     [
-        ({"eps": -0.1}, "eps"), ({"norm": "1"}, "norm"), ({"seed": -1}, "seed"), ({"steps": 0}, "steps"),
-        ({"fab_steps": 0}, "fab_steps"), ({"restarts": 0}, "restarts"), ({"queries": 0}, "queries"),
-        ({"p_init": 0.0}, "p_init"), ({"p_init": 1.5}, "p_init"), ({"eot_samples": 0}, "eot_samples"),
-        ({"check_rows": -1}, "check_rows"), ({"attacks": ()}, "attacks"), ({"attacks": "square"}, "attacks"),
-        ({"attacks": ("apgd-ce", "pgd")}, "attacks"), ({"attacks": ("square", "square")}, "attacks"),
-        ({"attacks": ("square",), "norm": "2"}, "square"), ({"n_iter": 100}, "n_iter"),
+        ({"eps": -0.1}, "eps"), ({"norm": "1"}, "norm"), ({"seed": -1}, "seed"), ({"budget": {"steps": 10}}, "budget"),
+        ({"steps": 10}, "steps"), ({"attacks": ()}, "attacks"), ({"attacks": "square_attack"}, "attacks"),
+        ({"attacks": ("apgd-ce", "pgd")}, "attacks"), ({"attacks": ("square_attack", "square_attack")}, "attacks"),
+        ({"attacks": ("square",)}, "attacks"), ({"attacks": ("square_attack",), "norm": "2"}, "square_attack"),
+        ({"attacks": (Member("apgd"), Member("apgd", {"loss": "dlr"}))}, "distinct"), ({"n_iter": 100}, "n_iter"),
     ],
 )
 def test_bad_settings_raise_naming_them(kwargs: dict, named: str, digits_mlp, rows) -> None:
@@ -152,14 +157,14 @@ def test_bad_inputs_raise_naming_them(digits_mlp, rows) -> None:
 
 def test_no_flags_on_honest_models(honest, digits_cnn, rows, blobs_mlp) -> None:
     assert honest.flags == ()
-    assert evaluate(digits_cnn, rows[0][:30], rows[1][:30], EPS, **FAST).flags == ()
+    assert evaluate(digits_cnn, rows[0][:30], rows[1][:30], EPS, budget=FAST).flags == ()
     model, x, y = blobs_mlp
-    assert evaluate(model, x, y, 0.05, **FAST).flags == ()
+    assert evaluate(model, x, y, 0.05, budget=FAST).flags == ()
 
 
 def test_a_logit_scaled_copy_is_flagged_and_still_broken(honest, digits_mlp, rows) -> None:
     scaled = masking.defend(digits_mlp, "temperature", temperature=1e4)
-    e = evaluate(scaled, *rows, EPS, **FAST)
+    e = evaluate(scaled, *rows, EPS, budget=FAST)
     assert "zero-gradient" in _names(e.flags)
     assert "non-monotone" not in _names(e.flags), "CE fails at eps and 2 eps alike: that is the zero-gradient flag's"
     assert e.accuracy_after["apgd-ce"] > e.clean_accuracy - 0.1  # cross-entropy sees no gradient ...
@@ -170,46 +175,46 @@ def test_accuracy_that_rises_with_eps_is_flagged(digits_mlp, rows) -> None:
     x, y = rows
     # honest gradients within 0.2 of the test digits, saturated (none) farther out: a bigger ball hides more
     trap = masking.defences.FarSaturation(digits_mlp, x, radius=0.2)
-    assert "non-monotone" in _names(evaluate(trap, x, y, 0.15, **FAST).flags)
-    assert "non-monotone" not in _names(evaluate(digits_mlp, x, y, 0.15, **FAST).flags)
+    assert "non-monotone" in _names(evaluate(trap, x, y, 0.15, budget=FAST).flags)
+    assert "non-monotone" not in _names(evaluate(digits_mlp, x, y, 0.15, budget=FAST).flags)
 
 
 def test_a_randomised_model_is_flagged_and_evaluated_with_eot(digits_mlp, rows) -> None:
     def noisy() -> nn.Module:  # a fresh copy: RandomQuantize draws from its own seeded generator
         return nn.Sequential(masking.RandomQuantize(levels=16, noise=0.05, seed=0), digits_mlp)
 
-    first = evaluate(noisy(), *rows, EPS, **FAST)
+    first = evaluate(noisy(), *rows, EPS, budget=FAST)
     assert "randomised" in _names(first.flags) and "EOT" in first.flags[0]
-    again = evaluate(noisy(), *rows, EPS, **FAST)
+    again = evaluate(noisy(), *rows, EPS, budget=FAST)
     assert torch.equal(first.robust, again.robust) and torch.equal(first.x_adv, again.x_adv)
 
     class GlobalNoise(nn.Module):  # a model that draws from torch's global generator
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return digits_mlp((x + 0.05 * torch.rand_like(x)).clamp(0, 1))
 
-    runs = [evaluate(GlobalNoise(), *rows, EPS, **FAST) for _ in range(2)]
+    runs = [evaluate(GlobalNoise(), *rows, EPS, budget=FAST) for _ in range(2)]
     assert "randomised" in _names(runs[0].flags) and torch.equal(runs[0].x_adv, runs[1].x_adv)
-    assert "randomised" not in _names(evaluate(digits_mlp, *rows, EPS, **FAST).flags)
+    assert "randomised" not in _names(evaluate(digits_mlp, *rows, EPS, budget=FAST).flags)
 
 
 def test_zero_gradients_and_square_beating_white_box_are_flagged(digits_mlp, rows) -> None:
     quantised = masking.defend(digits_mlp, "quantize", levels=3)
-    e = evaluate(quantised, *rows, EPS, **{**FAST, "queries": 1000})
+    e = evaluate(quantised, *rows, EPS, budget=replace(FAST, square_steps=1000))
     assert {"zero-gradient", "square-beats-white-box"} <= _names(e.flags)
-    assert e.accuracy_after["square"] < e.accuracy_after["fab-t"] - 0.05
+    assert e.accuracy_after["square_attack"] < e.accuracy_after["fab-t"] - 0.05
 
 
 def test_square_must_break_more_than_a_fifth_of_a_percent_and_more_than_one_row() -> None:
     flags = importlib.import_module("gdsec.attacks.evaluate")._sequence_flags
-    assert flags({"apgd-t": 0.5, "square": 0.5 - 1 / 450}, 450) == []  # one row: 0.22 %, not enough
-    assert len(flags({"apgd-t": 0.5, "square": 0.5 - 2 / 450}, 450)) == 1
-    assert flags({"apgd-t": 0.5, "square": 0.5 - 20 / 10_000}, 10_000) == []  # 0.2 % exactly
-    assert len(flags({"apgd-t": 0.5, "square": 0.5 - 21 / 10_000}, 10_000)) == 1
-    assert flags({"square": 0.3, "apgd-t": 0.2}, 450) == []  # Square first: nothing to beat
+    assert flags({"apgd-t": 0.5, "square_attack": 0.5 - 1 / 450}, 450) == []  # one row: 0.22 %, not enough
+    assert len(flags({"apgd-t": 0.5, "square_attack": 0.5 - 2 / 450}, 450)) == 1
+    assert flags({"apgd-t": 0.5, "square_attack": 0.5 - 20 / 10_000}, 10_000) == []  # 0.2 % exactly
+    assert len(flags({"apgd-t": 0.5, "square_attack": 0.5 - 21 / 10_000}, 10_000)) == 1
+    assert flags({"square_attack": 0.3, "apgd-t": 0.2}, 450) == []  # Square first: nothing to beat
 
 
 def test_probability_outputs_are_flagged(digits_mlp, rows) -> None:
-    e = evaluate(nn.Sequential(digits_mlp, nn.Softmax(dim=1)), *rows, EPS, **FAST)
+    e = evaluate(nn.Sequential(digits_mlp, nn.Softmax(dim=1)), *rows, EPS, budget=FAST)
     assert "probabilities" in _names(e.flags)
 
 
@@ -218,7 +223,7 @@ def test_probability_outputs_are_flagged(digits_mlp, rows) -> None:
 
 def test_tabular_inputs(blobs_mlp) -> None:
     model, x, y = blobs_mlp
-    e = evaluate(model, x, y, 0.1, **FAST)
+    e = evaluate(model, x, y, 0.1, budget=FAST)
     assert e.x_adv.shape == x.shape and e.robust_accuracy < e.clean_accuracy
 
 
@@ -227,11 +232,11 @@ def test_two_classes_and_l2(digits) -> None:
     model = models.mlp(64, 2, hidden=16, seed=0)
     train.train(model, split.x_train, split.y_train, optimizer="adam", lr=1e-2, epochs=20, progress=False)
     x, y = split.x_test[:60], split.y_test[:60]
-    e = evaluate(model, x, y, 0.15, **FAST)
+    e = evaluate(model, x, y, 0.15, budget=FAST)
     assert e.flags == () and e.robust_accuracy < e.clean_accuracy - 0.2
     assert e.budgets["apgd-t"]["targets"] == 1 and e.budgets["fab-t"]["targets"] == 1
     assert e.robust_accuracy <= _accuracy(model, pgd(model, x, y, 0.15, steps=20), y) + 1e-6
-    l2 = evaluate(model, x, y, 1.0, norm="2", **FAST)
+    l2 = evaluate(model, x, y, 1.0, norm="2", budget=FAST)
     assert list(l2.accuracy_after) == ["apgd-ce", "apgd-t", "fab-t"] and l2.robust_accuracy < l2.clean_accuracy
     assert ((l2.x_adv - x).flatten(1).norm(dim=1) <= 1.0 + 1e-5).all()
 
@@ -239,11 +244,28 @@ def test_two_classes_and_l2(digits) -> None:
 # ------------------------------------------------------------------ FAB and its projections
 
 
-def test_wilson_interval_matches_known_values() -> None:
-    assert wilson_interval(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
-    assert wilson_interval(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
-    with pytest.raises(ValueError, match="successes"):
-        wilson_interval(11, 10)
+@pytest.mark.parametrize(
+    ("build", "named"),
+    [
+        (lambda: Budget(steps=0), "steps"), (lambda: Budget(fab_steps=0), "fab_steps"),
+        (lambda: Budget(restarts=0), "restarts"), (lambda: Budget(square_steps=0), "square_steps"),
+        (lambda: Budget(draws=0), "draws"), (lambda: Budget(noise_points=0), "noise_points"),
+        (lambda: Budget(check_rows=-1), "check_rows"), (lambda: Budget(steps=2.5), "steps"),
+        (lambda: Member("pgdd"), "attack"), (lambda: Member("deepfool"), "attack"),
+        (lambda: Member("apgd", {"queries": 3}), "queries"),
+    ],
+)
+def test_budget_and_members_are_checked_when_built(build, named: str) -> None:
+    with pytest.raises(ValueError, match=named):
+        build()
+
+
+def test_a_member_is_a_registry_entry_with_settings() -> None:
+    assert [m.attack for m in ENSEMBLE] == ["apgd", "apgd", "fab", "square_attack"]
+    assert LABELS == ["apgd-ce", "apgd-t", "fab-t", "square_attack"]
+    stated = Budget(steps=7, fab_steps=3, square_steps=11, restarts=2)
+    assert ENSEMBLE[2].budgeted("2", stated) == {"norm": "2", "targeted": True, "steps": 3, "restarts": 2}
+    assert ENSEMBLE[3].budgeted("inf", stated) == {"p_init": 0.8, "steps": 11}
 
 
 @pytest.mark.parametrize("norm", ["inf", "2"])

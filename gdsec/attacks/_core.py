@@ -25,17 +25,18 @@ from torch import nn
 
 from gdsec.models import eval_mode
 from gdsec.validation import (
-    check_choice,
     check_int,
     check_keywords,
     check_labels,
     check_model,
+    check_norm,
     check_number,
     check_unit_tensor,
 )
 
-NORMS = ("inf", "2")
 TINY = 1e-12
+#: Targeted attacks (APGD-T, FAB-T) try the top-9 other classes by clean logits, as AutoAttack does.
+TOP_TARGETS = 9
 
 #: A setting checker: ``(name, value) -> checked value`` or ``ValueError`` naming ``name``.
 Checker = Callable[[str, Any], Any]
@@ -76,13 +77,6 @@ def flag(name: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"{name} must be True or False, got {value!r}")
     return value
-
-
-def check_norm(name: str, norm: object) -> str:
-    """Map ``norm`` ("inf", "2", math.inf or 2) to "inf" or "2". Used in chapter 5."""
-    if isinstance(norm, int | float) and not isinstance(norm, bool):
-        norm = "inf" if norm == math.inf else "2" if norm == 2 else str(norm)
-    return check_choice(name, norm, NORMS)
 
 
 # --------------------------------------------------------------------------- the contract

@@ -21,8 +21,8 @@ from torch import nn
 
 from gdsec.attacks._core import (
     TINY,
+    TOP_TARGETS,
     attack_contract,
-    check_norm,
     checked_logits,
     flag,
     per_row,
@@ -32,11 +32,10 @@ from gdsec.attacks._core import (
     seed_value,
 )
 from gdsec.streams import random_stream
-from gdsec.validation import check_number
+from gdsec.validation import check_norm, check_number
 
 __all__ = ["fab", "project_on_hyperplane"]
 
-_TARGETS = 9
 _BISECTIONS = 40
 
 
@@ -188,7 +187,7 @@ def fab(
         clean = checked_logits(model, x)
     best, best_norm = x.clone(), torch.where(clean.argmax(1) == y, float("inf"), 0.0).to(x.dtype)
     ranked = clean.argsort(dim=1, descending=True)
-    rounds = [ranked[:, r] for r in range(1, min(_TARGETS, clean.shape[1] - 1) + 1)] if targeted else [None]
+    rounds = [ranked[:, r] for r in range(1, min(TOP_TARGETS, clean.shape[1] - 1) + 1)] if targeted else [None]
     for target in rounds:
         for restart in range(restarts):
             rows = (best_norm > eps).nonzero().squeeze(1)

@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 from gdsec.attacks._core import (
+    TOP_TARGETS,
     Objective,
     attack_contract,
-    check_norm,
     checked_logits,
     cross_entropy,
     dlr_loss,
@@ -36,12 +36,11 @@ from gdsec.attacks._core import (
     random_start as random_point,  # pgd's flag random_start shadows the name
 )
 from gdsec.streams import random_stream
-from gdsec.validation import check_choice
+from gdsec.validation import check_choice, check_norm
 
 APGD_LOSSES = ("ce", "dlr")
 _MOMENTUM = 0.75
 _RHO = 0.75
-_TARGETS = 9
 
 
 @attack_contract(bounded=True)
@@ -193,7 +192,7 @@ def apgd(
     best, best_margin = x.clone(), margin(clean, y)
     if targeted:
         ranked = clean.argsort(dim=1, descending=True)
-        rounds = [ranked[:, rank] for rank in range(1, min(_TARGETS, clean.shape[1] - 1) + 1)]
+        rounds = [ranked[:, rank] for rank in range(1, min(TOP_TARGETS, clean.shape[1] - 1) + 1)]
     else:
         rounds = [None]
     for target in rounds:

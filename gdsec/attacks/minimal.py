@@ -143,9 +143,9 @@ def _record_success(
     best_size[rows[better]] = size[better].detach()
 
 
-@attack_contract(bounded=False, overshoot=non_negative, max_iter=positive_int)
+@attack_contract(bounded=False, overshoot=non_negative, steps=positive_int)
 def deepfool(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *, overshoot: float = 0.02, max_iter: int = 50
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *, overshoot: float = 0.02, steps: int = 50
 ) -> torch.Tensor:
     """DeepFool: step to the nearest linearised decision boundary until the label changes.
 
@@ -154,7 +154,7 @@ def deepfool(
     At each iteration and for each row still predicted as its label ``k0``, the class ``k``
     minimising ``|z_k - z_k0| / ||grad(z_k - z_k0)||`` is chosen and the row moves onto that
     linearised boundary; the total perturbation is scaled by ``1 + overshoot``. Rows that do not
-    change label within ``max_iter`` iterations keep their last iterate.
+    change label within ``steps`` iterations keep their last iterate.
     Taught in chapter 5.
     """
     with torch.no_grad():
@@ -163,7 +163,7 @@ def deepfool(
     r_total = torch.zeros_like(x)
     x_adv = x.clone()
     active = predicted == label
-    for _ in range(max_iter):
+    for _ in range(steps):
         index = active.nonzero().squeeze(1)
         if index.numel() == 0:
             break

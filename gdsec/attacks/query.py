@@ -42,9 +42,9 @@ def _as_images(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(x.shape[0], -1, x.shape[-2], x.shape[-1])
 
 
-def _square_fraction(i: int, queries: int, p_init: float) -> float:
-    """The paper's schedule for the square's share of the image, rescaled to ``queries`` iterations."""
-    step = int(i / queries * 10000)
+def _square_fraction(i: int, steps: int, p_init: float) -> float:
+    """The paper's schedule for the square's share of the image, rescaled to ``steps`` iterations."""
+    step = int(i / steps * 10000)
     halvings = sum(step > b for b in (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000))
     return p_init / 2**halvings
 
@@ -54,7 +54,7 @@ def _fraction(name: str, value: object) -> float:
     return check_number(name, value, low=0.0, high=1.0, low_open=True)
 
 
-@attack_contract(bounded=True, queries=positive_int, p_init=_fraction, seed=seed_value)
+@attack_contract(bounded=True, steps=positive_int, p_init=_fraction, seed=seed_value)
 @torch.no_grad()
 def square_attack(
     model: nn.Module,
@@ -62,13 +62,13 @@ def square_attack(
     y: torch.Tensor,
     eps: float,
     *,
-    queries: int = 1000,
+    steps: int = 1000,
     p_init: float = 0.3,
     seed: int = 0,
 ) -> torch.Tensor:
     """L-infinity Square Attack: random square updates of +/- ``eps``, kept when the margin drops.
 
-    Uses at most ``queries`` forward passes per row (one for the start, one per iteration; rows
+    Runs ``steps`` iterations of one query (forward pass) per row each, the first the start (rows
     that are already misclassified stop querying). Works on any input shape.
     Taught in chapters 5 and 8.
     """
@@ -80,11 +80,11 @@ def square_attack(
     best_margin = margin(checked_logits(model, best.reshape(x.shape)), y)
     rows_h = torch.arange(height).reshape(1, 1, height, 1)
     cols_w = torch.arange(width).reshape(1, 1, 1, width)
-    for i in range(queries - 1):
+    for i in range(steps - 1):
         active = (best_margin > 0).nonzero().squeeze(1)
         if len(active) == 0:
             break
-        side = max(1, round(math.sqrt(_square_fraction(i, queries, p_init) * height * width)))
+        side = max(1, round(math.sqrt(_square_fraction(i, steps, p_init) * height * width)))
         side_h, side_w = min(side, height), min(side, width)
         top = torch.randint(0, height - side_h + 1, (len(active), 1, 1, 1), generator=generator)
         left = torch.randint(0, width - side_w + 1, (len(active), 1, 1, 1), generator=generator)

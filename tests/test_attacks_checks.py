@@ -1,0 +1,85 @@
+"""gdsec.attacks.checks: one owner for each robustness check and adaptive-attack block."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from gdsec import masking
+from gdsec.attacks import (
+    MeanOfDraws,
+    StraightThrough,
+    is_randomised,
+    looks_like_probabilities,
+    straight_through,
+    zero_gradient_rows,
+)
+from gdsec.models import mlp
+from gdsec.streams import seeded_global_rng
+
+
+class LogitNoise(nn.Module):
+    """An MLP whose logits get Gaussian noise of standard deviation ``scale`` (torch's global generator)."""
+
+    def __init__(self, scale: float) -> None:
+        super().__init__()
+        self.net, self.scale = mlp(n_features=4, n_classes=3, seed=0), scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.net(x)
+        return out + self.scale * torch.randn_like(out)
+
+
+def _x() -> torch.Tensor:
+    return torch.linspace(0, 1, 40).reshape(10, 4)
+
+
+def test_tiny_logit_noise_is_randomised_and_a_deterministic_model_is_not() -> None:
+    with seeded_global_rng(0, "tests.attacks_checks"):
+        assert is_randomised(LogitNoise(1e-6), _x())
+        assert not is_randomised(LogitNoise(0.0), _x())
+        assert not is_randomised(LogitNoise(1e-6), _x(), tol=1e-3), "a tolerance above the noise says deterministic"
+
+
+def test_dropout_left_in_training_mode_is_randomised_in_that_mode() -> None:
+    with seeded_global_rng(0, "tests.attacks_checks"):
+        model = nn.Sequential(nn.Linear(4, 32), nn.Dropout(0.5), nn.Linear(32, 3)).train()
+    with seeded_global_rng(1, "tests.attacks_checks"):
+        assert is_randomised(model, _x())
+    assert model.training, "the check does not switch the model's mode"
+    assert not is_randomised(model.eval(), _x())
+
+
+def test_zero_gradient_rows_and_probabilities() -> None:
+    net = mlp(n_features=4, n_classes=3, seed=0)
+    x, y = _x(), torch.arange(10) % 3
+    assert not zero_gradient_rows(net, x, y).any()
+    quantized = nn.Sequential(masking.Quantize(levels=4), net)
+    assert zero_gradient_rows(quantized, x, y).all()
+    assert zero_gradient_rows(net, x, y, atol=1e9).all()
+    assert looks_like_probabilities(nn.Sequential(net, nn.Softmax(dim=1)), x)
+    assert not looks_like_probabilities(net, x)
+    with pytest.raises(ValueError, match="atol"):
+        zero_gradient_rows(net, x, y, atol=-1.0)
+    with pytest.raises(ValueError, match="tol"):
+        is_randomised(net, x, tol=-1.0)
+
+
+def test_mean_of_draws_averages_and_straight_through_passes_the_gradient() -> None:
+    with seeded_global_rng(0, "tests.attacks_checks"):
+        mean = MeanOfDraws(LogitNoise(1.0), 400)(_x())
+    assert (mean - LogitNoise(0.0)(_x())).abs().max() < 0.3
+    with pytest.raises(ValueError, match="draws"):
+        MeanOfDraws(LogitNoise(1.0), 0)
+    x = torch.rand(5, 3, requires_grad=True)
+    out = StraightThrough(masking.Quantize(levels=2))(x)
+    (grad,) = torch.autograd.grad(out.sum(), x)
+    assert torch.equal(out, masking.Quantize(levels=2)(x)) and torch.equal(grad, torch.ones_like(x))
+    model = nn.Sequential(masking.Quantize(levels=2), nn.Linear(3, 2))
+    stand_in = straight_through(model, [0])
+    assert isinstance(stand_in[0], StraightThrough) and stand_in[1] is model[1]
+    with pytest.raises(ValueError, match="layers"):
+        straight_through(model, [2])
+    with pytest.raises(ValueError, match="Sequential"):
+        straight_through(nn.Linear(3, 2), [0])  # type: ignore[arg-type]
