@@ -35,6 +35,16 @@ def test_byzantine_attack_directions() -> None:
     assert torch.all(alie < centre) and torch.all(alie > centre - 3 * spread)
 
 
+def test_alie_spread_is_the_population_std_over_the_honest_workers() -> None:
+    """ALIE sends mean - z * std per coordinate, std over the honest workers with ddof=0 (Baruch et al., 2019).
+
+    By hand: a coordinate the four honest workers report as 0, 0, 3, 3 has mean 1.5 and population std
+    1.5 (the sample std would be sqrt(3) = 1.73); a coordinate they agree on (2, 2, 2, 2) has std 0.
+    """
+    honest = torch.tensor([[0.0, 2.0], [0.0, 2.0], [3.0, 2.0], [3.0, 2.0]])
+    assert torch.equal(craft(honest, f=2, attack="alie", scale=2.0), torch.tensor([[-1.5, 2.0], [-1.5, 2.0]]))
+
+
 def test_alie_z_matches_paper_formula() -> None:
     # n = 50, f = 12: s = 50 // 2 + 1 - 12 = 14, z = Phi^-1((50 - 14) / 50) = Phi^-1(0.72)
     assert ag.alie_z(50, 12) == pytest.approx(0.5828, abs=1e-3)

@@ -114,12 +114,49 @@ def test_no_lazy_gdsec_imports():
     assert not lazy, "\n".join(lazy)
 
 
+#: Imports each module named on the command line as if it were the first ``gdsec`` import of a fresh
+#: interpreter: every ``gdsec*`` entry is purged from ``sys.modules`` first (third-party packages such
+#: as torch stay loaded, so it stays fast), so a module that uses another without importing it fails.
+IMPORT_ALONE = """
+import importlib, sys, traceback
+import torch, numpy, matplotlib.pyplot
+failed = []
+for name in sys.argv[1:]:
+    for loaded in [m for m in sys.modules if m == "gdsec" or m.startswith("gdsec.")]:
+        del sys.modules[loaded]
+    try:
+        importlib.import_module(name)
+    except Exception:
+        failed.append(name + ":\\n" + traceback.format_exc(limit=-3))
+print("\\n".join(failed), file=sys.stderr)
+sys.exit(1 if failed else 0)
+"""
+
+
+def _import_alone(names: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", IMPORT_ALONE, *names], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+
+
 def test_every_module_imports_on_its_own():
-    code = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\n"
-    # one fresh interpreter per group keeps it fast; the order is reversed so packages import before leaves
-    names = sorted(MODULES, reverse=True)
-    done = subprocess.run([sys.executable, "-c", code, *names], cwd=ROOT, capture_output=True, text=True, check=False)
+    done = _import_alone(sorted(MODULES))
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_import_alone_catches_a_module_that_relies_on_another_being_imported(tmp_path):
+    package = tmp_path / "gdsec"
+    (package / "inner").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "inner" / "__init__.py").write_text("VALUE = 1\n")
+    (package / "leaf.py").write_text("import gdsec\nVALUE = gdsec.inner.VALUE\n")  # never imports gdsec.inner
+    script = f"import sys; sys.path.insert(0, {str(tmp_path)!r})\n" + IMPORT_ALONE
+    together = subprocess.run([sys.executable, "-c", script.replace("del sys.modules[loaded]", "pass"),
+                               "gdsec.inner", "gdsec.leaf"], cwd=tmp_path, capture_output=True, text=True)
+    alone = subprocess.run([sys.executable, "-c", script, "gdsec.inner", "gdsec.leaf"], cwd=tmp_path,
+                           capture_output=True, text=True)
+    assert together.returncode == 0, "without the purge the order masks the missing import"
+    assert alone.returncode == 1 and "gdsec.leaf" in alone.stderr, alone.stderr
 
 
 def test_no_module_level_caches_or_global_state():
@@ -179,3 +216,46 @@ def test_package_docstring_lists_every_module():
     present = {info.name for info in pkgutil.iter_modules([str(PACKAGE)]) if not info.name.startswith("_")}
     assert present <= listed, f"gdsec/__init__.py does not list: {sorted(present - listed)}"
     assert listed <= present, f"gdsec/__init__.py lists modules that do not exist: {sorted(listed - present)}"
+
+
+def _defined_names(path: Path) -> dict[str, int]:
+    """Public names a module DEFINES at top level (def, class, assignment), with their line.
+
+    Imports are not definitions, so a package ``__init__`` that re-exports a submodule's object is
+    fine; so is an ``__init__`` assignment of an imported object (``X = submodule.X``).
+    """
+    names: dict[str, int] = {}
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            targets = [node.name]
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            if path.name == "__init__.py" and isinstance(node.value, ast.Name | ast.Attribute):
+                continue
+            nodes = node.targets if isinstance(node, ast.Assign) else [node.target]
+            targets = [n.id for t in nodes for n in ast.walk(t) if isinstance(n, ast.Name)]
+        else:
+            continue
+        names.update({name: node.lineno for name in targets if not name.startswith("_")})
+    return names
+
+
+def duplicate_public_names(paths: list[Path], root: Path = ROOT) -> dict[str, list[str]]:
+    """Public name -> the places (path:line) that define it, for names more than one module defines."""
+    places: dict[str, list[str]] = {}
+    for path in paths:
+        for name, line in _defined_names(path).items():
+            places.setdefault(name, []).append(f"{path.relative_to(root)}:{line}")
+    return {name: where for name, where in sorted(places.items()) if len(where) > 1}
+
+
+def test_duplicate_finder_ignores_reexports(tmp_path):
+    (tmp_path / "a.py").write_text("def wilson(): ...\nclass Recipe: ...\nLIMIT = 3\n_private = 1\n")
+    (tmp_path / "b.py").write_text("from a import wilson\nRecipe = 2\n_private = 2\n")
+    (tmp_path / "__init__.py").write_text("from a import LIMIT\nimport a\nwilson = a.wilson\n")
+    found = duplicate_public_names(sorted(tmp_path.glob("*.py")), tmp_path)
+    assert found == {"Recipe": ["a.py:2", "b.py:2"]}
+
+
+def test_no_two_modules_define_the_same_public_name():
+    duplicates = duplicate_public_names(SOURCES)
+    assert not duplicates, "one name, one owner:\n" + "\n".join(f"{n}: {', '.join(w)}" for n, w in duplicates.items())

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -125,6 +127,64 @@ def test_ruff_is_clean():
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+#: Imports the third-party modules ``gdsec`` uses (named on the command line: their own import-time
+#: effects are not ours), then ``gdsec`` and every module in it, and prints what the gdsec imports
+#: changed in the import machinery, the environment, the warning filters and the working directory.
+SIDE_EFFECTS = """
+import importlib, os, pkgutil, sys, warnings
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+def state():
+    return {"sys.path": list(sys.path), "sys.meta_path": list(sys.meta_path), "sys.path_hooks": list(sys.path_hooks),
+            "os.environ": dict(os.environ), "cwd": os.getcwd(), "warnings.filters": list(warnings.filters)}
+before = state()
+import gdsec
+import torch
+print(gdsec.__version__, torch.get_num_threads())
+for info in pkgutil.walk_packages(gdsec.__path__, "gdsec."):
+    importlib.import_module(info.name)
+after = state()
+for key in before:
+    if before[key] != after[key]:
+        print("changed", key, [x for x in after[key] if x not in before[key]], [x for x in before[key] if x not in after[key]])
+"""
+
+
+def _third_party_imports() -> list[str]:
+    """Every module outside gdsec and the standard library that a gdsec source file imports."""
+    names = set()
+    for path in (ROOT / "gdsec").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module)
+    return sorted(n for n in names if n.split(".")[0] not in sys.stdlib_module_names and n.split(".")[0] != "gdsec")
+
+
+def _side_effects(script: str = SIDE_EFFECTS, first: list[str] | None = None) -> list[str]:
+    env = {k: v for k, v in os.environ.items() if k != "GDSEC_TORCH_THREADS"}
+    first = _third_party_imports() if first is None else first
+    done = subprocess.run([sys.executable, "-c", script, *first], cwd=ROOT, env=env,
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.splitlines()
+
+
+def _version() -> str:
+    return re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
+
+
 def test_package_imports_without_side_effects_on_sys_path():
-    done = subprocess.run([sys.executable, "-c", "import gdsec; print(gdsec.__version__)"], capture_output=True, text=True, check=False)
-    assert done.returncode == 0 and done.stdout.strip()
+    version, *changes = _side_effects()
+    assert version.split() == [_version(), "1"], f"gdsec.__version__ and torch threads after import: {version}"
+    assert not changes, "importing gdsec and its modules changed:\n" + "\n".join(changes)
+
+
+def test_side_effect_check_sees_a_sys_path_insert():
+    # only the package itself (no walk over the modules) keeps this check cheap
+    mutated = SIDE_EFFECTS.replace("import gdsec\n", "import gdsec\nsys.path.insert(0, '/nowhere')\n", 1)
+    mutated = mutated.replace("pkgutil.walk_packages(gdsec.__path__", "pkgutil.walk_packages([]", 1)
+    assert mutated.count("/nowhere") == 1 and "walk_packages([]" in mutated
+    _, *changes = _side_effects(mutated, first=["torch"])
+    assert changes == ["changed sys.path ['/nowhere'] []"], changes
