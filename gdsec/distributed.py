@@ -77,38 +77,42 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _worker(
-    rank: int,
-    world: int,
-    port: int,
-    tensors: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
-    aggregators: tuple[str, ...],
-    f: int,
-    malicious_rank: int | None,
-    steps: int,
-    lr: float,
-    out_dir: str,
-    timeout_s: float,
-    seed: int,
-) -> None:
+@dataclass(frozen=True)
+class _Job:
+    """What every DDP process of one :func:`run_ddp` call shares (picklable for ``spawn``)."""
+
+    world: int
+    port: int
+    tensors: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+    aggregators: tuple[str, ...]
+    f: int
+    malicious_rank: int | None
+    steps: int
+    lr: float
+    out_dir: str
+    timeout_s: float
+    seed: int
+
+
+def _worker(rank: int, job: _Job) -> None:
     """One DDP process: for each aggregator, train logistic regression on its shard; write test accuracies."""
     torch.set_num_threads(1)
     os.environ["MASTER_ADDR"] = "127.0.0.1"
-    os.environ["MASTER_PORT"] = str(port)
+    os.environ["MASTER_PORT"] = str(job.port)
     dist.init_process_group(
-        "gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=timeout_s)
+        "gloo", rank=rank, world_size=job.world, timeout=datetime.timedelta(seconds=job.timeout_s)
     )
     try:
-        x_train, y_train, x_test, y_test = tensors
-        shard = torch.arange(rank, x_train.shape[0], world)
+        x_train, y_train, x_test, y_test = job.tensors
+        shard = torch.arange(rank, x_train.shape[0], job.world)
         results = []
-        for aggregator in aggregators:
-            model = DistributedDataParallel(logistic_regression(64, 10, seed=seed))
-            state = HookState(aggregator=aggregator, f=f, malicious=rank == malicious_rank)
+        for aggregator in job.aggregators:
+            model = DistributedDataParallel(logistic_regression(64, 10, seed=job.seed))
+            state = HookState(aggregator=aggregator, f=job.f, malicious=rank == job.malicious_rank)
             model.register_comm_hook(state, robust_hook)
-            optimizer = torch.optim.SGD(model.parameters(), lr=lr)
-            generator = random_stream(seed, f"distributed.worker{rank}")
-            for _ in range(steps):
+            optimizer = torch.optim.SGD(model.parameters(), lr=job.lr)
+            generator = random_stream(job.seed, f"distributed.worker{rank}")
+            for _ in range(job.steps):
                 index = shard[torch.randint(len(shard), (32,), generator=generator)]
                 optimizer.zero_grad(set_to_none=True)
                 loss = torch.nn.functional.cross_entropy(model(x_train[index]), y_train[index])
@@ -118,7 +122,7 @@ def _worker(
                 logits = model.module(x_test)
             finite = bool(torch.isfinite(logits).all())
             results.append((logits.argmax(1) == y_test).float().mean().item() if finite else 0.0)
-        Path(out_dir, f"rank{rank}.txt").write_text(" ".join(str(r) for r in results))
+        Path(job.out_dir, f"rank{rank}.txt").write_text(" ".join(str(r) for r in results))
     finally:
         dist.destroy_process_group()
 
@@ -139,7 +143,7 @@ def run_ddp(
     Returns, per aggregator, each rank's test accuracy (0 if the weights stopped being finite);
     ``"mean"`` reproduces plain DDP averaging. Processes still running after ``timeout`` seconds are
     terminated and a ``TimeoutError`` is raised. Every rank starts from the same weights (seeded by
-    ``seed``) and rank ``r`` draws its mini-batches with seed ``seed + r``.
+    ``seed``) and rank ``r`` draws its mini-batches from its own stream of ``seed``.
 
     Taught in chapter 4.
     """
@@ -160,9 +164,12 @@ def run_ddp(
     tensors = (split.x_train, split.y_train, split.x_test, split.y_test)
     context = mp.get_context("spawn")
     with tempfile.TemporaryDirectory() as out_dir:
-        args = (world_size, free_port(), tensors, tuple(aggregators), f, malicious_rank, steps, lr, out_dir, timeout,
-                seed)
-        processes = [context.Process(target=_worker, args=(rank, *args), daemon=True) for rank in range(world_size)]
+        job = _Job(world_size, free_port(), tensors, tuple(aggregators), f, malicious_rank, steps, lr,
+                   out_dir, timeout, seed)  # fmt: skip
+        processes = [
+            context.Process(target=_worker, args=(rank, job), daemon=True)
+            for rank in range(world_size)
+        ]
         for process in processes:
             process.start()
         deadline = time.monotonic() + timeout

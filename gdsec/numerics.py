@@ -61,14 +61,18 @@ def layer_gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> 
     check_labels("y", y, n=x.shape[0])
     weights = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     if not weights:
-        raise ValueError("model must have at least one weight matrix or kernel (a parameter with dim >= 2)")
+        raise ValueError(
+            "model must have at least one weight matrix or kernel (a parameter with dim >= 2)"
+        )
     with eval_mode(model):
         loss = nn.functional.cross_entropy(model(x), y)
         grads = torch.autograd.grad(loss, weights)
     return [g.norm().item() for g in grads]
 
 
-def row_gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, layer: int = 0) -> torch.Tensor:
+def row_gradient_norms(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, layer: int = 0
+) -> torch.Tensor:
     """L2 norm, for each row of ``x`` alone, of its cross-entropy gradient for weight matrix ``layer`` (0 = input).
 
     One vectorised backward pass per row (``torch.func.vmap``); the model's parameters, ``.grad`` and
@@ -83,7 +87,9 @@ def row_gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, la
     params = {n: p.detach() for n, p in model.named_parameters()}
     buffers = dict(model.named_buffers())
 
-    def row_loss(values: dict[str, torch.Tensor], row: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    def row_loss(
+        values: dict[str, torch.Tensor], row: torch.Tensor, label: torch.Tensor
+    ) -> torch.Tensor:
         logits = torch.func.functional_call(model, {**buffers, **values}, (row.unsqueeze(0),))
         return nn.functional.cross_entropy(logits, label.unsqueeze(0))
 
@@ -116,7 +122,11 @@ def unit_activity(model: nn.Module, x: torch.Tensor, *, saturation: float = 0.99
     for module in model.modules():
         for kind, cls in (("relu", nn.ReLU), ("sigmoid", nn.Sigmoid), ("tanh", nn.Tanh)):
             if isinstance(module, cls):
-                hooks.append(module.register_forward_hook(lambda _m, _i, out, k=kind: outputs.append((k, out))))
+                hooks.append(
+                    module.register_forward_hook(
+                        lambda _m, _i, out, k=kind: outputs.append((k, out))
+                    )
+                )
     try:
         with eval_mode(model), torch.no_grad():
             model(x)
@@ -133,7 +143,10 @@ def unit_activity(model: nn.Module, x: torch.Tensor, *, saturation: float = 0.99
             level = flat if kind == "tanh" else 2 * flat - 1  # map sigmoid's (0, 1) onto (-1, 1)
             saturated += int((level.abs() >= saturation).sum())
             total_bounded += flat.numel()
-    return Activity(dead / total_relu if total_relu else 0.0, saturated / total_bounded if total_bounded else 0.0)
+    return Activity(
+        dead / total_relu if total_relu else 0.0,
+        saturated / total_bounded if total_bounded else 0.0,
+    )
 
 
 def corrupt_rows(
@@ -172,7 +185,9 @@ def valid_rows(x: torch.Tensor, *, low: float = 0.0, high: float = 1.0) -> torch
     check_number("high", high, low=low, low_open=True)
     flat = x.reshape(x.shape[0], -1)
     finite = torch.isfinite(flat).all(dim=1)
-    inside = (torch.nan_to_num(flat, nan=low) >= low).all(dim=1) & (torch.nan_to_num(flat, nan=low) <= high).all(dim=1)
+    inside = (torch.nan_to_num(flat, nan=low) >= low).all(dim=1) & (
+        torch.nan_to_num(flat, nan=low) <= high
+    ).all(dim=1)
     return finite & inside
 
 

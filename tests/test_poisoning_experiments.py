@@ -20,7 +20,7 @@ def small(digits: data.Split) -> data.Split:
     return data.Split(digits.x_train[:400], digits.y_train[:400], digits.x_test[:150], digits.y_test[:150])
 
 
-FAST = experiments.Recipe(epochs=4)
+FAST = experiments.PoisoningRecipe(epochs=4)
 
 
 def test_measure_is_pure_and_repeatable(small: data.Split) -> None:
@@ -82,14 +82,14 @@ def test_accuracy_curve_continues_training(small: data.Split) -> None:
 
 
 def test_recipe_is_frozen_and_checked() -> None:
-    recipe = experiments.Recipe()
+    recipe = experiments.PoisoningRecipe()
     assert (recipe.hidden, recipe.lr, recipe.epochs, recipe.batch_size, recipe.target) == (32, 0.1, 15, 32, 0)
     with pytest.raises(dataclasses.FrozenInstanceError):
         recipe.lr = 1.0  # type: ignore[misc]
     with pytest.raises(ValueError, match="epochs"):
-        experiments.Recipe(epochs=0)
+        experiments.PoisoningRecipe(epochs=0)
     with pytest.raises(ValueError, match="lr"):
-        experiments.Recipe(lr=-1.0)
+        experiments.PoisoningRecipe(lr=-1.0)
 
 
 @pytest.mark.parametrize(

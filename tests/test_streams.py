@@ -86,7 +86,7 @@ class _Recorder(nn.Linear):
 def _noise_subset(seed: int) -> set[int]:
     x, y = _rows()
     model = _Recorder()
-    train.gradient_noise(model, x, y, batch_size=BATCH, samples=1, seed=seed)
+    train.gradient_noise(model, x, y, batch_size=BATCH, draws=1, seed=seed)
     return _index(next(batch for batch in model.inputs if len(batch) == BATCH))
 
 

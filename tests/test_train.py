@@ -194,9 +194,9 @@ def test_loss_gradient_leaves_grads_and_matches_backward(split):
 
 def test_gradient_noise_falls_with_batch_size(split):
     model = models.logistic_regression(seed=0)
-    small = train.gradient_noise(model, split.x_train, split.y_train, batch_size=2, samples=32)
-    large = train.gradient_noise(model, split.x_train, split.y_train, batch_size=200, samples=32)
-    full = train.gradient_noise(model, split.x_train, split.y_train, batch_size=len(split.x_train), samples=2)
+    small = train.gradient_noise(model, split.x_train, split.y_train, batch_size=2, draws=32)
+    large = train.gradient_noise(model, split.x_train, split.y_train, batch_size=200, draws=32)
+    full = train.gradient_noise(model, split.x_train, split.y_train, batch_size=len(split.x_train), draws=2)
     assert small > 20 * large and full < 1e-10
-    with pytest.raises(ValueError, match="samples"):
-        train.gradient_noise(model, split.x_train, split.y_train, batch_size=2, samples=0)
+    with pytest.raises(ValueError, match="draws"):
+        train.gradient_noise(model, split.x_train, split.y_train, batch_size=2, draws=0)

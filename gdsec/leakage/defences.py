@@ -15,7 +15,15 @@ from gdsec.leakage.gradients import check_inputs, client_gradients, trainable
 from gdsec.streams import random_stream, seeded_global_rng
 from gdsec.validation import check_choice, check_int, check_number, check_seed
 
-__all__ = ["PRUNE_SCOPES", "DPTraining", "add_gradient_noise", "dp_epsilon", "dp_gradients", "dp_train", "prune_gradients"]
+__all__ = [
+    "PRUNE_SCOPES",
+    "DPTraining",
+    "add_gradient_noise",
+    "dp_epsilon",
+    "dp_gradients",
+    "dp_train",
+    "prune_gradients",
+]
 
 #: Opacus warnings that are expected in a teaching setting and carry no information for the reader.
 _OPACUS_EXPECTED = (
@@ -25,21 +33,27 @@ _OPACUS_EXPECTED = (
 )
 
 
-def add_gradient_noise(grads: Sequence[torch.Tensor], sigma: float, *, seed: int = 0) -> list[torch.Tensor]:
+def add_gradient_noise(
+    grads: Sequence[torch.Tensor], sigma: float, *, seed: int = 0
+) -> list[torch.Tensor]:
     """A copy of ``grads`` with independent Gaussian noise of standard deviation ``sigma`` per entry.
 
     Taught in chapter 9.
     """
     check_number("sigma", sigma, low=0.0)
     generator = random_stream(seed, "leakage.gradient_noise")
-    return [g.detach() + sigma * torch.randn(g.shape, generator=generator, dtype=g.dtype) for g in grads]
+    return [
+        g.detach() + sigma * torch.randn(g.shape, generator=generator, dtype=g.dtype) for g in grads
+    ]
 
 
 #: How ``prune_gradients`` ranks entries: within each tensor, or across the whole gradient at once.
 PRUNE_SCOPES = ("tensor", "global")
 
 
-def prune_gradients(grads: Sequence[torch.Tensor], fraction: float, *, scope: str = "tensor") -> list[torch.Tensor]:
+def prune_gradients(
+    grads: Sequence[torch.Tensor], fraction: float, *, scope: str = "tensor"
+) -> list[torch.Tensor]:
     """A copy of ``grads`` with the ``fraction`` smallest-magnitude entries set to zero.
 
     ``scope="tensor"`` prunes that fraction of every tensor; ``scope="global"`` ranks all entries of
@@ -55,7 +69,10 @@ def prune_gradients(grads: Sequence[torch.Tensor], fraction: float, *, scope: st
         if k > 0:
             keep[torch.argsort(flat.abs())[:k]] = False
         masks = torch.split(keep, [g.numel() for g in grads])
-        return [torch.where(m.reshape(g.shape), g.detach(), 0.0) for g, m in zip(grads, masks, strict=True)]
+        return [
+            torch.where(m.reshape(g.shape), g.detach(), 0.0)
+            for g, m in zip(grads, masks, strict=True)
+        ]
     pruned = []
     for g in grads:
         k = int(round(fraction * g.numel()))
@@ -96,7 +113,9 @@ def dp_gradients(
     return [g / x.shape[0] for g in noisy]
 
 
-def dp_epsilon(noise_multiplier: float, *, sample_rate: float, steps: int, delta: float = 1e-5) -> float:
+def dp_epsilon(
+    noise_multiplier: float, *, sample_rate: float, steps: int, delta: float = 1e-5
+) -> float:
     """Opacus's RDP accountant: the epsilon of ``steps`` DP-SGD steps at this noise and sampling rate.
 
     ``sample_rate=1, steps=1`` is one unamplified release of a clipped, noised gradient (the
@@ -168,7 +187,8 @@ def dp_train(
 
     work = copy.deepcopy(model)
     loader = torch.utils.data.DataLoader(
-        torch.utils.data.TensorDataset(x, y), batch_size=batch_size,
+        torch.utils.data.TensorDataset(x, y),
+        batch_size=batch_size,
         generator=random_stream(seed, "leakage.dp_train.sampling"),
     )
     with warnings.catch_warnings():
@@ -176,8 +196,11 @@ def dp_train(
             warnings.filterwarnings("ignore", message=message, category=UserWarning)
         engine = PrivacyEngine(accountant="rdp")
         private, optimizer, private_loader = engine.make_private(
-            module=work, optimizer=torch.optim.Adam(work.parameters(), lr=lr), data_loader=loader,
-            noise_multiplier=sigma, max_grad_norm=clip,
+            module=work,
+            optimizer=torch.optim.Adam(work.parameters(), lr=lr),
+            data_loader=loader,
+            noise_multiplier=sigma,
+            max_grad_norm=clip,
             noise_generator=random_stream(seed, "leakage.dp_train.noise"),
         )
         private.train()

@@ -8,7 +8,7 @@ from torch import nn
 from gdsec.models import eval_mode
 from gdsec.validation import check_labels, check_model, check_unit_tensor
 
-__all__ = ["check_grads", "check_inputs", "client_gradients", "trainable"]
+__all__ = ["check_param_grads", "check_inputs", "client_gradients", "trainable"]
 
 
 def trainable(model: nn.Module) -> list[torch.Tensor]:
@@ -19,16 +19,20 @@ def trainable(model: nn.Module) -> list[torch.Tensor]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def check_grads(name: str, grads: object, model: nn.Module) -> list[torch.Tensor]:
+def check_param_grads(name: str, grads: object, model: nn.Module) -> list[torch.Tensor]:
     """Return ``grads`` as a list if it holds one finite tensor per trainable parameter of ``model``.
 
     Used in chapter 9.
     """
     params = trainable(model)
     if not isinstance(grads, list | tuple) or not all(isinstance(g, torch.Tensor) for g in grads):
-        raise ValueError(f"{name} must be a list of tensors, one per trainable parameter of the model")
+        raise ValueError(
+            f"{name} must be a list of tensors, one per trainable parameter of the model"
+        )
     if len(grads) != len(params):
-        raise ValueError(f"{name} must hold {len(params)} tensors (one per trainable parameter), got {len(grads)}")
+        raise ValueError(
+            f"{name} must hold {len(params)} tensors (one per trainable parameter), got {len(grads)}"
+        )
     for i, (g, p) in enumerate(zip(grads, params, strict=True)):
         if g.shape != p.shape:
             raise ValueError(f"{name}[{i}] must have shape {tuple(p.shape)}, got {tuple(g.shape)}")

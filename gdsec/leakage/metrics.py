@@ -31,11 +31,17 @@ def _check_pair(x_rec: object, x: object, *, images: bool) -> tuple[torch.Tensor
         if not torch.isfinite(value).all():
             raise ValueError(f"{name} must be finite (no NaN or inf)")
         if images and value.dim() not in (3, 4):
-            raise ValueError(f"{name} must be a batch of images (N, H, W) or (N, C, H, W), got shape {tuple(value.shape)}")
+            raise ValueError(
+                f"{name} must be a batch of images (N, H, W) or (N, C, H, W), got shape {tuple(value.shape)}"
+            )
         if value.dim() < 2 or value.shape[0] == 0:
-            raise ValueError(f"{name} must be a non-empty batch (N, ...), got shape {tuple(value.shape)}")
+            raise ValueError(
+                f"{name} must be a non-empty batch (N, ...), got shape {tuple(value.shape)}"
+            )
     if x_rec.shape != x.shape:  # type: ignore[union-attr]
-        raise ValueError(f"x_rec must have the shape of x {tuple(x.shape)}, got {tuple(x_rec.shape)}")  # type: ignore[union-attr]
+        raise ValueError(
+            f"x_rec must have the shape of x {tuple(x.shape)}, got {tuple(x_rec.shape)}"
+        )  # type: ignore[union-attr]
     return x_rec.detach().double(), x.detach().double()  # type: ignore[union-attr]
 
 
@@ -51,7 +57,9 @@ def psnr(x_rec: torch.Tensor, x: torch.Tensor, *, data_range: float = 1.0) -> to
     return 10 * torch.log10(peak**2 / mse)
 
 
-def ssim(x_rec: torch.Tensor, x: torch.Tensor, *, window: int = 7, data_range: float = 1.0) -> torch.Tensor:
+def ssim(
+    x_rec: torch.Tensor, x: torch.Tensor, *, window: int = 7, data_range: float = 1.0
+) -> torch.Tensor:
     """Structural similarity of each image (Wang et al. 2004), averaged over every ``window`` x ``window`` square.
 
     A uniform window slid one pixel at a time over positions where it fits, sample (n - 1)
@@ -74,7 +82,9 @@ def ssim(x_rec: torch.Tensor, x: torch.Tensor, *, window: int = 7, data_range: f
     var_b = (local_mean(b * b) - mean_b**2) * n / (n - 1)
     cov = (local_mean(a * b) - mean_a * mean_b) * n / (n - 1)
     c1, c2 = (_K1 * peak) ** 2, (_K2 * peak) ** 2
-    local = ((2 * mean_a * mean_b + c1) * (2 * cov + c2)) / ((mean_a**2 + mean_b**2 + c1) * (var_a + var_b + c2))
+    local = ((2 * mean_a * mean_b + c1) * (2 * cov + c2)) / (
+        (mean_a**2 + mean_b**2 + c1) * (var_a + var_b + c2)
+    )
     return local.flatten(1).mean(1).reshape(x.shape[0], -1).mean(1)
 
 
@@ -89,7 +99,9 @@ class Quality(NamedTuple):
     ssim: torch.Tensor
 
 
-def reconstruction_quality(x_rec: torch.Tensor, x: torch.Tensor, *, match: bool = True, window: int = 7) -> Quality:
+def reconstruction_quality(
+    x_rec: torch.Tensor, x: torch.Tensor, *, match: bool = True, window: int = 7
+) -> Quality:
     """MSE, PSNR and SSIM of each original against its reconstruction (pixels in [0, 1]).
 
     With ``match=True`` (a batch rebuilt in no particular order) each original is first paired with
@@ -99,6 +111,10 @@ def reconstruction_quality(x_rec: torch.Tensor, x: torch.Tensor, *, match: bool 
     """
     if not isinstance(match, bool):
         raise ValueError(f"match must be True or False, got {match!r}")
-    matched = match_reconstructions(x_rec, x) if match else _check_pair(x_rec, x, images=False)[0].to(x.dtype)
+    matched = (
+        match_reconstructions(x_rec, x)
+        if match
+        else _check_pair(x_rec, x, images=False)[0].to(x.dtype)
+    )
     mse = ((matched.double() - x.double()) ** 2).flatten(1).mean(1)
     return Quality(mse, psnr(matched, x), ssim(matched, x, window=window))

@@ -14,7 +14,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
-from gdsec.leakage.gradients import check_grads, trainable
+from gdsec.leakage.gradients import check_param_grads, trainable
 from gdsec.models import eval_mode
 from gdsec.streams import random_stream
 from gdsec.validation import (
@@ -26,22 +26,35 @@ from gdsec.validation import (
     check_unit_tensor,
 )
 
-__all__ = ["DISTANCES", "dlg", "gradient_distance", "infer_labels", "match_reconstructions", "reconstruction_errors"]
+__all__ = [
+    "DISTANCES",
+    "dlg",
+    "gradient_distance",
+    "infer_labels",
+    "match_reconstructions",
+    "reconstruction_errors",
+]
 
 #: Gradient-matching distances: squared L2 as in DLG, or 1 - cosine similarity (Geiping et al. 2020).
 DISTANCES = ("l2", "cosine")
 
 
-def _last_layer(grads: Sequence[torch.Tensor], n_classes: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _last_layer(
+    grads: Sequence[torch.Tensor], n_classes: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The last layer's weight gradient (n_classes, k) and its bias gradient (n_classes,) if present."""
     bias = grads[-1] if grads[-1].dim() == 1 and grads[-1].shape[0] == n_classes else None
     for g in reversed(grads):
         if g.dim() == 2 and g.shape[0] == n_classes:
             return g, bias
-    raise ValueError(f"target_grads must contain a last-layer weight gradient of shape ({n_classes}, k)")
+    raise ValueError(
+        f"target_grads must contain a last-layer weight gradient of shape ({n_classes}, k)"
+    )
 
 
-def infer_labels(target_grads: Sequence[torch.Tensor], *, n_classes: int, batch_size: int = 1) -> torch.Tensor:
+def infer_labels(
+    target_grads: Sequence[torch.Tensor], *, n_classes: int, batch_size: int = 1
+) -> torch.Tensor:
     """Labels read off the last layer's gradient (iDLG): the classes whose logit gradient is negative.
 
     With cross-entropy the gradient on logit c is softmax_c - 1[y = c] (averaged over the batch), so
@@ -80,7 +93,9 @@ def gradient_distance(
 
 def _check_shape(x_shape: object) -> tuple[int, ...]:
     if not isinstance(x_shape, Sequence) or isinstance(x_shape, str) or len(x_shape) < 2:
-        raise ValueError(f"x_shape must be a shape (batch, ...) with at least 2 entries, got {x_shape!r}")
+        raise ValueError(
+            f"x_shape must be a shape (batch, ...) with at least 2 entries, got {x_shape!r}"
+        )
     for size in x_shape:
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"x_shape must hold positive integers, got {tuple(x_shape)!r}")
@@ -115,7 +130,7 @@ def dlg(
     check_number("lr", lr, low=0.0, low_open=True)
     generator = random_stream(seed, "leakage.dlg.start")
     check_choice("distance", distance, DISTANCES)
-    target = [g.detach() for g in check_grads("target_grads", target_grads, model)]
+    target = [g.detach() for g in check_param_grads("target_grads", target_grads, model)]
     if labels is None:
         y_rec = infer_labels(target, n_classes=n_classes, batch_size=shape[0])
     else:
@@ -151,7 +166,9 @@ def match_reconstructions(x_rec: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     for name, value in (("x_rec", x_rec), ("x", x)):
         check_unit_tensor(name, value, min_dim=2)
     if x_rec.shape != x.shape:
-        raise ValueError(f"x_rec must have the shape of x {tuple(x.shape)}, got {tuple(x_rec.shape)}")
+        raise ValueError(
+            f"x_rec must have the shape of x {tuple(x.shape)}, got {tuple(x_rec.shape)}"
+        )
     cost = ((x_rec[:, None] - x[None]) ** 2).flatten(2).mean(2).double()
     rows, cols = linear_sum_assignment(cost.numpy())
     order = torch.empty(x.shape[0], dtype=torch.long)

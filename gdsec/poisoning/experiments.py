@@ -1,6 +1,6 @@
 """Chapter 3's experiment: a small MLP trained on the digits after label flipping or a backdoor.
 
-Pure functions: every setting is an argument (a frozen :class:`Recipe`), nothing is cached, and
+Pure functions: every setting is an argument (a frozen :class:`PoisoningRecipe`), nothing is cached, and
 every result holds its own freshly trained model.
 """
 
@@ -22,14 +22,14 @@ from gdsec.seeds import check_seeds, train_seeds
 from gdsec.train import accuracy, train
 from gdsec.validation import check_choice, check_fraction, check_int, check_number
 
-__all__ = ["KINDS", "Measurement", "Recipe", "accuracy_curve", "measure", "measure_seeds"]
+__all__ = ["KINDS", "Measurement", "PoisoningRecipe", "accuracy_curve", "measure", "measure_seeds"]
 
 #: The two poisoning attacks of chapter 3's sweeps.
 KINDS = ("label flip", "backdoor")
 
 
 @dataclass(frozen=True)
-class Recipe:
+class PoisoningRecipe:
     """How the victim is trained: MLP width, SGD learning rate, epochs, batch size; the backdoor target.
 
     Taught in chapter 3.
@@ -66,7 +66,14 @@ class Measurement(NamedTuple):
     target: int
 
 
-def measure(split: Split, kind: str, fraction: float, *, recipe: Recipe = Recipe(), seed: int = 0) -> Measurement:
+def measure(
+    split: Split,
+    kind: str,
+    fraction: float,
+    *,
+    recipe: PoisoningRecipe = PoisoningRecipe(),
+    seed: int = 0,
+) -> Measurement:
     """Poison ``fraction`` of ``split``'s training rows (``kind`` of ``KINDS``), train the MLP, measure it.
 
     Label flips draw with ``seed``; the backdoor relabels to ``recipe.target``. The model (seeded
@@ -79,20 +86,30 @@ def measure(split: Split, kind: str, fraction: float, *, recipe: Recipe = Recipe
     x_train, y_train, index = _poison(split, kind, fraction, recipe, seed)
     n_classes = int(split.y_train.max()) + 1
     model = mlp(int(x_train[0].numel()), n_classes, hidden=recipe.hidden, seed=seed)
-    train(model, x_train, y_train, lr=recipe.lr, epochs=recipe.epochs, batch_size=recipe.batch_size,
-          seed=seed, progress=False)
+    train(
+        model,
+        x_train,
+        y_train,
+        lr=recipe.lr,
+        epochs=recipe.epochs,
+        batch_size=recipe.batch_size,
+        seed=seed,
+        progress=False,
+    )
     return _measurement(split, model, x_train, y_train, index, recipe)
 
 
-def _check_split_recipe(split: Split, recipe: Recipe) -> None:
-    """Raise ``ValueError`` unless ``split`` is a Split and ``recipe`` a Recipe."""
+def _check_split_recipe(split: Split, recipe: PoisoningRecipe) -> None:
+    """Raise ``ValueError`` unless ``split`` is a Split and ``recipe`` a PoisoningRecipe."""
     if not isinstance(split, Split):
         raise ValueError(f"split must be a gdsec.data.Split, got {type(split).__name__}")
-    if not isinstance(recipe, Recipe):
-        raise ValueError(f"recipe must be a Recipe, got {type(recipe).__name__}")
+    if not isinstance(recipe, PoisoningRecipe):
+        raise ValueError(f"recipe must be a PoisoningRecipe, got {type(recipe).__name__}")
 
 
-def _poison(split: Split, kind: str, fraction: float, recipe: Recipe, seed: int) -> tuple[torch.Tensor, ...]:
+def _poison(
+    split: Split, kind: str, fraction: float, recipe: PoisoningRecipe, seed: int
+) -> tuple[torch.Tensor, ...]:
     """(x_train, y_train, index): ``split``'s training rows with ``fraction`` of them poisoned by ``kind``."""
     check_choice("kind", kind, KINDS)
     check_fraction("fraction", fraction)
@@ -100,11 +117,19 @@ def _poison(split: Split, kind: str, fraction: float, recipe: Recipe, seed: int)
         n_classes = int(split.y_train.max()) + 1
         y_train = flip_labels(split.y_train, fraction, n_classes=n_classes, seed=seed)
         return split.x_train, y_train, torch.nonzero(y_train != split.y_train).flatten()
-    return add_backdoor(split.x_train, split.y_train, target=recipe.target, fraction=fraction, seed=seed)
+    return add_backdoor(
+        split.x_train, split.y_train, target=recipe.target, fraction=fraction, seed=seed
+    )
 
 
-def _measurement(split: Split, model: nn.Module, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor,
-                 recipe: Recipe) -> Measurement:
+def _measurement(
+    split: Split,
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    index: torch.Tensor,
+    recipe: PoisoningRecipe,
+) -> Measurement:
     """The Measurement of one trained victim on ``split``'s test rows."""
     clean = accuracy(model, split.x_test, split.y_test)
     success = attack_success_rate(model, split.x_test, split.y_test, target=recipe.target)
@@ -112,7 +137,10 @@ def _measurement(split: Split, model: nn.Module, x: torch.Tensor, y: torch.Tenso
 
 
 def measure_seeds(
-    split: Split, runs: Sequence[tuple[str, float, int]], *, recipe: Recipe = Recipe()
+    split: Split,
+    runs: Sequence[tuple[str, float, int]],
+    *,
+    recipe: PoisoningRecipe = PoisoningRecipe(),
 ) -> list[Measurement]:
     """``measure(split, kind, fraction, recipe=recipe, seed=seed)`` for every ``(kind, fraction, seed)`` of ``runs``.
 
@@ -121,22 +149,34 @@ def measure_seeds(
     Taught in chapter 3.
     """
     _check_split_recipe(split, recipe)
-    if not isinstance(runs, Sequence) or not runs or not all(isinstance(r, tuple) and len(r) == 3 for r in runs):
+    if (
+        not isinstance(runs, Sequence)
+        or not runs
+        or not all(isinstance(r, tuple) and len(r) == 3 for r in runs)
+    ):
         raise ValueError("runs must be a non-empty list of (kind, fraction, seed) tuples")
     seeds = check_seeds([seed for _, _, seed in runs])
     poisoned = [_poison(split, kind, fraction, recipe, seed) for kind, fraction, seed in runs]
     n_classes = int(split.y_train.max()) + 1
     victims = train_seeds(
         lambda seed: mlp(int(split.x_train[0].numel()), n_classes, hidden=recipe.hidden, seed=seed),
-        [p[0] for p in poisoned], [p[1] for p in poisoned], seeds=seeds,
-        lr=recipe.lr, epochs=recipe.epochs, batch_size=recipe.batch_size,
+        [p[0] for p in poisoned],
+        [p[1] for p in poisoned],
+        seeds=seeds,
+        lr=recipe.lr,
+        epochs=recipe.epochs,
+        batch_size=recipe.batch_size,
     )
     return [_measurement(split, m, *p, recipe) for m, p in zip(victims, poisoned, strict=True)]
 
 
 def accuracy_curve(
-    split: Split, fractions: Sequence[float], *, seeds: Sequence[int], checkpoints: Sequence[int],
-    recipe: Recipe = Recipe(),
+    split: Split,
+    fractions: Sequence[float],
+    *,
+    seeds: Sequence[int],
+    checkpoints: Sequence[int],
+    recipe: PoisoningRecipe = PoisoningRecipe(),
 ) -> torch.Tensor:
     """Test accuracy (runs x checkpoints) of victims trained on labels flipped at ``fractions[i]`` with ``seeds[i]``.
 
@@ -149,20 +189,40 @@ def accuracy_curve(
     """
     _check_split_recipe(split, recipe)
     seeds = check_seeds(seeds)
-    if isinstance(fractions, str) or not isinstance(fractions, Sequence) or len(fractions) != len(seeds):
+    if (
+        isinstance(fractions, str)
+        or not isinstance(fractions, Sequence)
+        or len(fractions) != len(seeds)
+    ):
         raise ValueError(f"fractions must hold one label-flip fraction per seed ({len(seeds)})")
-    if not checkpoints or any(not isinstance(c, int) or c < 1 for c in checkpoints) or list(checkpoints) != sorted(set(checkpoints)):
+    if (
+        not checkpoints
+        or any(not isinstance(c, int) or c < 1 for c in checkpoints)
+        or list(checkpoints) != sorted(set(checkpoints))
+    ):
         raise ValueError(f"checkpoints must be increasing epoch counts >= 1, got {checkpoints!r}")
-    labels = [_poison(split, "label flip", f, recipe, s)[1] for f, s in zip(fractions, seeds, strict=True)]
+    labels = [
+        _poison(split, "label flip", f, recipe, s)[1] for f, s in zip(fractions, seeds, strict=True)
+    ]
     n_classes = int(split.y_train.max()) + 1
     done: dict[int, nn.Module] = {}
     curve = torch.zeros(len(seeds), len(checkpoints))
     trained = 0
     for j, epochs in enumerate(checkpoints):
         victims = train_seeds(
-            (lambda seed, done=done: copy.deepcopy(done[seed])) if done else
-            (lambda seed: mlp(int(split.x_train[0].numel()), n_classes, hidden=recipe.hidden, seed=seed)),
-            split.x_train, labels, seeds=seeds, lr=recipe.lr, epochs=epochs - trained, batch_size=recipe.batch_size,
+            (lambda seed, done=done: copy.deepcopy(done[seed]))
+            if done
+            else (
+                lambda seed: mlp(
+                    int(split.x_train[0].numel()), n_classes, hidden=recipe.hidden, seed=seed
+                )
+            ),
+            split.x_train,
+            labels,
+            seeds=seeds,
+            lr=recipe.lr,
+            epochs=epochs - trained,
+            batch_size=recipe.batch_size,
         )
         trained, done = epochs, dict(zip(seeds, victims, strict=True))
         curve[:, j] = torch.tensor([accuracy(m, split.x_test, split.y_test) for m in victims])

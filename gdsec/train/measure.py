@@ -66,20 +66,22 @@ def gradient_noise(
     y: torch.Tensor,
     *,
     batch_size: int,
-    samples: int = 32,
+    draws: int = 32,
     seed: int = 0,
 ) -> float:
     """Mean squared distance between mini-batch gradients and the full-batch gradient (their variance).
+
+    Averaged over ``draws`` random mini-batches of ``batch_size`` rows.
 
     Taught in chapter 2.
     """
     check_xy(model, x, y)
     check_int("batch_size", batch_size, low=1, high=x.shape[0])
-    check_int("samples", samples, low=1)
+    check_int("draws", draws, low=1)
     generator = random_stream(seed, "train.gradient_noise")
     full = loss_gradient(model, x, y)
     total = 0.0
-    for _ in range(samples):
+    for _ in range(draws):
         index = torch.randperm(x.shape[0], generator=generator)[:batch_size]
         total += (loss_gradient(model, x[index], y[index]) - full).pow(2).sum().item()
-    return total / samples
+    return total / draws

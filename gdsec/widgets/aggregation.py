@@ -36,23 +36,55 @@ def _tolerated(aggregator: str, n_workers: int) -> int:
     return n_workers - 1 if aggregator == "mean" else max_tolerated(aggregator, n_workers)
 
 
-def _draw(clean: Sequence[Simulation], runs: Sequence[Simulation] | None, aggregator: str, f: int, attack: str,
-          n_workers: int) -> Figure:
+def _draw(
+    clean: Sequence[Simulation],
+    runs: Sequence[Simulation] | None,
+    aggregator: str,
+    f: int,
+    attack: str,
+    n_workers: int,
+) -> Figure:
     """Mean accuracy over training (band: range over seeds) for one rule and f, against the clean mean."""
     fig, ax = plt.subplots(figsize=(6.0, 3.4))
     steps, table = accuracy_table(clean)
-    ax.plot(steps, table.mean(0), color=PALETTE["black"], linestyle="--", linewidth=1.2,
-            label=f"mean, no attackers ({len(clean)} seeds)")
+    ax.plot(
+        steps,
+        table.mean(0),
+        color=PALETTE["black"],
+        linestyle="--",
+        linewidth=1.2,
+        label=f"mean, no attackers ({len(clean)} seeds)",
+    )
     if runs is None:
-        ax.text(0.5, 0.5, f"{LABELS[aggregator]} cannot tolerate f = {f}\n(needs n_workers > "
-                f"{'2f + 2' if aggregator == 'krum' else '2f'})", transform=ax.transAxes, ha="center")
+        ax.text(
+            0.5,
+            0.5,
+            f"{LABELS[aggregator]} cannot tolerate f = {f}\n(needs n_workers > "
+            f"{'2f + 2' if aggregator == 'krum' else '2f'})",
+            transform=ax.transAxes,
+            ha="center",
+        )
     else:
         steps, table = accuracy_table(runs)
-        note = f", {sum(r.diverged for r in runs)} diverged" if any(r.diverged for r in runs) else ""
-        ax.fill_between(steps, table.min(0).values, table.max(0).values, color=PALETTE["vermillion"], alpha=0.25,
-                        linewidth=0)
-        ax.plot(steps, table.mean(0), color=PALETTE["vermillion"], marker="o", markersize=3,
-                label=f"{LABELS[aggregator]}, {f} of {n_workers} workers '{attack}' ({len(runs)} seeds{note})")
+        note = (
+            f", {sum(r.diverged for r in runs)} diverged" if any(r.diverged for r in runs) else ""
+        )
+        ax.fill_between(
+            steps,
+            table.min(0).values,
+            table.max(0).values,
+            color=PALETTE["vermillion"],
+            alpha=0.25,
+            linewidth=0,
+        )
+        ax.plot(
+            steps,
+            table.mean(0),
+            color=PALETTE["vermillion"],
+            marker="o",
+            markersize=3,
+            label=f"{LABELS[aggregator]}, {f} of {n_workers} workers '{attack}' ({len(runs)} seeds{note})",
+        )
     ax.set_ylim(0, 1)
     ax.set_xlabel("training step")
     ax.set_ylabel("test accuracy (fraction)")
@@ -90,7 +122,10 @@ def aggregation_explorer(
     grid = [check_int("f_values", f, low=0, high=n_workers - 1) for f in f_values]
     known = {key: tuple(value) for key, value in runs.items()}
     needed = [(attacks[0], 0, "mean")] + [
-        (attack, f, rule) for attack in attacks for rule in AGGREGATORS for f in grid
+        (attack, f, rule)
+        for attack in attacks
+        for rule in AGGREGATORS
+        for f in grid
         if f <= _tolerated(rule, n_workers)
     ]
     missing = [key for key in needed if key not in known]

@@ -48,7 +48,9 @@ class DescribedImage(widgets.Image):
     Used in chapters 1, 2, 3, 4, 5, 6, 7, 8, 9 and 10.
     """
 
-    description = Unicode("", help="Always empty: lets the front end render the tooltip.").tag(sync=True)
+    description = Unicode("", help="Always empty: lets the front end render the tooltip.").tag(
+        sync=True
+    )
 
 
 _TEX_COMMAND = re.compile(r"\\([A-Za-z]+)")
@@ -70,11 +72,15 @@ def _texts(fig: Figure) -> list[str]:
         axes = f"{y_label} against {x_label}" if x_label and y_label else (x_label or y_label)
         parts = [p for p in (title, axes) if p]
         if parts:
-            texts.append(f"Panel {number}: " + ", ".join(parts) if len(fig.axes) > 1 else ", ".join(parts))
+            texts.append(
+                f"Panel {number}: " + ", ".join(parts) if len(fig.axes) > 1 else ", ".join(parts)
+            )
     return texts
 
 
-def describe_figure(fig: Figure, setting: Mapping[str, object] | None = None, *, title: str = "") -> str:
+def describe_figure(
+    fig: Figure, setting: Mapping[str, object] | None = None, *, title: str = ""
+) -> str:
     """A text alternative for ``fig``: the explorer title, the setting shown, the figure's titles and labels.
 
     Used in chapters 1, 2, 3, 4, 5, 6, 7, 8, 9 and 10.
@@ -97,26 +103,45 @@ def _control(name: str, values: Sequence[object], description: str) -> widgets.W
     style = {"description_width": "initial"}
     if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
         return widgets.SelectionSlider(
-            options=options, value=values[0], description=description, continuous_update=False, style=style
+            options=options,
+            value=values[0],
+            description=description,
+            continuous_update=False,
+            style=style,
         )
-    return widgets.ToggleButtons(options=options, value=values[0], description=description, style=style)
+    return widgets.ToggleButtons(
+        options=options, value=values[0], description=description, style=style
+    )
 
 
-def _view(render: Render, setting: dict[str, object], describe: Describe | None, labels: dict[str, str],
-          title: str) -> tuple[bytes, str]:
+def _view(
+    render: Render,
+    setting: dict[str, object],
+    describe: Describe | None,
+    labels: dict[str, str],
+    title: str,
+) -> tuple[bytes, str]:
     """Render one setting: its PNG bytes and its text alternative."""
     fig = render(**setting)
     if describe is not None:
         alt = str(describe(**setting)).strip()
         if not alt:
-            raise ValueError(f"describe returned an empty text alternative for the setting {setting}")
+            raise ValueError(
+                f"describe returned an empty text alternative for the setting {setting}"
+            )
     else:
         alt = describe_figure(fig, {labels[n]: v for n, v in setting.items()}, title=title)
     return figure_png(fig), alt
 
 
-def _precomputed_views(render: Render, names: list[str], grid: Mapping[str, Sequence[object]],
-                       describe: Describe | None, labels: dict[str, str], title: str) -> list[DescribedImage]:
+def _precomputed_views(
+    render: Render,
+    names: list[str],
+    grid: Mapping[str, Sequence[object]],
+    describe: Describe | None,
+    labels: dict[str, str],
+    title: str,
+) -> list[DescribedImage]:
     views = []
     for point in itertools.product(*(grid[n] for n in names)):
         png, alt = _view(render, dict(zip(names, point, strict=True)), describe, labels, title)
@@ -130,15 +155,20 @@ def _nest(views: list[widgets.Widget], sizes: list[int]) -> widgets.Stack:
         return widgets.Stack(children=views, selected_index=0)
     block = len(views) // sizes[0]
     return widgets.Stack(
-        children=[_nest(views[i * block : (i + 1) * block], sizes[1:]) for i in range(sizes[0])], selected_index=0
+        children=[_nest(views[i * block : (i + 1) * block], sizes[1:]) for i in range(sizes[0])],
+        selected_index=0,
     )
 
 
-def _link_level(control: widgets.Widget, stacks: list[widgets.Stack], depth: int) -> list[widgets.Stack]:
+def _link_level(
+    control: widgets.Widget, stacks: list[widgets.Stack], depth: int
+) -> list[widgets.Stack]:
     """jslink ``control.index`` to every Stack at nesting ``depth``; return the Stacks one level deeper."""
     for stack in stacks:
         widgets.jslink((control, "index"), (stack, "selected_index"))
-    return [child for stack in stacks for child in stack.children if isinstance(child, widgets.Stack)]
+    return [
+        child for stack in stacks for child in stack.children if isinstance(child, widgets.Stack)
+    ]
 
 
 def explorer(
@@ -163,7 +193,9 @@ def explorer(
     if not callable(render):
         raise ValueError("render must be a callable returning a matplotlib Figure")
     if describe is not None and not callable(describe):
-        raise ValueError("describe must be None or a callable returning the text alternative of a view")
+        raise ValueError(
+            "describe must be None or a callable returning the text alternative of a view"
+        )
     if not grid:
         raise ValueError("grid must map at least one control name to its values")
     names = list(grid)
@@ -173,7 +205,9 @@ def explorer(
     live_ranges = dict(live_ranges or {})
     unknown = set(live_ranges) - set(names)
     if unknown:
-        raise ValueError(f"live_ranges has keys {sorted(unknown)} that are not controls in grid {names}")
+        raise ValueError(
+            f"live_ranges has keys {sorted(unknown)} that are not controls in grid {names}"
+        )
     descriptions = {n: (descriptions or {}).get(n, n) for n in names}
     live = is_live_frontend() if live is None else bool(live)
     header = [widgets.HTML(f"<b>{title}</b>")] if title else []
@@ -182,7 +216,9 @@ def explorer(
         sizes = [len(grid[n]) for n in names]
         total = math.prod(sizes)
         if total > MAX_VIEWS:
-            raise ValueError(f"grid has {total} settings; at most MAX_VIEWS={MAX_VIEWS} can be precomputed")
+            raise ValueError(
+                f"grid has {total} settings; at most MAX_VIEWS={MAX_VIEWS} can be precomputed"
+            )
         controls = [_control(n, list(grid[n]), descriptions[n]) for n in names]
         stack = _nest(_precomputed_views(render, names, grid, describe, descriptions, title), sizes)
         level = [stack]
@@ -200,8 +236,14 @@ def explorer(
             low, high, step = live_ranges[name]
             controls.append(
                 widgets.FloatSlider(
-                    value=float(grid[name][0]), min=low, max=high, step=step, description=descriptions[name],
-                    continuous_update=False, readout_format=".3g", style={"description_width": "initial"},
+                    value=float(grid[name][0]),
+                    min=low,
+                    max=high,
+                    step=step,
+                    description=descriptions[name],
+                    continuous_update=False,
+                    readout_format=".3g",
+                    style={"description_width": "initial"},
                 )
             )
         else:

@@ -18,7 +18,9 @@ from gdsec.widgets.core import explorer
 __all__ = ["learning_rate_explorer", "optimizer_explorer", "plot_descent"]
 
 
-def plot_descent(lr: float, *, surface_name: str = "bowl", steps: int = 30, optimizer: str = "sgd") -> Figure:
+def plot_descent(
+    lr: float, *, surface_name: str = "bowl", steps: int = 30, optimizer: str = "sgd"
+) -> Figure:
     """Two panels: the descent path on a 2-D surface, and the loss at every step (log scale).
 
     Taught in chapter 1.
@@ -26,7 +28,9 @@ def plot_descent(lr: float, *, surface_name: str = "bowl", steps: int = 30, opti
     surf = surface(surface_name)
     path = minimize(surf.fn, surf.start, optimizer=optimizer, lr=lr, steps=steps)
     losses = np.array([surf.fn(p).item() for p in path])
-    fig, (left, right) = plt.subplots(1, 2, figsize=(8.4, 3.4), gridspec_kw={"width_ratios": [1.1, 1]})
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(8.4, 3.4), gridspec_kw={"width_ratios": [1.1, 1]}
+    )
     plot_surface(left, surf, {f"lr = {lr:.3g}": path})
     left.set_title(f"{optimizer} on the {surface_name}: {len(path) - 1} steps")
     right.semilogy(np.arange(len(losses)), losses, "-o", color=PALETTE["blue"], markersize=3)
@@ -78,17 +82,25 @@ def learning_rate_explorer(
         surf = bowl._replace(fn=quadratic((1.0, curvature)))
         path = minimize(surf.fn, surf.start, lr=lr, steps=steps)
         losses = np.array([surf.fn(p).item() for p in path])
-        fig, (left, right) = plt.subplots(1, 2, figsize=(8.4, 3.4), gridspec_kw={"width_ratios": [1.1, 1]})
+        fig, (left, right) = plt.subplots(
+            1, 2, figsize=(8.4, 3.4), gridspec_kw={"width_ratios": [1.1, 1]}
+        )
         plot_surface(left, surf, {f"lr = {lr:.3g}": path})
-        left.set_title(f"$L$ = {curvature:.3g}: $2/L$ = {2 / curvature:.3g}, $2/(\\mu+L)$ = {2 / (1 + curvature):.3g}",
-                       fontsize=9)
+        left.set_title(
+            f"$L$ = {curvature:.3g}: $2/L$ = {2 / curvature:.3g}, $2/(\\mu+L)$ = {2 / (1 + curvature):.3g}",
+            fontsize=9,
+        )
         right.plot(np.arange(len(losses)), losses, "-o", color=PALETTE["blue"], markersize=3)
-        wide = losses.max() > 10 * max(losses.min(), 1e-300)  # a log axis only when the loss spans a decade
+        wide = losses.max() > 10 * max(
+            losses.min(), 1e-300
+        )  # a log axis only when the loss spans a decade
         right.set_yscale("log" if wide else "linear")
         diverged = len(path) < steps + 1 or losses[-1] > losses[0]
         factor = max(abs(1 - lr), abs(1 - lr * curvature))
-        right.set_title(f"{'diverged' if diverged else f'final loss {losses[-1]:.2g}'}; factor per step {factor:.2f}",
-                        fontsize=9)
+        right.set_title(
+            f"{'diverged' if diverged else f'final loss {losses[-1]:.2g}'}; factor per step {factor:.2f}",
+            fontsize=9,
+        )
         right.set_xlabel("step")
         right.set_ylabel("loss (log scale)" if wide else "loss")
         right.set_xlim(0, steps)
@@ -104,19 +116,43 @@ def learning_rate_explorer(
     )
 
 
-def _momentum_figure(lr: float, beta: float, kappa: float, steps: int, rates: np.ndarray, lrs: np.ndarray,
-                     betas: np.ndarray) -> Figure:
+def _momentum_figure(
+    lr: float,
+    beta: float,
+    kappa: float,
+    steps: int,
+    rates: np.ndarray,
+    lrs: np.ndarray,
+    betas: np.ndarray,
+) -> Figure:
     """Three panels for heavy-ball momentum at (lr, beta) on the bowl diag(1, kappa): path, errors, rate map."""
-    bowl = Surface(f"kappa = {kappa:g} bowl", quadratic((1.0, kappa)), (-1.5, 1.5), (-1.5, 1.5), ((0.0, 0.0),), (1.0, 1.0))
-    path = minimize(bowl.fn, bowl.start, optimizer="momentum", lr=lr, beta=beta, steps=steps).numpy()
+    bowl = Surface(
+        f"kappa = {kappa:g} bowl",
+        quadratic((1.0, kappa)),
+        (-1.5, 1.5),
+        (-1.5, 1.5),
+        ((0.0, 0.0),),
+        (1.0, 1.0),
+    )
+    path = minimize(
+        bowl.fn, bowl.start, optimizer="momentum", lr=lr, beta=beta, steps=steps
+    ).numpy()
     rate = max(momentum_rate(lr, beta, 1.0), momentum_rate(lr, beta, kappa))
-    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(10.0, 3.1), layout="none",
-                                              gridspec_kw={"width_ratios": [1, 1.1, 1.1], "wspace": 0.45})
+    fig, (left, middle, right) = plt.subplots(
+        1,
+        3,
+        figsize=(10.0, 3.1),
+        layout="none",
+        gridspec_kw={"width_ratios": [1, 1.1, 1.1], "wspace": 0.45},
+    )
     plot_surface(left, bowl, {"path": path}, levels=12).get_legend().remove()
     diverged = len(path) < steps + 1
-    left.set_title(f"η {lr:.3g}, β {beta:.3g}: {len(path) - 1} steps" + (" (diverged)" if diverged else ""))
-    for axis, (label, colour) in enumerate((("flat direction, λ = 1", "blue"),
-                                            (f"steep direction, λ = {kappa:g}", "vermillion"))):
+    left.set_title(
+        f"η {lr:.3g}, β {beta:.3g}: {len(path) - 1} steps" + (" (diverged)" if diverged else "")
+    )
+    for axis, (label, colour) in enumerate(
+        (("flat direction, λ = 1", "blue"), (f"steep direction, λ = {kappa:g}", "vermillion"))
+    ):
         middle.semilogy(np.abs(path[:, axis]) + 1e-300, color=PALETTE[colour], label=label)
     middle.set_ylim(1e-12, 1e3)
     middle.set_yticks([1e-12, 1e-8, 1e-4, 1.0], ["1e-12", "1e-8", "1e-4", "1"])
@@ -126,14 +162,29 @@ def _momentum_figure(lr: float, beta: float, kappa: float, steps: int, rates: np
     middle.set_ylabel("|error| per eigen-direction")
     middle.set_title(f"rate (spectral radius) {rate:.3f}")
     middle.legend(loc="lower left", fontsize=8)
-    image = right.imshow(np.minimum(rates, 1.2), origin="lower", aspect="auto", cmap="viridis", vmin=0.6, vmax=1.2,
-                         extent=(lrs[0], lrs[-1], betas[0], betas[-1]), interpolation="nearest")
-    fig.colorbar(image, ax=right, ticks=[0.6, 0.8, 1.0, 1.2]).set_label("rate (1 or more: diverges)")
-    for curvature in (1.0, kappa):  # critical damping: the discriminant of R vanishes, beta = (1 - sqrt(lr c))^2
+    image = right.imshow(
+        np.minimum(rates, 1.2),
+        origin="lower",
+        aspect="auto",
+        cmap="viridis",
+        vmin=0.6,
+        vmax=1.2,
+        extent=(lrs[0], lrs[-1], betas[0], betas[-1]),
+        interpolation="nearest",
+    )
+    fig.colorbar(image, ax=right, ticks=[0.6, 0.8, 1.0, 1.2]).set_label(
+        "rate (1 or more: diverges)"
+    )
+    for curvature in (
+        1.0,
+        kappa,
+    ):  # critical damping: the discriminant of R vanishes, beta = (1 - sqrt(lr c))^2
         damped = (1 - np.sqrt(lrs * curvature)) ** 2
         keep = damped <= betas[-1]
         right.plot(lrs[keep], damped[keep], color="white", linestyle="--", linewidth=1)
-    right.plot(lr, beta, marker="o", color=PALETTE["vermillion"], markeredgecolor="white", markersize=9)
+    right.plot(
+        lr, beta, marker="o", color=PALETTE["vermillion"], markeredgecolor="white", markersize=9
+    )
     right.set_ylim(betas[0], betas[-1])
     right.set_xlabel("learning rate η")
     right.set_ylabel("momentum β")
@@ -161,8 +212,17 @@ def optimizer_explorer(
     check_int("steps", steps, low=1, high=2000)
     grid_lrs = np.linspace(0.001, 4.0 / kappa, 60)
     grid_betas = np.linspace(0.0, 0.99, 60)
-    rates = np.array([[max(momentum_rate(float(a), float(b), 1.0), momentum_rate(float(a), float(b), kappa))
-                       for a in grid_lrs] for b in grid_betas])
+    rates = np.array(
+        [
+            [
+                max(
+                    momentum_rate(float(a), float(b), 1.0), momentum_rate(float(a), float(b), kappa)
+                )
+                for a in grid_lrs
+            ]
+            for b in grid_betas
+        ]
+    )
 
     def render(lr: float, beta: float) -> Figure:
         return _momentum_figure(lr, beta, kappa, steps, rates, grid_lrs, grid_betas)

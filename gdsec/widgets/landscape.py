@@ -29,7 +29,13 @@ LR_SCALE = {"sgd": 1.0, "momentum": 0.3, "rmsprop": 0.3, "adam": 1.0}
 
 
 def plot_trajectory(
-    surface_name: str, start: str, optimizer: str, lr: float, *, steps: int = 150, noise: float = 0.0
+    surface_name: str,
+    start: str,
+    optimizer: str,
+    lr: float,
+    *,
+    steps: int = 150,
+    noise: float = 0.0,
 ) -> Figure:
     """Two panels: the optimizer's path on the surface, and the loss and gradient norm per step.
 
@@ -42,7 +48,14 @@ def plot_trajectory(
     check_int("steps", steps, low=1, high=5000)
     surf = surface(surface_name)
     step_size = lr * LR_SCALE[optimizer]
-    path = minimize(surf.fn, TRAP_STARTS[surface_name][start], optimizer=optimizer, lr=step_size, steps=steps, grad_noise=noise)
+    path = minimize(
+        surf.fn,
+        TRAP_STARTS[surface_name][start],
+        optimizer=optimizer,
+        lr=step_size,
+        steps=steps,
+        grad_noise=noise,
+    )
     probe = path.T.clone().requires_grad_(True)
     values = surf.fn(probe)
     (grad,) = torch.autograd.grad(values.sum(), probe)
@@ -57,12 +70,16 @@ def plot_trajectory(
         verdict = "diverged"
     else:
         which = int(nearest_minimum(surf, end[None], tol=0.05)[0])
-        verdict = f"minimum #{which + 1}" if which >= 0 else critical_point_kind(surf.fn, end, tol=1e-3)
+        verdict = (
+            f"minimum #{which + 1}" if which >= 0 else critical_point_kind(surf.fn, end, tol=1e-3)
+        )
     left.set_title(f"ends at ({end[0]:.2f}, {end[1]:.2f}): {verdict}", fontsize=10)
     lowest = min(surf.fn(torch.tensor(m, dtype=torch.float64)).item() for m in surf.minima)
     gap = np.maximum(np.asarray(losses) - lowest, 1e-16)
     right.plot(np.log10(gap), color=PALETTE["blue"], label="loss above the best minimum")
-    right.plot(np.log10(np.maximum(grad_norms, 1e-16)), color=PALETTE["vermillion"], label="gradient norm")
+    right.plot(
+        np.log10(np.maximum(grad_norms, 1e-16)), color=PALETTE["vermillion"], label="gradient norm"
+    )
     right.set_xlabel("step")
     right.set_ylabel("log$_{10}$ of the value")
     right.set_xlim(0, steps)
@@ -94,7 +111,12 @@ def trap_explorer(
 
     return explorer(
         render,
-        {"surface_name": list(surfaces), "start": labels, "optimizer": list(optimizers), "lr": list(lrs)},
+        {
+            "surface_name": list(surfaces),
+            "start": labels,
+            "optimizer": list(optimizers),
+            "lr": list(lrs),
+        },
         live=live,
         live_ranges={"lr": (0.005, 0.3, 0.005)},
         descriptions={

@@ -25,7 +25,12 @@ __all__ = ["leakage_explorer", "plot_reconstruction"]
 
 
 def plot_reconstruction(
-    x: torch.Tensor, x_rec: torch.Tensor, errors: torch.Tensor, *, columns: int | None = None, title: str = ""
+    x: torch.Tensor,
+    x_rec: torch.Tensor,
+    errors: torch.Tensor,
+    *,
+    columns: int | None = None,
+    title: str = "",
 ) -> Figure:
     """Originals in the top row, their reconstructions below, each captioned with its PSNR.
 
@@ -46,8 +51,12 @@ def plot_reconstruction(
             mse = float(errors[j])
             db = math.inf if mse <= 0 else 10 * math.log10(1 / mse)
             axes[1, j].set_title(f"{db:.0f} dB", fontsize=8)
-    axes[0, 0].text(-0.3, 0.5, "private", rotation=90, va="center", ha="right", transform=axes[0, 0].transAxes)
-    axes[1, 0].text(-0.3, 0.5, "rebuilt", rotation=90, va="center", ha="right", transform=axes[1, 0].transAxes)
+    axes[0, 0].text(
+        -0.3, 0.5, "private", rotation=90, va="center", ha="right", transform=axes[0, 0].transAxes
+    )
+    axes[1, 0].text(
+        -0.3, 0.5, "rebuilt", rotation=90, va="center", ha="right", transform=axes[1, 0].transAxes
+    )
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
@@ -90,7 +99,9 @@ def leakage_explorer(
             f"noise σ = {noise:.3g}, batch of {batch}: median PSNR {quality.psnr.median().item():.0f} dB, "
             f"mean SSIM {quality.ssim.mean().item():.2f}"
         )
-        return plot_reconstruction(xb, match_reconstructions(x_rec, xb), quality.mse, columns=widest, title=title)
+        return plot_reconstruction(
+            xb, match_reconstructions(x_rec, xb), quality.mse, columns=widest, title=title
+        )
 
     return explorer(
         render,
@@ -100,4 +111,3 @@ def leakage_explorer(
         descriptions={"noise": "gradient noise σ", "batch": "client batch size"},
         title="What DLG rebuilds from one shared gradient",
     )
-

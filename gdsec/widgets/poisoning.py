@@ -30,15 +30,21 @@ FRACTIONS = (0.0, 0.05, 0.1, 0.2, 0.3)
 Results = Mapping[tuple[str, float], Measurement]
 
 
-def _draw(result: Measurement, kind: str, fraction: float, x_test: torch.Tensor, y_test: torch.Tensor) -> Figure:
+def _draw(
+    result: Measurement, kind: str, fraction: float, x_test: torch.Tensor, y_test: torch.Tensor
+) -> Figure:
     """Bars for clean accuracy and trigger success, and six test digits (true → predicted class)."""
     fig, axes = plt.subplot_mosaic(
-        [["bar", "d0", "d1", "d2"], ["bar", "d3", "d4", "d5"]], figsize=(7.2, 3.3),
+        [["bar", "d0", "d1", "d2"], ["bar", "d3", "d4", "d5"]],
+        figsize=(7.2, 3.3),
         gridspec_kw={"width_ratios": [2.4, 1, 1, 1]},
     )
     ax = axes["bar"]
-    ax.bar(["clean\naccuracy", f"trigger\nsuccess (→{result.target})"], [result.clean_accuracy, result.attack_success],
-           color=[PALETTE["blue"], PALETTE["vermillion"]])
+    ax.bar(
+        ["clean\naccuracy", f"trigger\nsuccess (→{result.target})"],
+        [result.clean_accuracy, result.attack_success],
+        color=[PALETTE["blue"], PALETTE["vermillion"]],
+    )
     ax.set_ylim(0, 1)
     ax.set_ylabel("fraction of test digits")
     ax.set_title(f"{kind}, {fraction:.0%} of training rows", fontsize=10)
