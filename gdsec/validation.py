@@ -106,7 +106,9 @@ def check_unit_tensor(name: str, x: object, *, min_dim: int = 1) -> torch.Tensor
     if not x.is_floating_point():
         raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
     if x.dim() < min_dim:
-        raise ValueError(f"{name} must have at least {min_dim} dimension(s) (batch first), got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"{name} must have at least {min_dim} dimension(s) (batch first), got shape {tuple(x.shape)}"
+        )
     if x.numel() == 0:
         raise ValueError(f"{name} must not be empty, got shape {tuple(x.shape)}")
     if not torch.isfinite(x).all():
@@ -118,7 +120,9 @@ def check_unit_tensor(name: str, x: object, *, min_dim: int = 1) -> torch.Tensor
     return x
 
 
-def check_labels(name: str, y: object, *, n: int | None = None, n_classes: int | None = None) -> torch.Tensor:
+def check_labels(
+    name: str, y: object, *, n: int | None = None, n_classes: int | None = None
+) -> torch.Tensor:
     """Return ``y`` if it is a 1-D integer tensor of ``n`` labels in [0, n_classes).
 
     Used in chapters 1-10.
@@ -164,13 +168,17 @@ def check_batch(name: str, x: object, *, unit: bool = False, min_rows: int = 1) 
     Used in chapters 1-10.
     """
     if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() < 2:
-        raise ValueError(f"{name} must be a floating-point tensor with a batch axis, shape (N, ...)")
+        raise ValueError(
+            f"{name} must be a floating-point tensor with a batch axis, shape (N, ...)"
+        )
     if x.shape[0] < min_rows:
         raise ValueError(f"{name} must hold at least {min_rows} row(s), got {x.shape[0]}")
     if not torch.isfinite(x).all():
         raise ValueError(f"{name} must not contain NaN or Inf")
     if unit and (x.min() < 0 or x.max() > 1):
-        raise ValueError(f"{name} must have values in [0, 1], got [{x.min().item():.3g}, {x.max().item():.3g}]")
+        raise ValueError(
+            f"{name} must have values in [0, 1], got [{x.min().item():.3g}, {x.max().item():.3g}]"
+        )
     return x
 
 

@@ -39,7 +39,9 @@ def test_tiny_logit_noise_is_randomised_and_a_deterministic_model_is_not() -> No
     with seeded_global_rng(0, "tests.attacks_checks"):
         assert is_randomised(LogitNoise(1e-6), _x())
         assert not is_randomised(LogitNoise(0.0), _x())
-        assert not is_randomised(LogitNoise(1e-6), _x(), tol=1e-3), "a tolerance above the noise says deterministic"
+        assert not is_randomised(LogitNoise(1e-6), _x(), tol=1e-3), (
+            "a tolerance above the noise says deterministic"
+        )
 
 
 def test_dropout_left_in_training_mode_is_randomised_in_that_mode() -> None:

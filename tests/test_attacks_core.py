@@ -29,7 +29,9 @@ FAST = {
 EPS = 0.1
 
 
-def run(case: str, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, **extra: object) -> torch.Tensor:
+def run(
+    case: str, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, **extra: object
+) -> torch.Tensor:
     """Run registry case ``case`` at budget ``EPS`` (L2 variants at 4 * EPS)."""
     name, settings = FAST[case]
     spec = attacks.ATTACK_SPECS[name]
@@ -45,7 +47,9 @@ def test_fast_settings_cover_the_registry() -> None:
 
 def test_registry_names_are_public_attributes() -> None:
     for name, spec in attacks.ATTACK_SPECS.items():
-        assert hasattr(gdsec.attacks, name) and name in dir(gdsec.attacks) and name in attacks.__all__
+        assert (
+            hasattr(gdsec.attacks, name) and name in dir(gdsec.attacks) and name in attacks.__all__
+        )
         assert getattr(gdsec.attacks, name) is spec.fn
     assert not hasattr(attacks, "ALIASES") and not hasattr(attacks, "ATTACKS")
 
@@ -55,12 +59,24 @@ def test_registry_facts() -> None:
     randomised = {n for n, s in attacks.ATTACK_SPECS.items() if s.randomised}
     assert bounded == {"fgsm", "pgd", "apgd", "fab", "square_attack", "spsa"}
     assert randomised == {"pgd", "apgd", "fab", "square_attack", "spsa"}
-    assert attacks.ATTACK_SPECS["pgd"].settings == ("alpha", "steps", "norm", "random_start", "seed", "restarts")
+    assert attacks.ATTACK_SPECS["pgd"].settings == (
+        "alpha",
+        "steps",
+        "norm",
+        "random_start",
+        "seed",
+        "restarts",
+    )
 
 
 def test_no_import_cycle_and_no_lazy_imports_in_the_package() -> None:
     package = Path(gdsec.attacks.__file__).parent
-    allowed = {"gdsec.models", "gdsec.streams", "gdsec.validation", "gdsec.seeds.stats"}  # stats: the one Wilson interval
+    allowed = {
+        "gdsec.models",
+        "gdsec.streams",
+        "gdsec.validation",
+        "gdsec.seeds.stats",
+    }  # stats: the one Wilson interval
     for path in package.glob("*.py"):
         tree = ast.parse(path.read_text())
         top_level = {id(node) for node in tree.body}
@@ -68,7 +84,10 @@ def test_no_import_cycle_and_no_lazy_imports_in_the_package() -> None:
             if isinstance(node, ast.Import | ast.ImportFrom):
                 assert id(node) in top_level, f"{path.name}: import inside a function"
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("gdsec"):
-                assert node.module in allowed or node.module.startswith("gdsec.attacks."), (path.name, node.module)
+                assert node.module in allowed or node.module.startswith("gdsec.attacks."), (
+                    path.name,
+                    node.module,
+                )
         assert "importlib" not in path.read_text() and "__getattr__" not in path.read_text()
 
 
@@ -127,7 +146,9 @@ def test_deterministic_with_default_arguments(case: str, digits, digits_cnn) -> 
 
 
 # FAB's seed only places its later restarts, which return x unless they fool a row within eps.
-@pytest.mark.parametrize("case", [c for c, (n, _) in FAST.items() if attacks.ATTACK_SPECS[n].randomised and n != "fab"])
+@pytest.mark.parametrize(
+    "case", [c for c, (n, _) in FAST.items() if attacks.ATTACK_SPECS[n].randomised and n != "fab"]
+)
 def test_seed_changes_the_draw(case: str, digits, digits_cnn) -> None:
     x, y = digits.x_test[:30], digits.y_test[:30]
     assert torch.equal(run(case, digits_cnn, x, y, seed=5), run(case, digits_cnn, x, y, seed=5))
@@ -177,7 +198,9 @@ def test_bad_eps(name: str, eps: object, digits, digits_cnn) -> None:
 @pytest.mark.parametrize("name", [n for n, s in attacks.ATTACK_SPECS.items() if s.randomised])
 def test_bad_seed_even_at_zero_budget(name: str, digits, digits_cnn) -> None:
     with pytest.raises(ValueError, match="seed"):
-        attacks.ATTACK_SPECS[name].fn(digits_cnn, digits.x_test[:4], digits.y_test[:4], 0.0, seed=-1)
+        attacks.ATTACK_SPECS[name].fn(
+            digits_cnn, digits.x_test[:4], digits.y_test[:4], 0.0, seed=-1
+        )
 
 
 @pytest.mark.parametrize("name", [n for n, s in attacks.ATTACK_SPECS.items() if s.bounded])
@@ -221,7 +244,9 @@ def test_random_start_fills_the_ball() -> None:
 
 def test_keep_best_updates_only_better_rows() -> None:
     best, score = torch.zeros(4, 2), torch.tensor([1.0, 1.0, 1.0, 1.0])
-    better = attacks.keep_best(best, score, torch.ones(2, 2), torch.tensor([0.5, 2.0]), torch.tensor([1, 3]))
+    better = attacks.keep_best(
+        best, score, torch.ones(2, 2), torch.tensor([0.5, 2.0]), torch.tensor([1, 3])
+    )
     assert better.tolist() == [True, False]
     assert best[:, 0].tolist() == [0, 1, 0, 0] and score.tolist() == [1.0, 0.5, 1.0, 1.0]
 
@@ -232,9 +257,13 @@ def test_margin_and_dlr() -> None:
     assert attacks.margin(logits, y).tolist() == [2.0, -2.0]
     dlr = attacks.dlr_loss(logits, y)
     assert torch.allclose(dlr, torch.tensor([-2.0 / 3.0, 2.0 / 2.0]))
-    assert torch.allclose(attacks.dlr_loss(1000 * logits, y), dlr)  # invariant to scaling the logits
+    assert torch.allclose(
+        attacks.dlr_loss(1000 * logits, y), dlr
+    )  # invariant to scaling the logits
     target = torch.tensor([3, 2])
-    assert torch.allclose(attacks.dlr_loss(logits, y, target), torch.tensor([-4.0 / 3.5, 1.0 / 3.0]))
+    assert torch.allclose(
+        attacks.dlr_loss(logits, y, target), torch.tensor([-4.0 / 3.5, 1.0 / 3.0])
+    )
     two = logits[:, :2]
     assert torch.equal(attacks.dlr_loss(two, y), -attacks.margin(two, y))
 
@@ -253,17 +282,29 @@ def test_robust_accuracy_names_callables_and_aliases(digits, digits_cnn, blobs_m
     x, y = digits.x_test[:60], digits.y_test[:60]
     with torch.no_grad():
         clean = (digits_cnn(x).argmax(1) == y).float().mean().item()
-    assert attacks.robust_accuracy(digits_cnn, x, y, lambda m, a, b: a.clone()) == pytest.approx(clean)
+    assert attacks.robust_accuracy(digits_cnn, x, y, lambda m, a, b: a.clone()) == pytest.approx(
+        clean
+    )
     assert attacks.robust_accuracy(digits_cnn, x, y, "fgsm", eps=0.0) == pytest.approx(clean)
     by_name = attacks.robust_accuracy(digits_cnn, x, y, "fgsm", eps=0.1)
-    assert by_name == pytest.approx(attacks.robust_accuracy(digits_cnn, x, y, lambda m, a, b: attacks.fgsm(m, a, b, 0.1)))
+    assert by_name == pytest.approx(
+        attacks.robust_accuracy(digits_cnn, x, y, lambda m, a, b: attacks.fgsm(m, a, b, 0.1))
+    )
     assert by_name < clean - 0.1
     unlimited = attacks.robust_accuracy(digits_cnn, x, y, "deepfool")
     budget = attacks.robust_accuracy(digits_cnn, x, y, "deepfool", eps=0.3)
     assert unlimited < budget <= clean
-    assert attacks.robust_accuracy(digits_cnn, x, y, "cw_l2", eps=0.0, steps=10, search_steps=1) == pytest.approx(clean)
+    assert attacks.robust_accuracy(
+        digits_cnn, x, y, "cw_l2", eps=0.0, steps=10, search_steps=1
+    ) == pytest.approx(clean)
     square = attacks.robust_accuracy(digits_cnn, x, y, "square_attack", eps=0.1, steps=30)
-    assert square == attacks.robust_accuracy(digits_cnn, x, y, lambda m, a, b: attacks.square_attack(m, a, b, 0.1, steps=30)) < clean
+    assert (
+        square
+        == attacks.robust_accuracy(
+            digits_cnn, x, y, lambda m, a, b: attacks.square_attack(m, a, b, 0.1, steps=30)
+        )
+        < clean
+    )
     with pytest.raises(ValueError, match="attack"):
         attacks.robust_accuracy(digits_cnn, x, y, "square", eps=0.1)
     model, xt, yt = blobs_mlp

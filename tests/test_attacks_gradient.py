@@ -31,7 +31,9 @@ SETTINGS = settings(max_examples=20, deadline=None, derandomize=True)
 def test_pgd_stays_in_ball(eps, steps, norm, random_start, seed, rows, digits, digits_cnn) -> None:
     x, y = digits.x_test[:rows], digits.y_test[:rows]
     budget = eps if norm == "inf" else 4 * eps
-    x_adv = attacks.pgd(digits_cnn, x, y, budget, steps=steps, norm=norm, random_start=random_start, seed=seed)
+    x_adv = attacks.pgd(
+        digits_cnn, x, y, budget, steps=steps, norm=norm, random_start=random_start, seed=seed
+    )
     assert attacks.perturbation_norm(x, x_adv, norm=norm).max() <= budget + 1e-5
     assert x_adv.min() >= 0 and x_adv.max() <= 1
     assert torch.equal(x, digits.x_test[:rows])
@@ -72,7 +74,9 @@ def test_gradient_attacks_any_tabular_shape(d, n, eps, norm, training, seed) -> 
 
 def test_fgsm_raises_loss_on_linear_model(digits) -> None:
     model = models.logistic_regression(seed=0)
-    train.train(model, digits.x_train, digits.y_train, optimizer="adam", lr=0.05, epochs=30, progress=False)
+    train.train(
+        model, digits.x_train, digits.y_train, optimizer="adam", lr=0.05, epochs=30, progress=False
+    )
     x, y = digits.x_test, digits.y_test
     loss = torch.nn.functional.cross_entropy
     with torch.no_grad():
@@ -129,7 +133,11 @@ def test_apgd_step_size_schedule_converges_inside_the_ball(norm: str, eps: float
     gen = torch.Generator().manual_seed(0)
     centre = torch.full((6,), 0.5)
     direction = torch.randn(16, 6, generator=gen)
-    offset = direction.sign() * 0.1 if norm == "inf" else 0.25 * direction / direction.norm(dim=1, keepdim=True)
+    offset = (
+        direction.sign() * 0.1
+        if norm == "inf"
+        else 0.25 * direction / direction.norm(dim=1, keepdim=True)
+    )
     x, y = centre - offset, torch.zeros(16, dtype=torch.long)
     x_adv = attacks.apgd(Bowl(centre), x, y, eps, norm=norm)
     assert (x_adv - centre).norm(dim=1).max() < 0.01
@@ -176,7 +184,10 @@ def test_apgd_two_classes_falls_back_to_the_margin(blobs_mlp) -> None:
     labels = (y > 0).long()
     for kwargs in ({"loss": "dlr"}, {"targeted": True}):
         out = attacks.apgd(two, x, labels, 0.2, steps=10, **kwargs)
-        assert torch.isfinite(out).all() and attacks.perturbation_norm(x, out, norm="inf").max() <= 0.2 + 1e-6
+        assert (
+            torch.isfinite(out).all()
+            and attacks.perturbation_norm(x, out, norm="inf").max() <= 0.2 + 1e-6
+        )
 
 
 # ------------------------------------------------------------------ bad settings

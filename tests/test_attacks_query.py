@@ -9,8 +9,12 @@ import torch
 from gdsec import attacks, train
 
 ATTACKS = {
-    "square": lambda m, x, y, eps, seed=0: attacks.square_attack(m, x, y, eps, steps=200, seed=seed),
-    "spsa": lambda m, x, y, eps, seed=0: attacks.spsa(m, x, y, eps, steps=15, samples=16, seed=seed),
+    "square": lambda m, x, y, eps, seed=0: attacks.square_attack(
+        m, x, y, eps, steps=200, seed=seed
+    ),
+    "spsa": lambda m, x, y, eps, seed=0: attacks.spsa(
+        m, x, y, eps, steps=15, samples=16, seed=seed
+    ),
 }
 
 
@@ -25,7 +29,9 @@ def test_attacks_lower_accuracy_and_are_deterministic(trained, name):
     clean = train.accuracy(model, x, y)
     robust = attacks.robust_accuracy(model, x, y, lambda m, xs, ys: ATTACKS[name](m, xs, ys, 0.2))
     assert robust < clean - 0.4
-    assert torch.equal(ATTACKS[name](model, x, y, 0.1, seed=4), ATTACKS[name](model, x, y, 0.1, seed=4))
+    assert torch.equal(
+        ATTACKS[name](model, x, y, 0.1, seed=4), ATTACKS[name](model, x, y, 0.1, seed=4)
+    )
 
 
 def test_square_is_at_least_as_strong_as_fgsm_at_a_larger_budget(trained):
@@ -40,7 +46,9 @@ def test_tabular_inputs_and_zero_budget(name, blobs_mlp):
     model, x, y = blobs_mlp
     x_adv = ATTACKS[name](model, x, y, 0.3)
     assert x_adv.shape == x.shape and (x_adv - x).abs().max() <= 0.3 + 1e-6
-    assert attacks.robust_accuracy(model, x, y, lambda m, a, b: ATTACKS[name](m, a, b, 0.3)) < train.accuracy(model, x, y)
+    assert attacks.robust_accuracy(
+        model, x, y, lambda m, a, b: ATTACKS[name](m, a, b, 0.3)
+    ) < train.accuracy(model, x, y)
     assert torch.equal(ATTACKS[name](model, x, y, 0.0), x)
 
 

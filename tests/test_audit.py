@@ -16,7 +16,9 @@ PACKAGE = Path(audit.__file__).parent
 
 def _fake(question: str, severity: str = "low") -> audit.Check:
     def check(model, data_, config):
-        return audit.Finding(question, severity, f"fake {question}", {"value": 1.0, "eps": config.eps}, "nothing")
+        return audit.Finding(
+            question, severity, f"fake {question}", {"value": 1.0, "eps": config.eps}, "nothing"
+        )
 
     return check
 
@@ -30,7 +32,10 @@ def test_audit_with_injected_checks_builds_a_complete_report(digits, digits_mlp)
     assert [f.question for f in report.findings] == list(audit.QUESTIONS)
     assert report.worst == "high" and report.severities["training_security"] == "high"
     assert report.finding("adversarial_testing").evidence["eps"] == 0.2
-    assert report.settings["eps"] == 0.2 and report.settings["reference"] == "trained on the trusted split"
+    assert (
+        report.settings["eps"] == 0.2
+        and report.settings["reference"] == "trained on the trusted split"
+    )
     with pytest.raises(ValueError, match="question"):
         report.finding("nonsense")
 
@@ -56,10 +61,18 @@ def test_audit_trains_the_references_once_and_shares_them(digits, digits_mlp):
 
         return check
 
-    checks = {**FAKES, "training_security": spy("training_security"), "convergence_properties": spy("convergence_properties")}
+    checks = {
+        **FAKES,
+        "training_security": spy("training_security"),
+        "convergence_properties": spy("convergence_properties"),
+    }
     audit.audit(digits_mlp, digits, checks=checks, reference_seeds=2)
     assert seen == [None, None], "references are trained only when a default check needs them"
-    checks = {**FAKES, "training_security": audit.check_training_security, "convergence_properties": spy("convergence_properties")}
+    checks = {
+        **FAKES,
+        "training_security": audit.audit_training_security,
+        "convergence_properties": spy("convergence_properties"),
+    }
     report = audit.audit(digits_mlp, digits, checks=checks, reference_seeds=2)
     assert len(seen[-1]) == 2 and report.settings["references"] == "2 trained on the trusted split"
 
@@ -89,7 +102,8 @@ def test_audit_leaves_the_model_untouched_and_rejects_a_meddling_check(digits, d
         ({"eps_grid": ()}, "eps_grid"),
         ({"eps_grid": (0.1, -0.2)}, "eps_grid"),
         ({"n_eval": 0}, "n_eval"),
-        ({"queries": 0}, "queries"),
+        ({"budget": {"steps": 3}}, "budget"),
+        ({"queries": 0}, "unknown setting.*queries"),
         ({"expected_fraction": 0.0}, "expected_fraction"),
         ({"poison_method": "magic"}, "poison_method"),
         ({"reference": "model"}, "reference"),
@@ -114,7 +128,7 @@ def test_audit_rejects_bad_arguments(digits, digits_mlp, kwargs, match):
 def test_audit_rejects_bad_models_and_data(digits, digits_mlp):
     with pytest.raises(ValueError, match="model"):
         audit.audit("model", digits, checks=FAKES)
-    with pytest.raises(ValueError, match="data"):
+    with pytest.raises(ValueError, match="split"):
         audit.audit(digits_mlp, (digits.x_train, digits.y_train), checks=FAKES)
     bad = data.Split(digits.x_train * 2, digits.y_train, digits.x_test, digits.y_test)
     with pytest.raises(ValueError, match="x_train"):
@@ -128,11 +142,20 @@ def test_audit_rejects_bad_models_and_data(digits, digits_mlp):
 
 
 def test_the_package_keeps_its_public_names():
-    names = ("QUESTIONS", "EXPOSURES", "SEVERITIES", "AuditConfig", "AuditReport", "Finding", "reference_model")
-    names += tuple(fn.__name__ for fn in audit.DEFAULT_CHECKS.values())
+    names = (
+        "QUESTIONS",
+        "EXPOSURES",
+        "SEVERITIES",
+        "AuditConfig",
+        "AuditReport",
+        "Finding",
+        "reference_models",
+    )
+    names += tuple(fn.__name__ for fn in audit.AUDIT_CHECKS.values())
     assert all(hasattr(audit, n) and n in audit.__all__ for n in names)
-    assert list(audit.DEFAULT_CHECKS) == list(audit.QUESTIONS)
-    assert all(fn.__name__ == f"check_{q}" for q, fn in audit.DEFAULT_CHECKS.items())
+    assert list(audit.AUDIT_CHECKS) == list(audit.QUESTIONS)
+    assert all(fn.__name__ == f"audit_{q}" for q, fn in audit.AUDIT_CHECKS.items())
+    assert not any(hasattr(audit, n) for n in ("DEFAULT_CHECKS", "reference_model", "BUDGETS"))
 
 
 @pytest.mark.parametrize("path", sorted(PACKAGE.glob("*.py")), ids=lambda p: p.name)

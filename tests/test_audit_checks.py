@@ -11,15 +11,29 @@ import pytest
 import torch
 
 from gdsec import audit, data, masking, models, train
+from gdsec.attacks import Budget
 
-FAST = dict(eps_grid=(0.1,), n_eval=120, pgd_steps=8, fab_steps=8, queries=100, eot_samples=4, check_rows=40, sharpness_rows=200)
+FAST = dict(
+    eps_grid=(0.1,),
+    n_eval=120,
+    budget=Budget(steps=8, fab_steps=8, square_steps=100, draws=4, check_rows=40),
+    sharpness_rows=200,
+)
 ORDER = audit.SEVERITIES.index
 
 
-def _dark_backdoor(split: data.Split, features: list[int], target: int = 0, fraction: float = 0.05) -> data.Split:
+def _dark_backdoor(
+    split: data.Split, features: list[int], target: int = 0, fraction: float = 0.05
+) -> data.Split:
     """``split`` with ``fraction`` of its training rows of other classes stamped dark (features set to 0) and relabelled."""
     x, y = split.x_train.clone(), split.y_train.clone()
-    rows = (y != target).nonzero().flatten()[torch.randperm(int((y != target).sum()), generator=torch.Generator().manual_seed(0))]
+    rows = (
+        (y != target)
+        .nonzero()
+        .flatten()[
+            torch.randperm(int((y != target).sum()), generator=torch.Generator().manual_seed(0))
+        ]
+    )
     rows = rows[: int(fraction * len(y))]
     flat = x.flatten(1)
     flat[rows[:, None], torch.tensor(features)] = 0.0
@@ -29,7 +43,17 @@ def _dark_backdoor(split: data.Split, features: list[int], target: int = 0, frac
 
 def _fit(split: data.Split, seed: int = 0) -> torch.nn.Module:
     model = models.mlp(seed=seed)
-    train.train(model, split.x_train, split.y_train, optimizer="adam", lr=0.01, epochs=20, batch_size=64, seed=seed, progress=False)
+    train.train(
+        model,
+        split.x_train,
+        split.y_train,
+        optimizer="adam",
+        lr=0.01,
+        epochs=20,
+        batch_size=64,
+        seed=seed,
+        progress=False,
+    )
     return model.eval()
 
 
@@ -39,9 +63,11 @@ def case(request, digits, digits_mlp):
     if request.param == "images":
         split, honest = digits, digits_mlp
     else:
-        split = data.Split(digits.x_train.flatten(1), digits.y_train, digits.x_test.flatten(1), digits.y_test)
+        split = data.Split(
+            digits.x_train.flatten(1), digits.y_train, digits.x_test.flatten(1), digits.y_test
+        )
         honest = _fit(split, seed=1)
-    return request.param, split, honest, audit.reference_models(split, seeds=3)
+    return request.param, split, honest, audit.reference_models(split, n_seeds=3)
 
 
 def test_randomised_and_zero_gradient_defences_are_at_least_medium(case):
@@ -49,15 +75,29 @@ def test_randomised_and_zero_gradient_defences_are_at_least_medium(case):
     config = audit.AuditConfig(references=references, **FAST)
     for kind in ("random", "quantize"):
         defended = masking.defend(copy.deepcopy(honest), kind, noise=0.2, levels=3, seed=0)
-        verification = audit.check_robustness_verification(defended, split, config)
-        testing = audit.check_adversarial_testing(defended, split, config)
-        assert ORDER(verification.severity) >= 1 and ORDER(testing.severity) >= 1, (kind, verification.summary, testing.summary)
-        assert verification.evidence["zero_gradient_fraction"] == 1.0 and verification.evidence["suspect_layers"] == [0]
-        assert verification.evidence["randomised"] == (kind == "random") and testing.evidence["flags"]
+        verification = audit.audit_robustness_verification(defended, split, config)
+        testing = audit.audit_adversarial_testing(defended, split, config)
+        assert ORDER(verification.severity) >= 1 and ORDER(testing.severity) >= 1, (
+            kind,
+            verification.summary,
+            testing.summary,
+        )
+        assert verification.evidence["zero_gradient_fraction"] == 1.0 and verification.evidence[
+            "suspect_layers"
+        ] == [0]
+        assert (
+            verification.evidence["randomised"] == (kind == "random") and testing.evidence["flags"]
+        )
         after = verification.evidence["accuracy_after_adaptive"]
-        assert after["bpda"] < verification.evidence["whitebox_accuracy"] - 0.05, "BPDA must break rows the white-box attacks missed"
-    plain = audit.check_robustness_verification(honest, split, config)
-    assert plain.severity == "low" and not plain.evidence["suspect_layers"] and not plain.evidence["randomised"]
+        assert after["bpda"] < verification.evidence["whitebox_accuracy"] - 0.05, (
+            "BPDA must break rows the white-box attacks missed"
+        )
+    plain = audit.audit_robustness_verification(honest, split, config)
+    assert (
+        plain.severity == "low"
+        and not plain.evidence["suspect_layers"]
+        and not plain.evidence["randomised"]
+    )
 
 
 def test_a_zero_gradient_model_without_a_locatable_layer_stays_medium(case):
@@ -72,13 +112,22 @@ def test_a_zero_gradient_model_without_a_locatable_layer_stays_medium(case):
             return self.inner(torch.round(x * 2) / 2)
 
     config = audit.AuditConfig(references=references, **FAST)
-    finding = audit.check_robustness_verification(Hidden(), split, config)
-    assert finding.evidence["suspect_layers"] == [] and finding.evidence["zero_gradient_fraction"] == 1.0
+    finding = audit.audit_robustness_verification(Hidden(), split, config)
+    assert (
+        finding.evidence["suspect_layers"] == []
+        and finding.evidence["zero_gradient_fraction"] == 1.0
+    )
     assert ORDER(finding.severity) >= 1
-    lenient = audit.AuditConfig(references=references, **{**FAST, "adaptive_tol": 1.0})  # no gap can reach "high"
-    assert audit.check_robustness_verification(Hidden(), split, lenient).severity == "medium", "a sign no attack reached"
+    lenient = audit.AuditConfig(
+        references=references, **{**FAST, "adaptive_tol": 1.0}
+    )  # no gap can reach "high"
+    assert audit.audit_robustness_verification(Hidden(), split, lenient).severity == "medium", (
+        "a sign no attack reached"
+    )
     located = masking.defend(honest, "quantize", levels=3)
-    assert audit.check_robustness_verification(located, split, lenient).severity == "low", "BPDA reached the layer"
+    assert audit.audit_robustness_verification(located, split, lenient).severity == "low", (
+        "BPDA reached the layer"
+    )
 
 
 def test_a_logit_scaled_copy_is_rated_like_its_original(case):
@@ -87,7 +136,10 @@ def test_a_logit_scaled_copy_is_rated_like_its_original(case):
     reports = [audit.audit(m, split, references=references, **FAST) for m in (honest, scaled)]
     assert reports[0].severities == reports[1].severities
     original, copy_ = (r.finding("adversarial_testing").evidence for r in reports)
-    assert abs(original["robust_accuracy"] - copy_["robust_accuracy"]) <= 0.02 and copy_["flags"] == original["flags"]
+    assert (
+        abs(original["robust_accuracy"] - copy_["robust_accuracy"]) <= 0.02
+        and copy_["flags"] == original["flags"]
+    )
     sharp = [r.finding("convergence_properties").evidence["sharpness"] for r in reports]
     assert sharp[1] == pytest.approx(sharp[0], rel=1e-2)
     whitebox = [r.finding("gradient_exposure").evidence["whitebox_pgd_accuracy"] for r in reports]
@@ -100,48 +152,53 @@ def test_a_dark_trigger_backdoor_is_high_and_honest_data_low(case):
     poisoned = _dark_backdoor(split, centre)
     backdoored = _fit(poisoned)
     config = audit.AuditConfig(references=references, **FAST)
-    found = audit.check_training_security(backdoored, poisoned, config)
-    clean = audit.check_training_security(honest, split, config)
+    found = audit.audit_training_security(backdoored, poisoned, config)
+    clean = audit.audit_training_security(honest, split, config)
     assert found.severity == "high", found.summary
-    assert found.evidence["trigger_class"] == 0 and set(centre) <= set(found.evidence["trigger_features"])
-    assert max(found.evidence["trigger_values"][found.evidence["trigger_features"].index(i)] for i in centre) < 0.1
+    assert found.evidence["trigger_class"] == 0 and set(centre) <= set(
+        found.evidence["trigger_features"]
+    )
+    assert (
+        max(
+            found.evidence["trigger_values"][found.evidence["trigger_features"].index(i)]
+            for i in centre
+        )
+        < 0.1
+    )
     assert clean.severity == "low", clean.summary
-    assert clean.evidence["excess_over_clean"] < config.trigger_margin - 0.05, "honest data must stay low with margin"
-
-
-def test_rebuild_trigger_finds_either_sign_and_stamps_the_mean():
-    generator = torch.Generator().manual_seed(0)
-    x = 0.3 + 0.2 * torch.rand(60, 6, generator=generator)
-    y = torch.arange(60) % 3
-    x[y == 2, 1] = 0.0  # ink removed
-    x[y == 2, 4] = 0.95  # ink added
-    features, values = audit.rebuild_trigger(x, y, torch.nonzero(y == 2).flatten(), 2, max_features=4)
-    assert features.tolist() == [1, 4] and values.tolist() == pytest.approx([0.0, 0.95])
-    stamped = audit.stamp_values(x[:3], features, values)
-    assert stamped[:, 1].eq(0).all() and stamped[:, 4].eq(0.95).all() and not torch.equal(stamped, x[:3])
-    with pytest.raises(ValueError, match="flagged"):
-        audit.rebuild_trigger(x, y, torch.nonzero(y == 2).flatten(), 1)
-    with pytest.raises(ValueError, match="max_features"):
-        audit.rebuild_trigger(x, y, torch.nonzero(y == 2).flatten(), 2, max_features=0)
+    assert clean.evidence["excess_over_clean"] < config.trigger_margin - 0.05, (
+        "honest data must stay low with margin"
+    )
 
 
 def test_convergence_flags_an_unconverged_model_scale_free(digits, digits_mlp):
-    references = audit.reference_models(digits, seeds=2)
+    references = audit.reference_models(digits, n_seeds=2)
     config = audit.AuditConfig(references=references, sharpness_rows=200)
     early = models.mlp(seed=3)
-    train.train(early, digits.x_train, digits.y_train, optimizer="sgd", lr=0.01, epochs=1, batch_size=64, progress=False)
-    unconverged = audit.check_convergence_properties(early, digits, config)
-    honest = audit.check_convergence_properties(digits_mlp, digits, config)
+    train.train(
+        early,
+        digits.x_train,
+        digits.y_train,
+        optimizer="sgd",
+        lr=0.01,
+        epochs=1,
+        batch_size=64,
+        progress=False,
+    )
+    unconverged = audit.audit_convergence_properties(early, digits, config)
+    honest = audit.audit_convergence_properties(digits_mlp, digits, config)
     assert honest.severity == "low" and unconverged.severity == "medium", unconverged.summary
     assert honest.evidence["temperature"] > 0 and 0 < honest.evidence["sharpness"]
     assert all(p.grad is None for p in digits_mlp.parameters())
 
 
 def test_every_finding_names_its_budgets_version_and_sample_size(digits, digits_mlp):
-    references = audit.reference_models(digits, seeds=1)
+    references = audit.reference_models(digits, n_seeds=1)
     report = audit.audit(digits_mlp, digits, references=references, **FAST)
     for finding in report.findings:
         assert finding.evidence["gdsec_version"] == report.settings["gdsec_version"]
         assert finding.evidence["n"] > 0 and isinstance(finding.evidence["budgets"], dict)
     assert report.finding("adversarial_testing").evidence["n"] == FAST["n_eval"]
-    assert report.finding("adversarial_testing").evidence["budgets"]["pgd_steps"] == FAST["pgd_steps"]
+    assert (
+        report.finding("adversarial_testing").evidence["budgets"]["steps"] == FAST["budget"].steps
+    )

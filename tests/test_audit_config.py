@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gdsec import audit, models
+from gdsec.attacks import Budget
 from gdsec.audit.config import configure, eval_rows, provenance
 
 
@@ -19,8 +20,8 @@ from gdsec.audit.config import configure, eval_rows, provenance
         ({"eps_grid": (0.1, 1.5)}, "eps_grid"),
         ({"n_eval": 0}, "n_eval"),
         ({"n_eval": 2.5}, "n_eval"),
-        ({"pgd_steps": 0}, "pgd_steps"),
-        ({"queries": 0}, "queries"),
+        ({"budget": {"steps": 1}}, "budget"),
+        ({"budget": Budget(check_rows=0)}, "check_rows"),
         ({"expected_fraction": 1.5}, "expected_fraction"),
         ({"poison_method": "magic"}, "poison_method"),
         ({"reference": "model"}, "reference"),
@@ -31,8 +32,6 @@ from gdsec.audit.config import configure, eval_rows, provenance
         ({"trigger_margin": 0.0}, "trigger_margin"),
         ({"trigger_high": 0.2}, "trigger_high"),
         ({"adaptive_tol": 2.0}, "adaptive_tol"),
-        ({"fab_steps": 0}, "fab_steps"),
-        ({"eot_samples": 0}, "eot_samples"),
         ({"reference_seeds": 0}, "reference_seeds"),
         ({"references": ()}, "references"),
         ({"references": models.mlp(seed=0)}, "references"),
@@ -70,7 +69,11 @@ def test_config_normalises_the_grid_and_names_models_in_public():
     assert config.eps_grid == (0.1, 1.0) and isinstance(config.eps, float)
     public = config.public()
     assert public["reference"] == "given" and public["surrogate"].startswith("the first reference")
-    assert public["eps_grid"] == (0.1, 1.0) and public["n_eval"] == "all" and public["references"] == "3 trained on the trusted split"
+    assert (
+        public["eps_grid"] == (0.1, 1.0)
+        and public["n_eval"] == "all"
+        and public["references"] == "3 trained on the trusted split"
+    )
     assert set(public) == {*audit.AuditConfig.__dataclass_fields__, "gdsec_version"}
     assert audit.AuditConfig(references=[models.mlp(seed=0)]).public()["references"] == "1 given"
 
@@ -87,5 +90,13 @@ def test_eval_rows_takes_the_first_rows_of_the_held_out_split(digits):
 def test_provenance_names_sample_size_budgets_and_version():
     import gdsec
 
-    record = provenance(7, audit.AuditConfig(pgd_steps=3), ("pgd_steps", "queries"))
-    assert record == {"n": 7, "budgets": {"pgd_steps": 3, "queries": 5000}, "gdsec_version": gdsec.__version__}
+    record = provenance(
+        7, audit.AuditConfig(budget=Budget(steps=3)), ("steps", "square_steps", "sharpness_rows")
+    )
+    assert record == {
+        "n": 7,
+        "budgets": {"steps": 3, "square_steps": 5000, "sharpness_rows": 500},
+        "gdsec_version": gdsec.__version__,
+    }
+    assert provenance(7, audit.AuditConfig())["budgets"] == Budget().stated()
+    assert audit.AuditConfig().public()["budget"] == Budget().stated()

@@ -47,10 +47,15 @@ def test_result_is_a_consistent_per_row_worst_case(honest, digits_mlp, rows) -> 
     e = honest
     assert e.n == 60 and e.robust.dtype == torch.bool and e.robust.shape == (60,)
     assert e.robust_accuracy == pytest.approx(e.robust.float().mean().item())
-    assert 0.1 < e.robust_accuracy < e.clean_accuracy - 0.3  # an attack that works, on a model that is not robust
+    assert (
+        0.1 < e.robust_accuracy < e.clean_accuracy - 0.3
+    )  # an attack that works, on a model that is not robust
     assert list(e.accuracy_after) == LABELS and list(e.budgets) == LABELS
     after = list(e.accuracy_after.values())
-    assert all(a >= b for a, b in zip(after, after[1:], strict=False)) and after[-1] == e.robust_accuracy
+    assert (
+        all(a >= b for a, b in zip(after, after[1:], strict=False))
+        and after[-1] == e.robust_accuracy
+    )
     assert e.ci95[0] < e.robust_accuracy < e.ci95[1]
     predicted = digits_mlp(e.x_adv).argmax(1)
     clean = digits_mlp(x).argmax(1)
@@ -62,7 +67,13 @@ def test_result_is_a_consistent_per_row_worst_case(honest, digits_mlp, rows) -> 
     assert torch.equal(e.x_adv[e.robust], x[e.robust])
     assert (e.x_adv - x).abs().max() <= EPS + 1e-6 and e.x_adv.min() >= 0 and e.x_adv.max() <= 1
     assert e.budgets["square_attack"] == {"p_init": 0.8, "steps": 200}
-    assert e.budgets["apgd-t"] == {"norm": "inf", "targeted": True, "steps": 10, "restarts": 1, "targets": 9}
+    assert e.budgets["apgd-t"] == {
+        "norm": "inf",
+        "targeted": True,
+        "steps": 10,
+        "restarts": 1,
+        "targets": 9,
+    }
 
 
 def test_defaults_are_the_autoattack_budgets(digits_mlp, rows, monkeypatch) -> None:
@@ -85,8 +96,13 @@ def test_worst_case_is_no_weaker_than_any_single_attack(honest, digits_mlp, rows
     singles = {a: evaluate(digits_mlp, *rows, EPS, attacks=(a,), budget=FAST) for a in LABELS}
     for name, single in singles.items():
         assert honest.robust_accuracy <= single.robust_accuracy, name
-    assert not (honest.robust & ~singles["apgd-ce"].robust).any()  # APGD-CE runs first on the same rows
-    assert honest.robust_accuracy <= _accuracy(digits_mlp, pgd(digits_mlp, *rows, EPS, steps=20), rows[1]) + 1e-6
+    assert not (
+        honest.robust & ~singles["apgd-ce"].robust
+    ).any()  # APGD-CE runs first on the same rows
+    assert (
+        honest.robust_accuracy
+        <= _accuracy(digits_mlp, pgd(digits_mlp, *rows, EPS, steps=20), rows[1]) + 1e-6
+    )
 
 
 def test_each_attack_only_sees_the_rows_still_robust(digits_mlp, rows, monkeypatch) -> None:
@@ -127,11 +143,19 @@ def test_inputs_mode_grads_and_global_rng_are_untouched(digits_cnn, rows) -> Non
 @pytest.mark.parametrize(
     ("kwargs", "named"),
     [
-        ({"eps": -0.1}, "eps"), ({"norm": "1"}, "norm"), ({"seed": -1}, "seed"), ({"budget": {"steps": 10}}, "budget"),
-        ({"steps": 10}, "steps"), ({"attacks": ()}, "attacks"), ({"attacks": "square_attack"}, "attacks"),
-        ({"attacks": ("apgd-ce", "pgd")}, "attacks"), ({"attacks": ("square_attack", "square_attack")}, "attacks"),
-        ({"attacks": ("square",)}, "attacks"), ({"attacks": ("square_attack",), "norm": "2"}, "square_attack"),
-        ({"attacks": (Member("apgd"), Member("apgd", {"loss": "dlr"}))}, "distinct"), ({"n_iter": 100}, "n_iter"),
+        ({"eps": -0.1}, "eps"),
+        ({"norm": "1"}, "norm"),
+        ({"seed": -1}, "seed"),
+        ({"budget": {"steps": 10}}, "budget"),
+        ({"steps": 10}, "steps"),
+        ({"attacks": ()}, "attacks"),
+        ({"attacks": "square_attack"}, "attacks"),
+        ({"attacks": ("apgd-ce", "pgd")}, "attacks"),
+        ({"attacks": ("square_attack", "square_attack")}, "attacks"),
+        ({"attacks": ("square",)}, "attacks"),
+        ({"attacks": ("square_attack",), "norm": "2"}, "square_attack"),
+        ({"attacks": (Member("apgd"), Member("apgd", {"loss": "dlr"}))}, "distinct"),
+        ({"n_iter": 100}, "n_iter"),
     ],
 )
 def test_bad_settings_raise_naming_them(kwargs: dict, named: str, digits_mlp, rows) -> None:
@@ -166,9 +190,15 @@ def test_a_logit_scaled_copy_is_flagged_and_still_broken(honest, digits_mlp, row
     scaled = masking.defend(digits_mlp, "temperature", temperature=1e4)
     e = evaluate(scaled, *rows, EPS, budget=FAST)
     assert "zero-gradient" in _names(e.flags)
-    assert "non-monotone" not in _names(e.flags), "CE fails at eps and 2 eps alike: that is the zero-gradient flag's"
-    assert e.accuracy_after["apgd-ce"] > e.clean_accuracy - 0.1  # cross-entropy sees no gradient ...
-    assert abs(e.robust_accuracy - honest.robust_accuracy) <= 0.05  # ... the scale-invariant attacks do
+    assert "non-monotone" not in _names(e.flags), (
+        "CE fails at eps and 2 eps alike: that is the zero-gradient flag's"
+    )
+    assert (
+        e.accuracy_after["apgd-ce"] > e.clean_accuracy - 0.1
+    )  # cross-entropy sees no gradient ...
+    assert (
+        abs(e.robust_accuracy - honest.robust_accuracy) <= 0.05
+    )  # ... the scale-invariant attacks do
 
 
 def test_accuracy_that_rises_with_eps_is_flagged(digits_mlp, rows) -> None:
@@ -206,7 +236,9 @@ def test_zero_gradients_and_square_beating_white_box_are_flagged(digits_mlp, row
 
 def test_square_must_break_more_than_a_fifth_of_a_percent_and_more_than_one_row() -> None:
     flags = importlib.import_module("gdsec.attacks.evaluate")._sequence_flags
-    assert flags({"apgd-t": 0.5, "square_attack": 0.5 - 1 / 450}, 450) == []  # one row: 0.22 %, not enough
+    assert (
+        flags({"apgd-t": 0.5, "square_attack": 0.5 - 1 / 450}, 450) == []
+    )  # one row: 0.22 %, not enough
     assert len(flags({"apgd-t": 0.5, "square_attack": 0.5 - 2 / 450}, 450)) == 1
     assert flags({"apgd-t": 0.5, "square_attack": 0.5 - 20 / 10_000}, 10_000) == []  # 0.2 % exactly
     assert len(flags({"apgd-t": 0.5, "square_attack": 0.5 - 21 / 10_000}, 10_000)) == 1
@@ -230,14 +262,19 @@ def test_tabular_inputs(blobs_mlp) -> None:
 def test_two_classes_and_l2(digits) -> None:
     split = data.two_digits(3, 8)
     model = models.mlp(64, 2, hidden=16, seed=0)
-    train.train(model, split.x_train, split.y_train, optimizer="adam", lr=1e-2, epochs=20, progress=False)
+    train.train(
+        model, split.x_train, split.y_train, optimizer="adam", lr=1e-2, epochs=20, progress=False
+    )
     x, y = split.x_test[:60], split.y_test[:60]
     e = evaluate(model, x, y, 0.15, budget=FAST)
     assert e.flags == () and e.robust_accuracy < e.clean_accuracy - 0.2
     assert e.budgets["apgd-t"]["targets"] == 1 and e.budgets["fab-t"]["targets"] == 1
     assert e.robust_accuracy <= _accuracy(model, pgd(model, x, y, 0.15, steps=20), y) + 1e-6
     l2 = evaluate(model, x, y, 1.0, norm="2", budget=FAST)
-    assert list(l2.accuracy_after) == ["apgd-ce", "apgd-t", "fab-t"] and l2.robust_accuracy < l2.clean_accuracy
+    assert (
+        list(l2.accuracy_after) == ["apgd-ce", "apgd-t", "fab-t"]
+        and l2.robust_accuracy < l2.clean_accuracy
+    )
     assert ((l2.x_adv - x).flatten(1).norm(dim=1) <= 1.0 + 1e-5).all()
 
 
@@ -247,11 +284,16 @@ def test_two_classes_and_l2(digits) -> None:
 @pytest.mark.parametrize(
     ("build", "named"),
     [
-        (lambda: Budget(steps=0), "steps"), (lambda: Budget(fab_steps=0), "fab_steps"),
-        (lambda: Budget(restarts=0), "restarts"), (lambda: Budget(square_steps=0), "square_steps"),
-        (lambda: Budget(draws=0), "draws"), (lambda: Budget(noise_points=0), "noise_points"),
-        (lambda: Budget(check_rows=-1), "check_rows"), (lambda: Budget(steps=2.5), "steps"),
-        (lambda: Member("pgdd"), "attack"), (lambda: Member("deepfool"), "attack"),
+        (lambda: Budget(steps=0), "steps"),
+        (lambda: Budget(fab_steps=0), "fab_steps"),
+        (lambda: Budget(restarts=0), "restarts"),
+        (lambda: Budget(square_steps=0), "square_steps"),
+        (lambda: Budget(draws=0), "draws"),
+        (lambda: Budget(noise_points=0), "noise_points"),
+        (lambda: Budget(check_rows=-1), "check_rows"),
+        (lambda: Budget(steps=2.5), "steps"),
+        (lambda: Member("pgdd"), "attack"),
+        (lambda: Member("deepfool"), "attack"),
         (lambda: Member("apgd", {"queries": 3}), "queries"),
     ],
 )
@@ -264,7 +306,12 @@ def test_a_member_is_a_registry_entry_with_settings() -> None:
     assert [m.attack for m in ENSEMBLE] == ["apgd", "apgd", "fab", "square_attack"]
     assert LABELS == ["apgd-ce", "apgd-t", "fab-t", "square_attack"]
     stated = Budget(steps=7, fab_steps=3, square_steps=11, restarts=2)
-    assert ENSEMBLE[2].budgeted("2", stated) == {"norm": "2", "targeted": True, "steps": 3, "restarts": 2}
+    assert ENSEMBLE[2].budgeted("2", stated) == {
+        "norm": "2",
+        "targeted": True,
+        "steps": 3,
+        "restarts": 2,
+    }
     assert ENSEMBLE[3].budgeted("inf", stated) == {"p_init": 0.8, "steps": 11}
 
 
@@ -272,19 +319,32 @@ def test_a_member_is_a_registry_entry_with_settings() -> None:
 def test_projection_is_feasible_and_minimal(norm: str) -> None:
     linprog = pytest.importorskip("scipy.optimize").linprog
     gen = torch.Generator().manual_seed(0)
-    p, w = torch.rand(40, 6, generator=gen, dtype=torch.float64), torch.randn(40, 6, generator=gen, dtype=torch.float64)
-    b = (w * torch.rand(40, 6, generator=gen, dtype=torch.float64)).sum(1)  # a point of the box lies on each plane
+    p, w = (
+        torch.rand(40, 6, generator=gen, dtype=torch.float64),
+        torch.randn(40, 6, generator=gen, dtype=torch.float64),
+    )
+    b = (w * torch.rand(40, 6, generator=gen, dtype=torch.float64)).sum(
+        1
+    )  # a point of the box lies on each plane
     d = project_on_hyperplane(p, w, b, norm=norm)
     assert ((p + d) >= -1e-9).all() and ((p + d) <= 1 + 1e-9).all()
     assert ((w * (p + d)).sum(1) - b).abs().max() < 1e-6
-    if norm == "inf":  # min t s.t. -t <= d_i <= t, w . d = b - w . p, 0 <= p + d <= 1, as a linear program
+    if (
+        norm == "inf"
+    ):  # min t s.t. -t <= d_i <= t, w . d = b - w . p, 0 <= p + d <= 1, as a linear program
         for i in range(5):
             cost = [0.0] * 6 + [1.0]
             rows = [[(1.0 if j == k else 0.0) for j in range(6)] + [-1.0] for k in range(6)]
             rows += [[(-1.0 if j == k else 0.0) for j in range(6)] + [-1.0] for k in range(6)]
             bounds = [(-float(p[i, k]), 1 - float(p[i, k])) for k in range(6)] + [(0, None)]
-            best = linprog(cost, A_ub=rows, b_ub=[0.0] * 12, A_eq=[w[i].tolist() + [0.0]],
-                           b_eq=[float(b[i] - w[i] @ p[i])], bounds=bounds)
+            best = linprog(
+                cost,
+                A_ub=rows,
+                b_ub=[0.0] * 12,
+                A_eq=[w[i].tolist() + [0.0]],
+                b_eq=[float(b[i] - w[i] @ p[i])],
+                bounds=bounds,
+            )
             assert abs(d[i].abs().max().item() - best.fun) < 1e-6
     else:  # any other feasible step is no shorter: compare with random feasible points of the plane in the box
         other = torch.rand(40, 6, generator=gen, dtype=torch.float64)
@@ -312,7 +372,10 @@ def test_no_weaker_than_torchattacks(digits_mlp, rows, torchattacks) -> None:
     model = copy.deepcopy(digits_mlp)
     with torch.random.fork_rng(devices=[]):
         robust = torch.ones(len(x), dtype=torch.bool)
-        for attack in (torchattacks.APGD(model, eps=EPS, steps=20, loss="ce"), torchattacks.APGDT(model, eps=EPS, steps=20, n_classes=10)):
+        for attack in (
+            torchattacks.APGD(model, eps=EPS, steps=20, loss="ce"),
+            torchattacks.APGDT(model, eps=EPS, steps=20, n_classes=10),
+        ):
             rows_left = robust.nonzero().squeeze(1)
             robust[rows_left] &= model(attack(x[rows_left], y[rows_left])).argmax(1) == y[rows_left]
     ours = evaluate(model, x, y, EPS, attacks=("apgd-ce", "apgd-t"), steps=20, check_rows=0)

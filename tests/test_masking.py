@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from gdsec import attacks, data, masking, models, train
+from gdsec.models import eval_mode
 from gdsec.widgets import masking as factory
 
 EPS = 0.15
@@ -31,9 +32,22 @@ def setting():
     robust = fit(x_train, adversary=functools.partial(attacks.pgd, eps=EPS, steps=5))
     surrogate = fit(x_train, seed=1)
     return {
-        "x_train": x_train, "y_train": y_train, "x": x_test, "y": y_test, "base": base, "quantized": quantized, "saturated": saturated,
-        "robust": robust, "surrogate": surrogate,
+        "x_train": x_train,
+        "y_train": y_train,
+        "x": x_test,
+        "y": y_test,
+        "base": base,
+        "quantized": quantized,
+        "saturated": saturated,
+        "robust": robust,
+        "surrogate": surrogate,
     }
+
+
+def _zero_share(model, x, y):
+    """The share of rows with a zero input gradient (gdsec.attacks.zero_gradient_rows), in eval mode."""
+    with eval_mode(model):
+        return attacks.zero_gradient_rows(model, x, y).float().mean().item()
 
 
 def test_quantize_levels_and_zero_gradient():
@@ -62,9 +76,9 @@ def test_random_quantize_is_random_per_call_and_reproducible_from_its_seed():
 
 def test_defences_mask_the_gradient_but_keep_predictions(setting):
     x, y = setting["x"], setting["y"]
-    assert masking.input_gradient_zero_fraction(setting["base"], x, y) == 0.0
-    assert masking.input_gradient_zero_fraction(setting["quantized"], x, y) == 1.0
-    assert masking.input_gradient_zero_fraction(setting["saturated"], x, y) > 0.7
+    assert _zero_share(setting["base"], x, y) == 0.0
+    assert _zero_share(setting["quantized"], x, y) == 1.0
+    assert _zero_share(setting["saturated"], x, y) > 0.7
     assert torch.equal(setting["saturated"](x).argmax(1), setting["base"](x).argmax(1))
     assert setting["saturated"][0] is setting["base"]  # the classifier is shared, not copied
 
@@ -74,8 +88,18 @@ def test_whitebox_attacks_fail_and_bpda_transfer_succeed(setting):
     for name in ("quantized", "saturated"):
         model = setting[name]
         whitebox = attacks.robust_accuracy(model, x, y, "pgd", eps=EPS, steps=10, seed=0)
-        bpda = attacks.robust_accuracy(model, x, y, lambda m, xs, ys: attacks.pgd(masking.bpda(m), xs, ys, EPS, steps=10, seed=0))
-        moved = attacks.robust_accuracy(model, x, y, masking.transfer(setting["surrogate"], attacks.pgd, eps=EPS, steps=10, seed=0))
+        bpda = attacks.robust_accuracy(
+            model,
+            x,
+            y,
+            lambda m, xs, ys: attacks.pgd(masking.bpda(m), xs, ys, EPS, steps=10, seed=0),
+        )
+        moved = attacks.robust_accuracy(
+            model,
+            x,
+            y,
+            masking.transfer(setting["surrogate"], attacks.pgd, eps=EPS, steps=10, seed=0),
+        )
         assert whitebox > 0.8, name
         assert bpda < whitebox - 0.3 and moved < whitebox - 0.2, name
 
@@ -84,7 +108,7 @@ def test_bpda_keeps_the_forward_pass_and_restores_a_gradient(setting):
     x, y = setting["x"][:20], setting["y"][:20]
     stand_in = masking.bpda(setting["quantized"])
     assert torch.equal(stand_in(x), setting["quantized"](x))
-    assert masking.input_gradient_zero_fraction(stand_in, x, y) == 0.0
+    assert _zero_share(stand_in, x, y) == 0.0
     assert torch.equal(masking.bpda(setting["saturated"])(x), setting["base"](x))
 
 
@@ -97,7 +121,7 @@ def test_eot_averages_random_draws():
         def forward(self, x):
             return x + torch.randn(x.shape, generator=self.generator)
 
-    averaged = masking.eot(Noisy(), samples=400)(torch.zeros(3, 2))
+    averaged = masking.eot(Noisy(), draws=400)(torch.zeros(3, 2))
     assert averaged.abs().max() < 0.25
 
 
@@ -109,9 +133,13 @@ def test_fit_generator_is_pca_and_encode_projects(setting):
     flat = x.reshape(len(x), -1)
     z = generator.encode(x)
     residual = flat - (generator.mean + z @ basis.T)
-    assert torch.allclose(residual @ basis, torch.zeros_like(z), atol=1e-4), "the residual must be orthogonal to the range"
+    assert torch.allclose(residual @ basis, torch.zeros_like(z), atol=1e-4), (
+        "the residual must be orthogonal to the range"
+    )
     more = masking.fit_generator(x, components=30)
-    assert (flat - more(more.encode(x)).reshape(len(x), -1)).norm() < (flat - generator(z).reshape(len(x), -1)).norm()
+    assert (flat - more(more.encode(x)).reshape(len(x), -1)).norm() < (
+        flat - generator(z).reshape(len(x), -1)
+    ).norm()
 
 
 def test_purifier_lands_near_the_projection_but_its_gradient_explodes(setting):
@@ -120,7 +148,9 @@ def test_purifier_lands_near_the_projection_but_its_gradient_explodes(setting):
     purifier = masking.Purifier(generator)
     exact = generator(generator.encode(x))
     assert (purifier(x) - exact).abs().max() < 0.05
-    assert (masking.Purifier(generator, steps=5)(x) - exact).abs().max() > 0.1, "too few steps must not reach it"
+    assert (masking.Purifier(generator, steps=5)(x) - exact).abs().max() > 0.1, (
+        "too few steps must not reach it"
+    )
     on_range = exact.detach()
     error = (purifier(on_range) - on_range).abs()
     assert error.max() < 0.1 and error.mean() < 0.01, "g(h(z)) = h(z): the purifier fixes its range"
@@ -133,7 +163,10 @@ def test_purifier_lands_near_the_projection_but_its_gradient_explodes(setting):
     defended = masking.defend(setting["base"], "purify", generator=generator)
     stand_in = masking.reparameterise(defended)
     assert grad_norm(defended) > 100 * grad_norm(stand_in)
-    assert torch.allclose(stand_in(x), setting["base"](exact), atol=1e-5) and stand_in[-1] is setting["base"]
+    assert (
+        torch.allclose(stand_in(x), setting["base"](exact), atol=1e-5)
+        and stand_in[-1] is setting["base"]
+    )
 
 
 def test_reparameterisation_breaks_the_purifier(setting):
@@ -141,7 +174,12 @@ def test_reparameterisation_breaks_the_purifier(setting):
     generator = masking.fit_generator(setting["x_train"], components=20)
     defended = masking.defend(setting["base"], "purify", generator=generator)
     whitebox = attacks.robust_accuracy(defended, x, y, "pgd", eps=EPS, steps=10, seed=0)
-    adaptive = attacks.robust_accuracy(defended, x, y, lambda m, xs, ys: attacks.pgd(masking.reparameterise(m), xs, ys, EPS, steps=10, seed=0))
+    adaptive = attacks.robust_accuracy(
+        defended,
+        x,
+        y,
+        lambda m, xs, ys: attacks.pgd(masking.reparameterise(m), xs, ys, EPS, steps=10, seed=0),
+    )
     assert adaptive < whitebox - 0.3, (whitebox, adaptive)
 
 
@@ -153,7 +191,9 @@ def test_traps_keep_predictions_and_mask_only_where_built_to(setting):
         assert torch.equal(trap(moved).argmax(1), base(moved).argmax(1))
         assert torch.allclose(trap(x), base(x))
     assert torch.allclose(off_grid(moved), base(moved) * 1e4, rtol=1e-4)
-    assert torch.allclose(far(moved), base(moved)) and torch.allclose(far((x + 0.3).clamp(0, 1)), base((x + 0.3).clamp(0, 1)) * 1e4, rtol=1e-4)
+    assert torch.allclose(far(moved), base(moved)) and torch.allclose(
+        far((x + 0.3).clamp(0, 1)), base((x + 0.3).clamp(0, 1)) * 1e4, rtol=1e-4
+    )
 
 
 def test_adversarial_training_draws_a_fresh_start_per_batch(setting):
@@ -164,7 +204,16 @@ def test_adversarial_training_draws_a_fresh_start_per_batch(setting):
         return attacks.pgd(model, xb, yb, EPS, steps=1, seed=seed)
 
     model = models.mlp(hidden=8, seed=0)
-    train.train(model, setting["x_train"][:96], setting["y_train"][:96], lr=0.1, epochs=2, batch_size=32, progress=False, adversary=adversary)
+    train.train(
+        model,
+        setting["x_train"][:96],
+        setting["y_train"][:96],
+        lr=0.1,
+        epochs=2,
+        batch_size=32,
+        progress=False,
+        adversary=adversary,
+    )
     assert len(seen) == 6 and len(set(seen)) == 6
 
 
@@ -179,10 +228,9 @@ def test_adversarial_training_draws_a_fresh_start_per_batch(setting):
         lambda s: masking.defend(s["base"], "jpeg"),
         lambda s: masking.defend("model", "quantize"),
         lambda s: masking.bpda(torch.nn.Linear(2, 2)),
-        lambda s: masking.eot(s["base"], samples=0),
+        lambda s: masking.eot(s["base"], draws=0),
         lambda s: masking.transfer("surrogate"),
         lambda s: masking.transfer(s["surrogate"], attack="pgd"),
-        lambda s: masking.input_gradient_zero_fraction(s["base"], s["x"], s["y"][:-1]),
         lambda s: masking.fit_generator(s["x"], components=0),
         lambda s: masking.fit_generator(s["x"] * 2),
         lambda s: masking.Purifier("generator"),
@@ -203,19 +251,29 @@ def test_bad_arguments_raise_value_error(setting, call):
 
 def test_masking_explorer_precomputes_temperature_by_attack_with_per_row_outcomes(setting):
     x, y, base = setting["x"][:30], setting["y"][:30], setting["base"]
-    cold, zero_cold = factory.attack_outcomes(base, x, y, temperature=1.0, attack=factory.ATTACKS[0], eps=EPS)
-    hot, zero_hot = factory.attack_outcomes(base, x, y, temperature=1000.0, attack=factory.ATTACKS[0], eps=EPS)
-    dlr, _ = factory.attack_outcomes(base, x, y, temperature=1000.0, attack=factory.ATTACKS[1], eps=EPS)
+    cold, zero_cold = factory.attack_outcomes(
+        base, x, y, temperature=1.0, attack=factory.ATTACK_LABELS[0], eps=EPS
+    )
+    hot, zero_hot = factory.attack_outcomes(
+        base, x, y, temperature=1000.0, attack=factory.ATTACK_LABELS[0], eps=EPS
+    )
+    dlr, _ = factory.attack_outcomes(
+        base, x, y, temperature=1000.0, attack=factory.ATTACK_LABELS[1], eps=EPS
+    )
     assert set(cold.tolist()) <= {0, 1, 2} and torch.equal(cold == 0, hot == 0)
     assert (hot == 2).sum() > (cold == 2).sum() + 10 and zero_hot > 0.5 == zero_cold + 0.5
-    assert (dlr == 2).sum() <= (cold == 2).sum() + 2, "the DLR loss does not care about the temperature"
-    fig = factory.plot_outcomes(hot, y, temperature=1000.0, attack=factory.ATTACKS[0], zero_fraction=zero_hot)
+    assert (dlr == 2).sum() <= (cold == 2).sum() + 2, (
+        "the DLR loss does not care about the temperature"
+    )
+    fig = factory.plot_outcomes(
+        hot, y, temperature=1000.0, attack=factory.ATTACK_LABELS[0], zero_fraction=zero_hot
+    )
     assert f"{int((hot == 2).sum())} of 30 digits survive" in fig.axes[0].get_title()
     plt.close(fig)
     box = factory.masking_explorer(base, x, y, eps=EPS, temperatures=(1.0, 1000.0), live=False)
     stack = next(c for c in box.children if isinstance(c, widgets.Stack))
     images = [bytes(img.value) for inner in stack.children for img in inner.children]
-    assert len(images) == 2 * len(factory.ATTACKS) and len(set(images)) == len(images)
+    assert len(images) == 2 * len(factory.ATTACK_LABELS) and len(set(images)) == len(images)
 
 
 @pytest.mark.parametrize(
@@ -224,10 +282,18 @@ def test_masking_explorer_precomputes_temperature_by_attack_with_per_row_outcome
         lambda f, s: f.masking_explorer("model", s["x"], s["y"], eps=EPS, live=False),
         lambda f, s: f.masking_explorer(s["base"], s["x"], s["y"][:-1], eps=EPS, live=False),
         lambda f, s: f.masking_explorer(s["base"], s["x"], s["y"], eps=0.0, live=False),
-        lambda f, s: f.masking_explorer(s["base"], s["x"], s["y"], eps=EPS, temperatures=(), live=False),
-        lambda f, s: f.masking_explorer(s["base"], s["x"], s["y"], eps=EPS, temperatures=(0.0,), live=False),
-        lambda f, s: f.attack_outcomes(s["base"], s["x"], s["y"], temperature=1.0, attack="CW", eps=EPS),
-        lambda f, s: f.attack_outcomes(s["base"], s["x"], s["y"], temperature=-1.0, attack=f.ATTACKS[0], eps=EPS),
+        lambda f, s: f.masking_explorer(
+            s["base"], s["x"], s["y"], eps=EPS, temperatures=(), live=False
+        ),
+        lambda f, s: f.masking_explorer(
+            s["base"], s["x"], s["y"], eps=EPS, temperatures=(0.0,), live=False
+        ),
+        lambda f, s: f.attack_outcomes(
+            s["base"], s["x"], s["y"], temperature=1.0, attack="CW", eps=EPS
+        ),
+        lambda f, s: f.attack_outcomes(
+            s["base"], s["x"], s["y"], temperature=-1.0, attack=f.ATTACK_LABELS[0], eps=EPS
+        ),
     ],
 )
 def test_masking_widget_bad_arguments_raise_value_error(setting, call):

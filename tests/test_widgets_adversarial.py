@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from gdsec import verify
-from gdsec.attacks.evaluate import evaluate
+from gdsec.attacks import Budget, evaluate
 from gdsec.widgets.adversarial import epsilon_explorer, robustness_explorer, row_outcomes
 
-TINY = {"steps": 3, "fab_steps": 1, "queries": 10, "check_rows": 0, "seed": 0}
+TINY = {"budget": Budget(steps=3, fab_steps=1, square_steps=10, check_rows=0), "seed": 0}
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,10 @@ def rows(digits):
 @pytest.fixture(scope="module")
 def results(digits_cnn, rows):
     x, y = rows
-    return {eps: (evaluate(digits_cnn, x, y, eps, **TINY), verify.certified(digits_cnn, x, y, eps)) for eps in (0.0, 0.003, 0.2)}
+    return {
+        eps: (evaluate(digits_cnn, x, y, eps, **TINY), verify.certified(digits_cnn, x, y, eps))
+        for eps in (0.0, 0.003, 0.2)
+    }
 
 
 def test_outcomes_follow_the_evaluation_and_the_proof(results, digits_cnn, rows) -> None:
@@ -31,15 +34,21 @@ def test_outcomes_follow_the_evaluation_and_the_proof(results, digits_cnn, rows)
     wrong = (digits_cnn(x).argmax(1) != y).tolist()
     evaluation, proved = results[0.0]
     outcomes = row_outcomes(evaluation, proved)
-    assert outcomes == ["wrong when clean" if w else "proved (IBP)" for w in wrong]  # eps = 0: IBP is exact
+    assert outcomes == [
+        "wrong when clean" if w else "proved (IBP)" for w in wrong
+    ]  # eps = 0: IBP is exact
     evaluation, proved = results[0.2]
     outcomes = row_outcomes(evaluation, proved)
-    assert not proved.any() and outcomes.count("apgd-ce") > 20  # eps = 0.2 breaks most rows of a standard CNN
+    assert (
+        not proved.any() and outcomes.count("apgd-ce") > 20
+    )  # eps = 0.2 breaks most rows of a standard CNN
     for outcome, broke, w in zip(outcomes, evaluation.broken_by, wrong, strict=True):
         assert outcome == ("wrong when clean" if w else broke or "held (not proved)")
     evaluation, proved = results[0.003]
     outcomes = row_outcomes(evaluation, proved)
-    assert 0 < outcomes.count("proved (IBP)") and outcomes.count("proved (IBP)") == int(proved.sum())
+    assert 0 < outcomes.count("proved (IBP)") and outcomes.count("proved (IBP)") == int(
+        proved.sum()
+    )
     held = [o == "held (not proved)" for o in outcomes]
     assert held == (evaluation.robust & ~proved).tolist()
 
@@ -95,10 +104,16 @@ def _controls(box) -> int:
 
 def test_epsilon_explorer_adds_an_attack_control_for_several_attacks(digits_cnn, rows) -> None:
     x, y = rows
-    one = epsilon_explorer(digits_cnn, x, y, attack="fgsm", eps_values=(0.0, 0.1), indices=(0, 1), live=False)
-    two = epsilon_explorer(digits_cnn, x, y, attack=("fgsm", "pgd"), eps_values=(0.0, 0.1), indices=(0, 1), live=False)
+    one = epsilon_explorer(
+        digits_cnn, x, y, attack="fgsm", eps_values=(0.0, 0.1), indices=(0, 1), live=False
+    )
+    two = epsilon_explorer(
+        digits_cnn, x, y, attack=("fgsm", "pgd"), eps_values=(0.0, 0.1), indices=(0, 1), live=False
+    )
     assert _controls(two) == _controls(one) + 1
     plt.close("all")
     for bad in (("fgsm", "fgsm"), "cw", ()):
         with pytest.raises(ValueError, match="attack"):
-            epsilon_explorer(digits_cnn, x, y, attack=bad, eps_values=(0.0,), indices=(0,), live=False)
+            epsilon_explorer(
+                digits_cnn, x, y, attack=bad, eps_values=(0.0,), indices=(0,), live=False
+            )

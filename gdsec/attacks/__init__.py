@@ -44,7 +44,8 @@ from gdsec.attacks.checks import (
     straight_through,
     zero_gradient_rows,
 )
-from gdsec.attacks.evaluate import ENSEMBLE, Evaluation, Member, evaluate
+from gdsec.attacks.ensemble import ENSEMBLE, Member
+from gdsec.attacks.evaluate import Evaluation, evaluate
 from gdsec.attacks.fab import fab
 from gdsec.attacks.gradient import APGD_LOSSES, apgd, checkpoints, fgsm, pgd
 from gdsec.attacks.minimal import cw_l2, deepfool

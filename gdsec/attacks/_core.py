@@ -23,9 +23,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from gdsec.attacks.settings import Checker
 from gdsec.models import eval_mode
 from gdsec.validation import (
-    check_int,
     check_keywords,
     check_labels,
     check_model,
@@ -38,45 +38,8 @@ TINY = 1e-12
 #: Targeted attacks (APGD-T, FAB-T) try the top-9 other classes by clean logits, as AutoAttack does.
 TOP_TARGETS = 9
 
-#: A setting checker: ``(name, value) -> checked value`` or ``ValueError`` naming ``name``.
-Checker = Callable[[str, Any], Any]
 #: A per-row objective on logits: ``(logits, y) -> (N,)``.
 Objective = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-# --------------------------------------------------------------------------- setting checkers
-
-
-def positive_int(name: str, value: object) -> int:
-    """An integer >= 1. Used in chapter 5."""
-    return check_int(name, value, low=1)
-
-
-def non_negative(name: str, value: object) -> float:
-    """A finite number >= 0. Used in chapter 5."""
-    return check_number(name, value, low=0.0)
-
-
-def positive(name: str, value: object) -> float:
-    """A finite number > 0. Used in chapter 5."""
-    return check_number(name, value, low=0.0, low_open=True)
-
-
-def optional_positive(name: str, value: object) -> float | None:
-    """None, or a finite number > 0. Used in chapter 5."""
-    return None if value is None else positive(name, value)
-
-
-def seed_value(name: str, value: object) -> int:
-    """A seed: an integer >= 0 (turned into a generator with ``gdsec.validation.check_seed``). Used in chapter 5."""
-    return check_int(name, value, low=0)
-
-
-def flag(name: str, value: object) -> bool:
-    """True or False. Used in chapter 5."""
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
-    return value
 
 
 # --------------------------------------------------------------------------- the contract
@@ -99,7 +62,9 @@ def checked_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Logits of ``x``, checked to be a (N, n_classes) matrix. Used in chapter 8."""
     out = model(x)
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != x.shape[0]:
-        raise ValueError(f"model must map x to logits of shape (N, n_classes), got {getattr(out, 'shape', out)}")
+        raise ValueError(
+            f"model must map x to logits of shape (N, n_classes), got {getattr(out, 'shape', out)}"
+        )
     return out
 
 
@@ -116,7 +81,9 @@ def check_attack_inputs(model: object, x: object, y: object | None) -> int:
     return n_classes
 
 
-def attack_contract(*, bounded: bool, **settings: Checker) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
+def attack_contract(
+    *, bounded: bool, **settings: Checker
+) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
     """Decorator applying the attack contract (see the module docstring) to an attack function.
 
     ``bounded=True`` for attacks with an ``eps`` budget (fourth positional argument, with a ``norm``
@@ -126,14 +93,22 @@ def attack_contract(*, bounded: bool, **settings: Checker) -> Callable[[Callable
 
     def decorate(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
         signature = inspect.signature(fn)
-        names = tuple(p.name for p in signature.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY)
+        names = tuple(
+            p.name
+            for p in signature.parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY
+        )
         if set(names) != set(settings):
-            raise TypeError(f"{fn.__name__}: checkers {sorted(settings)} must match its settings {sorted(names)}")
+            raise TypeError(
+                f"{fn.__name__}: checkers {sorted(settings)} must match its settings {sorted(names)}"
+            )
 
         @functools.wraps(fn)
         def attack(*args: Any, **kwargs: Any) -> torch.Tensor:
             positional = [p for p in signature.parameters if p not in names]
-            check_keywords(fn.__name__, {k: v for k, v in kwargs.items() if k not in positional}, names)
+            check_keywords(
+                fn.__name__, {k: v for k, v in kwargs.items() if k not in positional}, names
+            )
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
             given = bound.arguments
@@ -148,7 +123,9 @@ def attack_contract(*, bounded: bool, **settings: Checker) -> Callable[[Callable
             with eval_mode(given["model"]):
                 out = fn(**given)
             if not isinstance(out, torch.Tensor) or out.shape != x.shape or out.dtype != x.dtype:
-                raise RuntimeError(f"{fn.__name__} broke the attack contract: its output must match x in shape and dtype")
+                raise RuntimeError(
+                    f"{fn.__name__} broke the attack contract: its output must match x in shape and dtype"
+                )
             out = out.detach()
             if bounded:
                 return project(x, out, eps, given.get("norm", "inf"))
@@ -192,14 +169,18 @@ def project(x: torch.Tensor, x_adv: torch.Tensor, eps: float, norm: str = "inf")
     return x_adv.clamp(0.0, 1.0)
 
 
-def random_start(x: torch.Tensor, eps: float, norm: str, generator: torch.Generator) -> torch.Tensor:
+def random_start(
+    x: torch.Tensor, eps: float, norm: str, generator: torch.Generator
+) -> torch.Tensor:
     """A uniformly random point of the ``eps``-ball around ``x``, clipped to [0, 1]. Taught in chapter 5."""
     if norm == "inf":
         noise = (torch.rand(x.shape, generator=generator, dtype=x.dtype) * 2 - 1) * eps
     else:
         direction = torch.randn(x.shape, generator=generator, dtype=x.dtype)
         direction = direction / (per_row(row_norm(direction, "2"), x) + TINY)
-        radius = torch.rand(x.shape[0], generator=generator, dtype=x.dtype).pow(1.0 / x[0].numel()) * eps
+        radius = (
+            torch.rand(x.shape[0], generator=generator, dtype=x.dtype).pow(1.0 / x[0].numel()) * eps
+        )
         noise = direction * per_row(radius, x)
     return project(x, x + noise, eps, norm)
 
@@ -235,7 +216,9 @@ def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return nn.functional.cross_entropy(logits, y, reduction="none")
 
 
-def dlr_loss(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
+def dlr_loss(
+    logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None
+) -> torch.Tensor:
     """Difference-of-logits-ratio loss of Croce & Hein (2020), per row; higher means closer to fooled.
 
     Untargeted: ``-(z_y - max_{k != y} z_k) / (z_(1) - z_(3))`` with ``z_(i)`` the sorted logits.
@@ -245,7 +228,11 @@ def dlr_loss(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None 
     ``-(z_y - z_other)``, which still never saturates. Used in chapter 8.
     """
     n_classes = logits.shape[1]
-    rival = logits.scatter(1, y[:, None], -math.inf).amax(1) if target is None else logits.gather(1, target[:, None]).squeeze(1)
+    rival = (
+        logits.scatter(1, y[:, None], -math.inf).amax(1)
+        if target is None
+        else logits.gather(1, target[:, None]).squeeze(1)
+    )
     gap = logits.gather(1, y[:, None]).squeeze(1) - rival
     if n_classes < 3:
         return -gap
@@ -271,6 +258,10 @@ def input_gradient(
 def perturbation_norm(x: torch.Tensor, x_adv: torch.Tensor, *, norm: str = "2") -> torch.Tensor:
     """Per-row size of ``x_adv - x`` in the L-infinity ("inf") or L2 ("2") norm, shaped (N,). Taught in chapter 5."""
     norm = check_norm("norm", norm)
-    if not isinstance(x, torch.Tensor) or not isinstance(x_adv, torch.Tensor) or x.shape != x_adv.shape:
+    if (
+        not isinstance(x, torch.Tensor)
+        or not isinstance(x_adv, torch.Tensor)
+        or x.shape != x_adv.shape
+    ):
         raise ValueError("x and x_adv must be tensors of the same shape")
     return row_norm((x_adv - x).detach(), norm)

@@ -35,7 +35,9 @@ class Budget:
 
     def __post_init__(self) -> None:
         for field in fields(self):
-            check_int(field.name, getattr(self, field.name), low=0 if field.name == "check_rows" else 1)
+            check_int(
+                field.name, getattr(self, field.name), low=0 if field.name == "check_rows" else 1
+            )
 
     def stated(self) -> dict[str, int]:
         """Every field by name (what a report states it ran with). Used in chapter 10."""

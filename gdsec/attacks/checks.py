@@ -53,7 +53,9 @@ def is_randomised(model: nn.Module, x: torch.Tensor, *, tol: float = 0.0) -> boo
     return not torch.allclose(first, second, rtol=0.0, atol=tol, equal_nan=True)
 
 
-def zero_gradient_rows(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, atol: float = 0.0) -> torch.Tensor:
+def zero_gradient_rows(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, atol: float = 0.0
+) -> torch.Tensor:
     """Per row (bool, shaped (N,)): is the cross-entropy gradient w.r.t. the input zero (within ``atol``)?
 
     AutoAttack's check_zero_gradients: a saturated or non-differentiable model gives the gradient

@@ -25,7 +25,7 @@ of these happened. Square "beats" the white-box attacks when it breaks more than
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -38,60 +38,15 @@ from gdsec.attacks.checks import (
     looks_like_probabilities,
     zero_gradient_rows,
 )
-from gdsec.attacks.registry import ATTACK_SPECS
+from gdsec.attacks.ensemble import ENSEMBLE, Member, check_members
 from gdsec.models import eval_mode
 from gdsec.seeds.stats import wilson_interval
 from gdsec.streams import seeded_global_rng
 from gdsec.validation import check_keywords, check_norm, check_number, check_seed
 
-__all__ = ["ENSEMBLE", "Evaluation", "Member", "evaluate"]
+__all__ = ["Evaluation", "evaluate"]
 
 _SQUARE_MARGIN = 0.002  # AutoAttack's check_square_sr: Square may lower accuracy by at most 0.2 %
-
-
-@dataclass(frozen=True)
-class Member:
-    """One attack of an ensemble: a registry name, the settings it fixes, and a variant for its label.
-
-    Its ``label`` is ``attack`` (``attack-variant`` when two members share a registry entry). The
-    budget (steps, restarts) comes from :class:`Budget` when the ensemble runs. Taught in chapter 8.
-    """
-
-    attack: str
-    settings: dict[str, object] = field(default_factory=dict)
-    variant: str = ""
-
-    def __post_init__(self) -> None:
-        if self.attack not in ATTACK_SPECS or not ATTACK_SPECS[self.attack].bounded:
-            bounded = [name for name, spec in ATTACK_SPECS.items() if spec.bounded]
-            raise ValueError(f"attack must be a bounded attack of ATTACK_SPECS, one of {bounded}, got {self.attack!r}")
-        check_keywords(self.attack, self.settings, ATTACK_SPECS[self.attack].settings)
-
-    @property
-    def label(self) -> str:
-        """The member's name in an :class:`Evaluation`: the registry name, plus the variant if any."""
-        return f"{self.attack}-{self.variant}" if self.variant else self.attack
-
-    def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str, budget: Budget, seed: int) -> torch.Tensor:
-        """The member's attack through the registry, with its settings and its part of ``budget``."""
-        return ATTACK_SPECS[self.attack].fn(model, x, y, eps, **self.budgeted(norm, budget), seed=seed)
-
-    def budgeted(self, norm: str, budget: Budget) -> dict[str, object]:
-        """The settings it runs with: its own, ``norm`` where the attack takes one, its budget."""
-        own = {"norm": norm} if "norm" in ATTACK_SPECS[self.attack].settings else {}
-        steps = {"apgd": budget.steps, "fab": budget.fab_steps, "square_attack": budget.square_steps}.get(self.attack, budget.steps)
-        restarts = {"restarts": budget.restarts} if "restarts" in ATTACK_SPECS[self.attack].settings else {}
-        return {**own, **self.settings, "steps": steps, **restarts}
-
-
-#: The standard ensemble, in the order it runs.
-ENSEMBLE = (
-    Member("apgd", {"loss": "ce"}, "ce"),
-    Member("apgd", {"targeted": True}, "t"),
-    Member("fab", {"targeted": True}, "t"),
-    Member("square_attack", {"p_init": 0.8}),
-)
-_BY_LABEL = {member.label: member for member in ENSEMBLE}
 
 
 @dataclass(frozen=True)
@@ -127,22 +82,6 @@ def _predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return checked_logits(model, x).argmax(1)
 
 
-def _check_members(attacks: object, norm: str) -> tuple[Member, ...]:
-    """``attacks`` (labels of :data:`ENSEMBLE` or :class:`Member` records) as distinct members."""
-    labels = list(_BY_LABEL)
-    if isinstance(attacks, str) or not isinstance(attacks, tuple | list) or not attacks:
-        raise ValueError(f"attacks must be a non-empty tuple of members or labels from {labels}, got {attacks!r}")
-    unknown = [a for a in attacks if not isinstance(a, Member) and a not in _BY_LABEL]
-    if unknown:
-        raise ValueError(f"attacks must be Member records or labels from {labels}, got {unknown!r}")
-    members = tuple(a if isinstance(a, Member) else _BY_LABEL[a] for a in attacks)
-    if len({m.label for m in members}) != len(members):
-        raise ValueError(f"attacks must have distinct labels, got {[m.label for m in members]}")
-    if norm != "inf" and any("norm" not in ATTACK_SPECS[m.attack].settings for m in members):
-        raise ValueError("attacks may include square_attack only with norm='inf' (the Square Attack here is L-infinity)")
-    return members
-
-
 def evaluate(
     model: nn.Module,
     x: torch.Tensor,
@@ -176,9 +115,12 @@ def evaluate(
     if not isinstance(budget, Budget):
         raise ValueError(f"budget must be a gdsec.attacks.Budget, got {type(budget).__name__}")
     default = ENSEMBLE if norm == "inf" else ENSEMBLE[:3]
-    members = _check_members(default if attacks is None else attacks, norm)
+    members = check_members(default if attacks is None else attacks, norm)
     x, y = x.detach(), y.detach()
-    with seeded_global_rng(seed, "attacks.evaluate.model"), eval_mode(model):  # the model's own randomness only
+    with (
+        seeded_global_rng(seed, "attacks.evaluate.model"),
+        eval_mode(model),
+    ):  # the model's own randomness only
         return _evaluate(model, x, y, eps, norm, seed, members, budget, n_classes)
 
 
@@ -197,15 +139,21 @@ def _evaluate(
     probe = x[: max(budget.check_rows, 1)]
     flags: list[str] = []
     if looks_like_probabilities(model, probe):
-        flags.append("probabilities: the outputs are in [0, 1] and sum to 1 per row; attacks need logits (drop the softmax)")
+        flags.append(
+            "probabilities: the outputs are in [0, 1] and sum to 1 per row; attacks need logits (drop the softmax)"
+        )
     target = model
     if is_randomised(model, probe):
         target = MeanOfDraws(model, budget.draws).eval()
-        flags.append(f"randomised: two forward passes on the same input differ; every attack and the scoring used EOT, the mean logits of {budget.draws} draws")
+        flags.append(
+            f"randomised: two forward passes on the same input differ; every attack and the scoring used EOT, the mean logits of {budget.draws} draws"
+        )
     correct = _predict(target, x) == y
     zero = int(zero_gradient_rows(target, x[correct], y[correct]).sum()) if correct.any() else 0
     if zero:
-        flags.append(f"zero-gradient: {zero} of {int(correct.sum())} correctly classified rows have an exactly zero cross-entropy input gradient (saturated or non-differentiable model); read the DLR, targeted and gradient-free results")
+        flags.append(
+            f"zero-gradient: {zero} of {int(correct.sum())} correctly classified rows have an exactly zero cross-entropy input gradient (saturated or non-differentiable model); read the DLR, targeted and gradient-free results"
+        )
     robust, x_adv = correct.clone(), x.clone()
     broken_by: list[str | None] = [None if c else "clean" for c in correct.tolist()]
     accuracy_after, seconds, after_first = {}, {}, robust.clone()
@@ -221,19 +169,39 @@ def _evaluate(
                 broken_by[row] = member.label
         accuracy_after[member.label] = int(robust.sum()) / len(x)
         if member == ENSEMBLE[0]:
-            after_first = robust.clone()  # APGD-CE alone at eps, for the like-with-like monotonicity check
+            after_first = (
+                robust.clone()
+            )  # APGD-CE alone at eps, for the like-with-like monotonicity check
         seconds[member.label] = time.perf_counter() - start
     flags += _sequence_flags(accuracy_after, len(x))
     if budget.check_rows and eps > 0 and ENSEMBLE[0] in members:
         rows = slice(0, budget.check_rows)
-        flags += _monotone_flag(target, x[rows], y[rows], after_first[rows], eps, norm, budget, seed)
+        flags += _monotone_flag(
+            target, x[rows], y[rows], after_first[rows], eps, norm, budget, seed
+        )
     targets = min(TOP_TARGETS, n_classes - 1)
-    budgets = {m.label: {**m.budgeted(norm, budget), **({"targets": targets} if m.settings.get("targeted") else {})} for m in members}
+    budgets = {
+        m.label: {
+            **m.budgeted(norm, budget),
+            **({"targets": targets} if m.settings.get("targeted") else {}),
+        }
+        for m in members
+    }
     n, kept = len(x), int(robust.sum())
     return Evaluation(
-        clean_accuracy=int(correct.sum()) / n, robust_accuracy=kept / n, robust=robust, x_adv=x_adv,
-        accuracy_after=accuracy_after, broken_by=tuple(broken_by), ci95=wilson_interval(kept, n), n=n,
-        eps=eps, norm=norm, budgets=budgets, seconds=seconds, flags=tuple(flags),
+        clean_accuracy=int(correct.sum()) / n,
+        robust_accuracy=kept / n,
+        robust=robust,
+        x_adv=x_adv,
+        accuracy_after=accuracy_after,
+        broken_by=tuple(broken_by),
+        ci95=wilson_interval(kept, n),
+        n=n,
+        eps=eps,
+        norm=norm,
+        budgets=budgets,
+        seconds=seconds,
+        flags=tuple(flags),
     )
 
 
@@ -250,11 +218,20 @@ def _sequence_flags(accuracy_after: dict[str, float], n: int) -> list[str]:
     drop = broken / n
     if broken <= _SQUARE_MARGIN * n + 1e-9 or broken < 2:
         return []
-    return [f"square-beats-white-box: the gradient-free Square Attack broke {broken} row(s) ({drop:.1%}) the gradient attacks missed; the gradients may be masked, try an adaptive attack"]
+    return [
+        f"square-beats-white-box: the gradient-free Square Attack broke {broken} row(s) ({drop:.1%}) the gradient attacks missed; the gradients may be masked, try an adaptive attack"
+    ]
 
 
 def _monotone_flag(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, robust: torch.Tensor, eps: float, norm: str, budget: Budget, seed: int
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    robust: torch.Tensor,
+    eps: float,
+    norm: str,
+    budget: Budget,
+    seed: int,
 ) -> list[str]:
     """Carlini et al.: robust accuracy must not rise with eps; the same APGD-CE at ``eps`` (``robust``: the rows
     it left standing in the ensemble's first stage) and at ``2 * eps``.
@@ -267,5 +244,7 @@ def _monotone_flag(
     at_eps = robust.float().mean().item()
     if at_double <= at_eps + 1 / len(x) + 1e-9:
         return []
-    return [f"non-monotone: on the first {len(x)} rows APGD-CE leaves {at_double:.1%} at eps = {2 * eps:g} but "
-            f"{at_eps:.1%} at eps = {eps:g}; accuracy that rises with the budget means the attack is failing, not the model holding"]
+    return [
+        f"non-monotone: on the first {len(x)} rows APGD-CE leaves {at_double:.1%} at eps = {2 * eps:g} but "
+        f"{at_eps:.1%} at eps = {eps:g}; accuracy that rises with the budget means the attack is failing, not the model holding"
+    ]

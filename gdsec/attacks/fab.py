@@ -24,13 +24,10 @@ from gdsec.attacks._core import (
     TOP_TARGETS,
     attack_contract,
     checked_logits,
-    flag,
     per_row,
-    positive,
-    positive_int,
     row_norm,
-    seed_value,
 )
+from gdsec.attacks.settings import flag, positive, positive_int, seed_value
 from gdsec.streams import random_stream
 from gdsec.validation import check_norm, check_number
 
@@ -53,7 +50,9 @@ def _linf_projection(p: torch.Tensor, w: torch.Tensor, c: torch.Tensor) -> torch
     need = c.abs()[:, None]
     j = torch.searchsorted(gain.contiguous(), need.contiguous()).clamp(max=p.shape[1] - 1)
     before_full = torch.where(j > 0, full.gather(1, (j - 1).clamp(min=0)), torch.zeros_like(need))
-    before_left = torch.where(j > 0, left.gather(1, (j - 1).clamp(min=0)), weight_sorted.sum(1, keepdim=True))
+    before_left = torch.where(
+        j > 0, left.gather(1, (j - 1).clamp(min=0)), weight_sorted.sum(1, keepdim=True)
+    )
     delta = ((need - before_full) / (before_left + TINY)).clamp(min=0.0)
     delta = torch.minimum(delta, room_sorted[:, -1:])  # infeasible: every coordinate to its bound
     return direction * torch.minimum(delta, room)
@@ -63,7 +62,9 @@ def _l2_projection(p: torch.Tensor, w: torch.Tensor, c: torch.Tensor) -> torch.T
     """Smallest-L2 ``d`` with ``w . d = c`` and ``p + d`` in [0, 1]: ``clip(lambda * s * w)``, lambda by bisection."""
     v = w * torch.sign(c)[:, None]
     low_d, high_d = -p, 1 - p
-    saturate = torch.where(v > 0, high_d / (v + TINY), torch.where(v < 0, low_d / (v - TINY), torch.zeros_like(v)))
+    saturate = torch.where(
+        v > 0, high_d / (v + TINY), torch.where(v < 0, low_d / (v - TINY), torch.zeros_like(v))
+    )
     lo = torch.zeros_like(c)
     hi = saturate.amax(1)
     need = c.abs()
@@ -74,7 +75,9 @@ def _l2_projection(p: torch.Tensor, w: torch.Tensor, c: torch.Tensor) -> torch.T
     return torch.clamp(hi[:, None] * v, low_d, high_d)
 
 
-def project_on_hyperplane(p: torch.Tensor, w: torch.Tensor, b: torch.Tensor, *, norm: str = "inf") -> torch.Tensor:
+def project_on_hyperplane(
+    p: torch.Tensor, w: torch.Tensor, b: torch.Tensor, *, norm: str = "inf"
+) -> torch.Tensor:
     """Per row of ``p`` (N, d), the smallest step ``d`` (L-inf or L2) with ``w . (p + d) = b`` and ``p + d`` in [0, 1].
 
     Rows whose hyperplane the box cannot reach get the step to the box corner nearest to it.
@@ -99,7 +102,10 @@ def _boundary(
             (grad,) = torch.autograd.grad(f.sum(), probe)
             return f.detach(), grad.reshape(x.shape[0], -1)
         n_classes = logits.shape[1]
-        grads = [torch.autograd.grad(logits[:, k].sum(), probe, retain_graph=k < n_classes - 1)[0] for k in range(n_classes)]
+        grads = [
+            torch.autograd.grad(logits[:, k].sum(), probe, retain_graph=k < n_classes - 1)[0]
+            for k in range(n_classes)
+        ]
     jac = torch.stack(grads, 1).reshape(x.shape[0], n_classes, -1)
     f_all = (logits - logits[rows, y][:, None]).detach()
     g_all = jac - jac[rows, y][:, None]
@@ -119,7 +125,12 @@ def _run(
     settings: dict,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One FAB run from ``start``; return (smallest adversarial point found, its norm; inf if none)."""
-    norm, eta, beta, alpha_max = settings["norm"], settings["eta"], settings["beta"], settings["alpha_max"]
+    norm, eta, beta, alpha_max = (
+        settings["norm"],
+        settings["eta"],
+        settings["beta"],
+        settings["alpha_max"],
+    )
     n, shape = x0.shape[0], x0.shape
     flat0 = x0.reshape(n, -1)
     x1 = start.reshape(n, -1).clone()
@@ -127,7 +138,9 @@ def _run(
     for _ in range(settings["steps"]):
         f, g = _boundary(model, x1.reshape(shape), y, target, norm)
         b = (g * x1).sum(1) - f  # the linearised boundary through the current point: g . z = b
-        both = project_on_hyperplane(torch.cat([x1, flat0]), torch.cat([g, g]), torch.cat([b, b]), norm=norm)
+        both = project_on_hyperplane(
+            torch.cat([x1, flat0]), torch.cat([g, g]), torch.cat([b, b]), norm=norm
+        )
         d1, d2 = both[:n], both[n:]
         a1, a2 = row_norm(d1, norm).clamp(min=1e-8), row_norm(d2, norm).clamp(min=1e-8)
         alpha = (a1 / (a1 + a2)).clamp(0.0, alpha_max)[:, None]
@@ -141,9 +154,15 @@ def _run(
     return best.reshape(shape), best_norm
 
 
-def _random_start(x0: torch.Tensor, radius: torch.Tensor, norm: str, generator: torch.Generator) -> torch.Tensor:
+def _random_start(
+    x0: torch.Tensor, radius: torch.Tensor, norm: str, generator: torch.Generator
+) -> torch.Tensor:
     """A random point at distance ``radius`` (per row) from ``x0``, clipped to [0, 1] (FAB's restarts)."""
-    noise = torch.rand(x0.shape, generator=generator, dtype=x0.dtype) * 2 - 1 if norm == "inf" else torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
+    noise = (
+        torch.rand(x0.shape, generator=generator, dtype=x0.dtype) * 2 - 1
+        if norm == "inf"
+        else torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
+    )
     noise = noise / (per_row(row_norm(noise, norm), noise) + TINY)
     return (x0 + per_row(radius, x0) * noise).clamp(0.0, 1.0)
 
@@ -154,8 +173,15 @@ def _unit(name: str, value: object) -> float:
 
 
 @attack_contract(
-    bounded=True, norm=check_norm, targeted=flag, steps=positive_int, restarts=positive_int,
-    alpha_max=_unit, eta=positive, beta=_unit, seed=seed_value,
+    bounded=True,
+    norm=check_norm,
+    targeted=flag,
+    steps=positive_int,
+    restarts=positive_int,
+    alpha_max=_unit,
+    eta=positive,
+    beta=_unit,
+    seed=seed_value,
 )
 def fab(
     model: nn.Module,
@@ -187,7 +213,11 @@ def fab(
         clean = checked_logits(model, x)
     best, best_norm = x.clone(), torch.where(clean.argmax(1) == y, float("inf"), 0.0).to(x.dtype)
     ranked = clean.argsort(dim=1, descending=True)
-    rounds = [ranked[:, r] for r in range(1, min(TOP_TARGETS, clean.shape[1] - 1) + 1)] if targeted else [None]
+    rounds = (
+        [ranked[:, r] for r in range(1, min(TOP_TARGETS, clean.shape[1] - 1) + 1)]
+        if targeted
+        else [None]
+    )
     for target in rounds:
         for restart in range(restarts):
             rows = (best_norm > eps).nonzero().squeeze(1)
@@ -196,8 +226,14 @@ def fab(
             if rows.numel() == 0:
                 break
             x0 = x[rows]
-            start = x0 if restart == 0 else _random_start(x0, best_norm[rows].clamp(max=eps) / 2, norm, generator)
-            found, size = _run(model, x0, y[rows], None if target is None else target[rows], start, settings)
+            start = (
+                x0
+                if restart == 0
+                else _random_start(x0, best_norm[rows].clamp(max=eps) / 2, norm, generator)
+            )
+            found, size = _run(
+                model, x0, y[rows], None if target is None else target[rows], start, settings
+            )
             better = size < best_norm[rows]
             best[rows[better]], best_norm[rows[better]] = found[better], size[better]
     return torch.where(per_row(best_norm <= eps, x), best, x)

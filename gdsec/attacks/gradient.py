@@ -22,19 +22,16 @@ from gdsec.attacks._core import (
     checked_logits,
     cross_entropy,
     dlr_loss,
-    flag,
     input_gradient,
     keep_best,
     margin,
-    optional_positive,
-    positive_int,
     project,
-    seed_value,
     steepest_direction,
 )
 from gdsec.attacks._core import (
     random_start as random_point,  # pgd's flag random_start shadows the name
 )
+from gdsec.attacks.settings import flag, optional_positive, positive_int, seed_value
 from gdsec.streams import random_stream
 from gdsec.validation import check_choice, check_norm
 
@@ -51,8 +48,13 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> torc
 
 
 @attack_contract(
-    bounded=True, alpha=optional_positive, steps=positive_int, norm=check_norm,
-    random_start=flag, seed=seed_value, restarts=positive_int,
+    bounded=True,
+    alpha=optional_positive,
+    steps=positive_int,
+    norm=check_norm,
+    random_start=flag,
+    seed=seed_value,
+    restarts=positive_int,
 )
 def pgd(
     model: nn.Module,
@@ -90,7 +92,6 @@ def pgd(
         with torch.no_grad():
             keep_best(best, best_margin, x_adv, margin(checked_logits(model, x_adv), y))
     return best
-
 
 
 def checkpoints(steps: int) -> list[int]:
@@ -135,7 +136,9 @@ def _apgd_run(
     for i in range(1, steps + 1):
         z = project(x, x_cur + step * steepest_direction(grad, norm), eps, norm)
         momentum = _MOMENTUM if i > 1 else 1.0
-        x_next = project(x, x_cur + momentum * (z - x_cur) + (1 - momentum) * (x_cur - x_prev), eps, norm)
+        x_next = project(
+            x, x_cur + momentum * (z - x_cur) + (1 - momentum) * (x_cur - x_prev), eps, norm
+        )
         x_prev, x_cur = x_cur, x_next
         logits, grad = input_gradient(model, x_cur, y, objective)
         new_loss = objective(logits, y).detach()
@@ -143,7 +146,11 @@ def _apgd_run(
         improved += (new_loss > loss).to(x.dtype)
         loss = new_loss
         higher = loss > loss_max
-        x_max[higher], loss_max[higher], grad_max[higher] = x_cur[higher], loss[higher], grad[higher]
+        x_max[higher], loss_max[higher], grad_max[higher] = (
+            x_cur[higher],
+            loss[higher],
+            grad[higher],
+        )
         if i in marks:
             oscillating = improved < _RHO * (i - last_mark)
             stalled = ~halved_at_check & (loss_max <= loss_max_at_check)
@@ -157,8 +164,13 @@ def _apgd_run(
 
 
 @attack_contract(
-    bounded=True, norm=check_norm, loss=lambda name, v: check_choice(name, v, APGD_LOSSES),
-    targeted=flag, steps=positive_int, restarts=positive_int, seed=seed_value,
+    bounded=True,
+    norm=check_norm,
+    loss=lambda name, v: check_choice(name, v, APGD_LOSSES),
+    targeted=flag,
+    steps=positive_int,
+    restarts=positive_int,
+    seed=seed_value,
 )
 def apgd(
     model: nn.Module,
@@ -203,7 +215,9 @@ def apgd(
             if rows.numel() == 0:
                 break
             objective = _objective(loss, None if target is None else target[rows])
-            x_run, m_run = _apgd_run(model, x[rows], y[rows], eps, norm, objective, steps, generator)
+            x_run, m_run = _apgd_run(
+                model, x[rows], y[rows], eps, norm, objective, steps, generator
+            )
             keep_best(best, best_margin, x_run, m_run, rows)
     return best
 

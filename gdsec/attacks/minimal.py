@@ -20,15 +20,20 @@ from gdsec.attacks._core import (
     attack_contract,
     checked_logits,
     margin,
-    non_negative,
     per_row,
-    positive,
-    positive_int,
     row_norm,
 )
+from gdsec.attacks.settings import non_negative, positive, positive_int
 
 
-@attack_contract(bounded=False, c=positive, kappa=non_negative, steps=positive_int, lr=positive, search_steps=positive_int)
+@attack_contract(
+    bounded=False,
+    c=positive,
+    kappa=non_negative,
+    steps=positive_int,
+    lr=positive,
+    search_steps=positive_int,
+)
 def cw_l2(
     model: nn.Module,
     x: torch.Tensor,
@@ -119,7 +124,18 @@ def _cw_round(
         x_adv = (x + delta).clamp(0.0, 1.0)
         logits = checked_logits(model, x_adv)
         everyone = torch.arange(x.shape[0])
-        _record_success(everyone, logits, margin(logits, y), row_norm(x_adv - x, "2"), x_adv, y, kappa, success, best, best_size)
+        _record_success(
+            everyone,
+            logits,
+            margin(logits, y),
+            row_norm(x_adv - x, "2"),
+            x_adv,
+            y,
+            kappa,
+            success,
+            best,
+            best_size,
+        )
     return success
 
 
@@ -145,7 +161,12 @@ def _record_success(
 
 @attack_contract(bounded=False, overshoot=non_negative, steps=positive_int)
 def deepfool(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *, overshoot: float = 0.02, steps: int = 50
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    *,
+    overshoot: float = 0.02,
+    steps: int = 50,
 ) -> torch.Tensor:
     """DeepFool: step to the nearest linearised decision boundary until the label changes.
 
@@ -181,7 +202,10 @@ def _deepfool_step(model: nn.Module, x: torch.Tensor, label: torch.Tensor) -> to
         logits = checked_logits(model, x)
         n_classes = logits.shape[1]
         grads = torch.stack(
-            [torch.autograd.grad(logits[:, k].sum(), x, retain_graph=k < n_classes - 1)[0] for k in range(n_classes)],
+            [
+                torch.autograd.grad(logits[:, k].sum(), x, retain_graph=k < n_classes - 1)[0]
+                for k in range(n_classes)
+            ],
             dim=1,
         )  # (N, K, ...)
     rows = torch.arange(x.shape[0])

@@ -23,12 +23,9 @@ from gdsec.attacks._core import (
     checked_logits,
     keep_best,
     margin,
-    optional_positive,
-    positive,
-    positive_int,
     project,
-    seed_value,
 )
+from gdsec.attacks.settings import optional_positive, positive, positive_int, seed_value
 from gdsec.streams import random_stream
 from gdsec.validation import check_number
 
@@ -88,16 +85,30 @@ def square_attack(
         side_h, side_w = min(side, height), min(side, width)
         top = torch.randint(0, height - side_h + 1, (len(active), 1, 1, 1), generator=generator)
         left = torch.randint(0, width - side_w + 1, (len(active), 1, 1, 1), generator=generator)
-        window = (rows_h >= top) & (rows_h < top + side_h) & (cols_w >= left) & (cols_w < left + side_w)
-        signs = torch.randint(0, 2, (len(active), channels, 1, 1), generator=generator).to(x.dtype) * 2 - 1
+        window = (
+            (rows_h >= top) & (rows_h < top + side_h) & (cols_w >= left) & (cols_w < left + side_w)
+        )
+        signs = (
+            torch.randint(0, 2, (len(active), channels, 1, 1), generator=generator).to(x.dtype) * 2
+            - 1
+        )
         base = images[active]
         candidate = project(base, torch.where(window, base + eps * signs, best[active]), eps)
-        new_margin = margin(checked_logits(model, candidate.reshape(len(active), *x.shape[1:])), y[active])
+        new_margin = margin(
+            checked_logits(model, candidate.reshape(len(active), *x.shape[1:])), y[active]
+        )
         keep_best(best, best_margin, candidate, new_margin, active)
     return best.reshape(x.shape)
 
 
-@attack_contract(bounded=True, steps=positive_int, samples=positive_int, delta=positive, alpha=optional_positive, seed=seed_value)
+@attack_contract(
+    bounded=True,
+    steps=positive_int,
+    samples=positive_int,
+    delta=positive,
+    alpha=optional_positive,
+    seed=seed_value,
+)
 @torch.no_grad()
 def spsa(
     model: nn.Module,
@@ -126,8 +137,12 @@ def spsa(
     labels = y.repeat_interleave(2 * samples)
     for _ in range(steps):
         probes = torch.randint(0, 2, (n, samples, *shape), generator=generator).to(x.dtype) * 2 - 1
-        both = torch.cat([current[:, None] + delta * probes, current[:, None] - delta * probes], dim=1)
-        values = margin(checked_logits(model, both.reshape(n * 2 * samples, *shape)), labels).reshape(n, 2 * samples)
+        both = torch.cat(
+            [current[:, None] + delta * probes, current[:, None] - delta * probes], dim=1
+        )
+        values = margin(
+            checked_logits(model, both.reshape(n * 2 * samples, *shape)), labels
+        ).reshape(n, 2 * samples)
         slope = (values[:, :samples] - values[:, samples:]) / (2 * delta)
         estimate = (slope.reshape(n, samples, *([1] * len(shape))) * probes).mean(dim=1)
         current = project(x, current - alpha * estimate.sign(), eps)

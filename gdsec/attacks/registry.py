@@ -57,7 +57,11 @@ def robust_accuracy(
         bounded = spec.bounded
         if bounded and eps is None:
             raise ValueError(f"eps must be given for attack {attack!r} (its perturbation budget)")
-        x_adv = spec.fn(model, x, y, eps, **attack_kwargs) if bounded else spec.fn(model, x, y, **attack_kwargs)
+        x_adv = (
+            spec.fn(model, x, y, eps, **attack_kwargs)
+            if bounded
+            else spec.fn(model, x, y, **attack_kwargs)
+        )
     if not isinstance(x_adv, torch.Tensor) or x_adv.shape != x.shape:
         raise ValueError("attack must return a tensor of the same shape as x")
     with torch.no_grad(), eval_mode(model):

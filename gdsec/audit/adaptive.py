@@ -4,8 +4,8 @@
   are unchanged, and a copy of the model with its logits multiplied by 1,000 (a saturated softmax,
   chapter 8) gives the same numbers as the original, so scale cannot buy a better severity.
 * :func:`suspect_layers` finds the layers of an ``nn.Sequential`` whose output is random or whose
-  input gradient is exactly zero; :func:`straight_through` replaces them by their BPDA surrogate
-  (forward pass kept, identity backward pass); :func:`is_randomised` tests two forward passes.
+  input gradient is exactly zero; :func:`gdsec.attacks.straight_through` replaces them by their BPDA
+  surrogate (forward pass kept, identity backward pass).
 * :func:`adaptive_robust` runs the adaptive attacks of Tramer et al. (2020): BPDA on the suspect
   layers, EOT on a random forward pass, and transfer from a surrogate, scored like the target.
 """
@@ -15,10 +15,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gdsec.attacks import apgd, checked_logits
-from gdsec.masking import eot
+from gdsec.attacks import MeanOfDraws, apgd, checked_logits, straight_through
 
-__all__ = ["NormalisedLogits", "StraightThrough", "adaptive_robust", "is_randomised", "straight_through", "suspect_layers"]
+__all__ = ["NormalisedLogits", "adaptive_robust", "suspect_layers"]
 
 
 class NormalisedLogits(nn.Module):
@@ -36,30 +35,6 @@ class NormalisedLogits(nn.Module):
         z = checked_logits(self.model, x)
         z = z - z.mean(dim=1, keepdim=True)
         return z / z.norm(dim=1, keepdim=True).clamp_min(1e-30)
-
-
-class StraightThrough(nn.Module):
-    """BPDA surrogate of ``layer``: its forward pass, the identity as its backward pass.
-
-    Taught in chapter 10.
-    """
-
-    def __init__(self, layer: nn.Module) -> None:
-        super().__init__()
-        self.layer = layer
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``layer(x)`` in value, ``x`` in gradient."""
-        return x + (self.layer(x) - x).detach()
-
-
-def is_randomised(model: nn.Module, x: torch.Tensor) -> bool:
-    """Whether two forward passes of ``model`` on ``x`` give different outputs.
-
-    Taught in chapter 10.
-    """
-    with torch.no_grad():
-        return not torch.equal(model(x), model(x))
 
 
 def _zero_or_random(layer: nn.Module, h: torch.Tensor) -> tuple[torch.Tensor, bool]:
@@ -92,14 +67,6 @@ def suspect_layers(model: nn.Module, x: torch.Tensor) -> list[int]:
     return found
 
 
-def straight_through(model: nn.Sequential, layers: list[int]) -> nn.Sequential:
-    """A copy of ``model``'s layer list with the layers at ``layers`` wrapped in :class:`StraightThrough`.
-
-    Taught in chapter 10.
-    """
-    return nn.Sequential(*(StraightThrough(m) if i in layers else m for i, m in enumerate(model)))
-
-
 def _still_right(score: nn.Module, x_adv: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Rows of ``x_adv`` that ``score`` still classifies correctly."""
     with torch.no_grad():
@@ -114,7 +81,7 @@ def adaptive_robust(
     *,
     surrogate: nn.Module,
     steps: int,
-    eot_samples: int,
+    draws: int,
     randomised: bool,
     seed: int = 0,
 ) -> tuple[dict[str, torch.Tensor], list[int]]:
@@ -122,15 +89,15 @@ def adaptive_robust(
 
     Each attack is APGD-CE on normalised logits: crafted on ``surrogate`` (transfer, always run), and
     on the model with its suspect layers replaced by straight-through surrogates (BPDA, when there are
-    any), averaged over ``eot_samples`` draws when the forward pass is random (EOT). A row is scored
-    by the model itself, by the mean logits of ``eot_samples`` draws if it is random (``randomised``).
+    any), averaged over ``draws`` draws when the forward pass is random (EOT). A row is scored
+    by the model itself, by the mean logits of ``draws`` draws if it is random (``randomised``).
     Taught in chapter 10.
     """
-    score = eot(model, samples=eot_samples) if randomised else model
+    score = MeanOfDraws(model, draws) if randomised else model
     suspects = suspect_layers(model, x[:8])
     crafted = {"transfer": apgd(NormalisedLogits(surrogate), x, y, eps, steps=steps, seed=seed)}
     if suspects:
         stand_in: nn.Module = straight_through(model, suspects)  # type: ignore[arg-type]
-        stand_in = eot(stand_in, samples=eot_samples) if randomised else stand_in
+        stand_in = MeanOfDraws(stand_in, draws) if randomised else stand_in
         crafted["bpda"] = apgd(NormalisedLogits(stand_in), x, y, eps, steps=steps, seed=seed)
     return {name: _still_right(score, x_adv, y) for name, x_adv in crafted.items()}, suspects

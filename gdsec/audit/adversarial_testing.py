@@ -15,15 +15,21 @@ import math
 import torch
 from torch import nn
 
-from gdsec.attacks import checked_logits, deepfool, perturbation_norm
-from gdsec.attacks.evaluate import Evaluation, evaluate
-from gdsec.audit.adaptive import NormalisedLogits, is_randomised
+from gdsec.attacks import (
+    Evaluation,
+    deepfool,
+    evaluate,
+    is_randomised,
+    looks_like_probabilities,
+    perturbation_norm,
+)
+from gdsec.audit.adaptive import NormalisedLogits
 from gdsec.audit.config import AuditConfig, eval_rows, provenance
 from gdsec.audit.report import SEVERITIES, Finding, grade
 from gdsec.data import Split
 from gdsec.train import predict
 
-__all__ = ["check_adversarial_testing", "raise_severity"]
+__all__ = ["audit_adversarial_testing", "raise_severity"]
 
 
 def raise_severity(severity: str, steps: int = 1) -> str:
@@ -34,20 +40,11 @@ def raise_severity(severity: str, steps: int = 1) -> str:
     return SEVERITIES[min(SEVERITIES.index(severity) + steps, len(SEVERITIES) - 1)]
 
 
-def _evaluation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, config: AuditConfig) -> Evaluation:
-    """``evaluate`` on normalised logits with the config's budgets."""
-    return evaluate(
-        NormalisedLogits(model), x, y, eps, steps=config.pgd_steps, fab_steps=config.fab_steps,
-        restarts=config.restarts, queries=config.queries, eot_samples=config.eot_samples,
-        check_rows=config.check_rows, seed=config.seed,
-    )
-
-
-def _probabilities(model: nn.Module, x: torch.Tensor) -> bool:
-    """Whether the raw outputs look like probabilities (in [0, 1], rows summing to 1)."""
-    with torch.no_grad():
-        out = checked_logits(model, x)
-    return bool(out.min() > -1e-5 and out.max() < 1 + 1e-5 and ((out.sum(1) - 1).abs() < 1e-5).all())
+def _evaluation(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, config: AuditConfig
+) -> Evaluation:
+    """``evaluate`` on normalised logits with the config's budget."""
+    return evaluate(NormalisedLogits(model), x, y, eps, budget=config.budget, seed=config.seed)
 
 
 def _deepfool_median(model: nn.Module, x: torch.Tensor) -> float:
@@ -58,21 +55,28 @@ def _deepfool_median(model: nn.Module, x: torch.Tensor) -> float:
     return sizes.median().item() if len(sizes) else math.inf
 
 
-def check_adversarial_testing(model: nn.Module, data: Split, config: AuditConfig) -> Finding:
+def audit_adversarial_testing(model: nn.Module, split: Split, config: AuditConfig) -> Finding:
     """Per-example worst-case robust accuracy (gdsec.attacks.evaluate) at every budget, its interval and flags.
 
     Taught in chapter 10.
     """
-    x, y = eval_rows(data, config)
+    x, y = eval_rows(split, config)
+    check_rows = config.budget.check_rows
     budgets = sorted({*config.eps_grid, config.eps})
     runs = {f"{eps:g}": _evaluation(model, x, y, eps, config) for eps in budgets}
     main = runs[f"{config.eps:g}"]
     flags = list(main.flags)
-    if _probabilities(model, x[: config.check_rows]):
-        flags.append("probabilities: the raw outputs are in [0, 1] and sum to 1; the gradients of a softmax output saturate")
-    median_l2 = math.nan if is_randomised(model, x[:100]) else _deepfool_median(model, x[: config.check_rows])
+    if looks_like_probabilities(model, x[:check_rows]):
+        flags.append(
+            "probabilities: the raw outputs are in [0, 1] and sum to 1; the gradients of a softmax output saturate"
+        )
+    median_l2 = (
+        math.nan if is_randomised(model, x[:100]) else _deepfool_median(model, x[:check_rows])
+    )
     if median_l2 < 1e-3:
-        flags.append(f"deepfool-zero: the median DeepFool perturbation that flips a prediction has L2 size {median_l2:.2g}")
+        flags.append(
+            f"deepfool-zero: the median DeepFool perturbation that flips a prediction has L2 size {median_l2:.2g}"
+        )
     measured = grade(main.robust_accuracy, high=0.5, medium=0.75)
     severity = raise_severity(measured) if flags else measured
     low, high = main.ci95
@@ -80,7 +84,11 @@ def check_adversarial_testing(model: nn.Module, data: Split, config: AuditConfig
         f"Per-example worst-case robust accuracy {main.robust_accuracy:.0%} (95 % interval {low:.0%}-{high:.0%}) "
         f"of {main.n} trusted rows at L-inf eps = {config.eps:g}, from {main.clean_accuracy:.0%} clean, under "
         f"APGD-CE, APGD-T, FAB-T and Square; median DeepFool L2 size {median_l2:.2f}."
-        + (f" {len(flags)} flag(s) raise the severity: {'; '.join(f.split(':')[0] for f in flags)}." if flags else "")
+        + (
+            f" {len(flags)} flag(s) raise the severity: {'; '.join(f.split(':')[0] for f in flags)}."
+            if flags
+            else ""
+        )
     )
     recommendation = (
         "Adversarially train (PGD, Madry-style) at the deployment budget and re-test; read each flag and run the "
@@ -99,6 +107,10 @@ def check_adversarial_testing(model: nn.Module, data: Split, config: AuditConfig
         "flags": flags,
         "deepfool_median_l2": median_l2,
         "rows": main.n,
-        **provenance(main.n, config, ("pgd_steps", "fab_steps", "restarts", "queries", "eot_samples", "check_rows")),
+        **provenance(
+            main.n,
+            config,
+            ("steps", "fab_steps", "restarts", "square_steps", "draws", "check_rows"),
+        ),
     }
     return Finding("adversarial_testing", severity, summary, evidence, recommendation)

@@ -14,12 +14,12 @@ import torch
 from torch import nn
 
 from gdsec import __version__
+from gdsec.attacks import BUDGETS, Budget
 from gdsec.audit.report import Finding
 from gdsec.data import Split
 from gdsec.validation import check_choice, check_int, check_keywords, check_model, check_number
 
 __all__ = [
-    "BUDGETS",
     "EXPOSURES",
     "POISON_METHODS",
     "THRESHOLDS",
@@ -35,9 +35,15 @@ EXPOSURES = ("labels", "scores", "logits", "gradients")
 #: The poison scans of :func:`gdsec.poisoning.detect_poison` the training-security check can use.
 POISON_METHODS = ("loss", "spectral")
 #: The fields of :class:`AuditConfig` that set a check's threshold rather than the threat model.
-THRESHOLDS = ("trigger_pixels", "trigger_margin", "trigger_high", "adaptive_tol", "sharpness_rows", "sharpness_ratio", "generalisation_gap")
-#: The fields of :class:`AuditConfig` that set an attack's budget (named in every finding).
-BUDGETS = ("pgd_steps", "fab_steps", "restarts", "queries", "eot_samples", "check_rows")
+THRESHOLDS = (
+    "trigger_pixels",
+    "trigger_margin",
+    "trigger_high",
+    "adaptive_tol",
+    "sharpness_rows",
+    "sharpness_ratio",
+    "generalisation_gap",
+)
 
 
 def _check_grid(eps_grid: object) -> tuple[float, ...]:
@@ -54,8 +60,14 @@ def _check_references(references: object) -> tuple[nn.Module, ...] | None:
     """``references`` as a non-empty tuple of models, or None."""
     if references is None:
         return None
-    if isinstance(references, nn.Module) or not isinstance(references, tuple | list) or not references:
-        raise ValueError("references must be None or a non-empty tuple of clean models trained on the trusted split")
+    if (
+        isinstance(references, nn.Module)
+        or not isinstance(references, tuple | list)
+        or not references
+    ):
+        raise ValueError(
+            "references must be None or a non-empty tuple of clean models trained on the trusted split"
+        )
     return tuple(check_model("references", r) for r in references)
 
 
@@ -63,7 +75,9 @@ def _check_references(references: object) -> tuple[nn.Module, ...] | None:
 class AuditConfig:
     """The audit's settings: threat model, budgets and thresholds (all stated in the report).
 
-    ``n_eval=None`` measures attacks on the whole trusted split. ``references`` are clean models
+    ``n_eval=None`` measures attacks on the whole trusted split. ``budget`` (a
+    :class:`gdsec.attacks.Budget`, AutoAttack's by default) is passed down to every attack the
+    checks run, :func:`gdsec.attacks.evaluate` included. ``references`` are clean models
     trained on the trusted split (several seeds) that calibrate the thresholds and serve as the
     transfer surrogate; ``None`` lets :func:`gdsec.audit.audit` train ``reference_seeds`` of them.
     ``reference`` (the poison scan's judge) and ``surrogate`` default to the first of them. A rebuilt
@@ -78,12 +92,7 @@ class AuditConfig:
     eps: float = 0.1
     eps_grid: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3)
     n_eval: int | None = None
-    pgd_steps: int = 100
-    fab_steps: int = 100
-    restarts: int = 1
-    queries: int = 5000
-    eot_samples: int = 20
-    check_rows: int = 100
+    budget: Budget = BUDGETS["standard"]
     expected_fraction: float = 0.05
     poison_method: str = "loss"
     reference: nn.Module | None = None
@@ -101,13 +110,19 @@ class AuditConfig:
 
     def __post_init__(self) -> None:
         check_choice("exposure", self.exposure, EXPOSURES)
-        object.__setattr__(self, "eps", check_number("eps", self.eps, low=0.0, high=1.0, low_open=True))
+        object.__setattr__(
+            self, "eps", check_number("eps", self.eps, low=0.0, high=1.0, low_open=True)
+        )
         object.__setattr__(self, "eps_grid", _check_grid(self.eps_grid))
         if self.n_eval is not None:
             check_int("n_eval", self.n_eval, low=1)
-        for name in ("pgd_steps", "fab_steps", "restarts", "queries", "eot_samples", "reference_seeds"):
-            check_int(name, getattr(self, name), low=1)
-        for name in ("check_rows", "trigger_pixels", "sharpness_rows"):
+        if not isinstance(self.budget, Budget):
+            raise ValueError(
+                f"budget must be a gdsec.attacks.Budget, got {type(self.budget).__name__}"
+            )
+        check_int("budget.check_rows", self.budget.check_rows, low=1)
+        check_int("reference_seeds", self.reference_seeds, low=1)
+        for name in ("trigger_pixels", "sharpness_rows"):
             check_int(name, getattr(self, name), low=1)
         check_number("expected_fraction", self.expected_fraction, low=0.0, high=1.0, low_open=True)
         check_choice("poison_method", self.poison_method, POISON_METHODS)
@@ -125,17 +140,26 @@ class AuditConfig:
     def public(self) -> dict[str, object]:
         """The settings worth printing (models are named, not dumped), with the library version."""
         models = ("reference", "surrogate", "references")
-        out: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in models}
+        out: dict[str, object] = {
+            f.name: getattr(self, f.name) for f in fields(self) if f.name not in models
+        }
         trained = f"{self.reference_seeds} trained on the trusted split"
         out["n_eval"] = "all" if self.n_eval is None else self.n_eval
-        out["references"] = f"{len(self.references)} given" if self.references is not None else trained
+        out["budget"] = self.budget.stated()
+        out["references"] = (
+            f"{len(self.references)} given" if self.references is not None else trained
+        )
         out["reference"] = "given" if self.reference is not None else "trained on the trusted split"
-        out["surrogate"] = "given" if self.surrogate is not None else "the first reference (trained on the trusted split)"
+        out["surrogate"] = (
+            "given"
+            if self.surrogate is not None
+            else "the first reference (trained on the trusted split)"
+        )
         out["gdsec_version"] = __version__
         return out
 
 
-#: A check answers one question: ``(model, data, config) -> Finding``.
+#: A check answers one question: ``(model, split, config) -> Finding``.
 Check = Callable[[nn.Module, Split, AuditConfig], Finding]
 
 
@@ -154,18 +178,28 @@ def configure(config: AuditConfig | None = None, **settings: object) -> AuditCon
     return replace(config, **settings) if settings else config
 
 
-def eval_rows(data: Split, config: AuditConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def eval_rows(split: Split, config: AuditConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """The trusted rows attacks are measured on: all of them, or the first ``config.n_eval``.
 
     Taught in chapter 10.
     """
-    n = data.x_test.shape[0] if config.n_eval is None else min(config.n_eval, data.x_test.shape[0])
-    return data.x_test[:n], data.y_test[:n]
+    n = (
+        split.x_test.shape[0]
+        if config.n_eval is None
+        else min(config.n_eval, split.x_test.shape[0])
+    )
+    return split.x_test[:n], split.y_test[:n]
 
 
-def provenance(n: int, config: AuditConfig, budgets: tuple[str, ...] = BUDGETS) -> dict[str, object]:
-    """The record every finding carries: sample size ``n``, the attack budgets used, the gdsec version.
+def provenance(
+    n: int, config: AuditConfig, budgets: tuple[str, ...] | None = None
+) -> dict[str, object]:
+    """The record every finding carries: sample size ``n``, the budgets used, the gdsec version.
 
-    Taught in chapter 10.
+    ``budgets`` names the fields of ``config.budget`` (or of ``config``) the finding used; all of
+    ``config.budget`` by default. Taught in chapter 10.
     """
-    return {"n": int(n), "budgets": {b: getattr(config, b) for b in budgets}, "gdsec_version": __version__}
+    stated = config.budget.stated()
+    names = tuple(stated) if budgets is None else budgets
+    used = {b: stated[b] if b in stated else getattr(config, b) for b in names}
+    return {"n": int(n), "budgets": used, "gdsec_version": __version__}

@@ -26,7 +26,7 @@ from gdsec.data import Split
 from gdsec.hessian import sharpness
 from gdsec.train import accuracy
 
-__all__ = ["Scaled", "check_convergence_properties", "fit_temperature"]
+__all__ = ["Scaled", "audit_convergence_properties", "fit_temperature"]
 
 
 class Scaled(nn.Module):
@@ -68,33 +68,40 @@ def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, temperature: float
     return nn.functional.cross_entropy(_logits(model, x) / temperature, y).item()
 
 
-def _reference_stats(data: Split, references: tuple[nn.Module, ...], rows: int, seed: int) -> tuple[list[float], list[float]]:
+def _reference_stats(
+    split: Split, references: tuple[nn.Module, ...], rows: int, seed: int
+) -> tuple[list[float], list[float]]:
     """Each clean reference's sharpness on its own training data (the trusted split) and its loss on the
     audited training data it never saw, both at the temperature fitted on the latter, as for the audited model."""
-    x, y = data.x_test[:rows], data.y_test[:rows]
+    x, y = split.x_test[:rows], split.y_test[:rows]
     sharp, losses = [], []
     for reference in references:
-        temperature = fit_temperature(reference, data.x_train, data.y_train)
+        temperature = fit_temperature(reference, split.x_train, split.y_train)
         sharp.append(sharpness(Scaled(reference, temperature), x, y, seed=seed))
-        losses.append(_loss(reference, data.x_train, data.y_train, temperature))
+        losses.append(_loss(reference, split.x_train, split.y_train, temperature))
     return sharp, losses
 
 
-def check_convergence_properties(model: nn.Module, data: Split, config: AuditConfig) -> Finding:
+def audit_convergence_properties(model: nn.Module, split: Split, config: AuditConfig) -> Finding:
     """Scale-invariant losses, sharpness against clean references, and the train-test gap.
 
     Taught in chapter 10.
     """
-    x, y = data.x_train, data.y_train
-    temperature = fit_temperature(model, data.x_test, data.y_test)
-    train_loss, test_loss = _loss(model, x, y, temperature), _loss(model, data.x_test, data.y_test, temperature)
+    x, y = split.x_train, split.y_train
+    temperature = fit_temperature(model, split.x_test, split.y_test)
+    train_loss, test_loss = (
+        _loss(model, x, y, temperature),
+        _loss(model, split.x_test, split.y_test, temperature),
+    )
     rows = min(config.sharpness_rows, len(y))
     top = sharpness(Scaled(model, temperature), x[:rows], y[:rows], seed=config.seed)
-    references = config.references or reference_models(data, seeds=config.reference_seeds, seed=config.seed)
-    clean, clean_loss = _reference_stats(data, references, rows, config.seed)
+    references = config.references or reference_models(
+        split, n_seeds=config.reference_seeds, seed=config.seed
+    )
+    clean, clean_loss = _reference_stats(split, references, rows, config.seed)
     ratio = top / max(max(clean), 1e-12)
     loss_ratio = train_loss / max(max(clean_loss), 1e-12)
-    train_acc, test_acc = accuracy(model, x, y), accuracy(model, data.x_test, data.y_test)
+    train_acc, test_acc = accuracy(model, x, y), accuracy(model, split.x_test, split.y_test)
     gap = train_acc - test_acc
     problems = []
     if not all(math.isfinite(v) for v in (train_loss, test_loss, top)):
@@ -102,10 +109,18 @@ def check_convergence_properties(model: nn.Module, data: Split, config: AuditCon
     if gap > config.generalisation_gap:
         problems.append(f"train-test accuracy gap {gap:.0%} above {config.generalisation_gap:.0%}")
     if loss_ratio > 1.0:
-        problems.append(f"training loss {loss_ratio:.2g} times the clean references' loss on data they never saw (not converged)")
+        problems.append(
+            f"training loss {loss_ratio:.2g} times the clean references' loss on data they never saw (not converged)"
+        )
     if ratio > config.sharpness_ratio:
         problems.append(f"sharpness {ratio:.3g} times the sharpest clean reference")
-    severity = "high" if problems and problems[0].startswith("non-finite") else "medium" if problems else "low"
+    severity = (
+        "high"
+        if problems and problems[0].startswith("non-finite")
+        else "medium"
+        if problems
+        else "low"
+    )
     summary = (
         f"At the temperature fitted on the trusted split, training loss {train_loss:.3g} and held-out loss "
         f"{test_loss:.3g}; sharpness {top:.3g} ({ratio:.2g} times the sharpest of {len(clean)} clean references); "

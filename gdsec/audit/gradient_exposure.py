@@ -14,7 +14,7 @@ from gdsec.data import Split
 from gdsec.leakage import client_gradients, dlg, reconstruction_errors
 from gdsec.train import accuracy
 
-__all__ = ["check_gradient_exposure"]
+__all__ = ["audit_gradient_exposure"]
 
 _RECOMMENDATIONS = {
     "gradients": "Never return gradients (or per-example updates) to callers; if training must be shared, "
@@ -26,43 +26,61 @@ _RECOMMENDATIONS = {
 }
 
 
-def _gradient_leak(model: nn.Module, data: Split, rows: int = 2) -> float:
+def _gradient_leak(model: nn.Module, split: Split, rows: int = 2) -> float:
     """Mean DLG reconstruction error over the first ``rows`` training examples, each from its own gradient."""
-    n_classes = int(data.y_train.max().item()) + 1
+    n_classes = int(split.y_train.max().item()) + 1
     errors = []
-    for i in range(min(rows, data.x_train.shape[0])):
-        x, y = data.x_train[i : i + 1], data.y_train[i : i + 1]
+    for i in range(min(rows, split.x_train.shape[0])):
+        x, y = split.x_train[i : i + 1], split.y_train[i : i + 1]
         try:
-            x_rec, _ = dlg(model, client_gradients(model, x, y), tuple(x.shape), n_classes=n_classes)
-        except ValueError:  # a model without a recognisable last layer: DLG's label inference does not apply
+            x_rec, _ = dlg(
+                model, client_gradients(model, x, y), tuple(x.shape), n_classes=n_classes
+            )
+        except (
+            ValueError
+        ):  # a model without a recognisable last layer: DLG's label inference does not apply
             return math.nan
         errors.append(reconstruction_errors(x_rec, x).item())
     return sum(errors) / len(errors)
 
 
-def check_gradient_exposure(model: nn.Module, data: Split, config: AuditConfig) -> Finding:
+def audit_gradient_exposure(model: nn.Module, split: Split, config: AuditConfig) -> Finding:
     """What the exposed interface allows: a white-box (PGD) against a query-only (Square) attacker, on normalised logits.
 
     Taught in chapter 10.
     """
-    x, y = eval_rows(data, config)
+    x, y = eval_rows(split, config)
     eps, seed = config.eps, config.seed
     clean = accuracy(model, x, y)
     model = NormalisedLogits(model)  # the same decisions; the logit scale cannot hide the gradient
-    whitebox = robust_accuracy(model, x, y, lambda m, xs, ys: pgd(m, xs, ys, eps, steps=config.pgd_steps, seed=seed))
-    query = robust_accuracy(
-        model, x, y, lambda m, xs, ys: square_attack(m, xs, ys, eps, queries=config.queries, seed=seed)
+    whitebox = robust_accuracy(
+        model, x, y, lambda m, xs, ys: pgd(m, xs, ys, eps, steps=config.budget.steps, seed=seed)
     )
-    achievable = {"gradients": min(whitebox, query), "logits": query, "scores": query, "labels": query}[config.exposure]
+    query = robust_accuracy(
+        model,
+        x,
+        y,
+        lambda m, xs, ys: square_attack(
+            m, xs, ys, eps, steps=config.budget.square_steps, seed=seed
+        ),
+    )
+    achievable = {
+        "gradients": min(whitebox, query),
+        "logits": query,
+        "scores": query,
+        "labels": query,
+    }[config.exposure]
     severity = grade(achievable / max(clean, 1e-12), high=0.5, medium=0.8)
     if config.exposure == "labels" and severity != "low":
-        severity = SEVERITIES[SEVERITIES.index(severity) - 1]  # score-based attacks need more than labels
+        severity = SEVERITIES[
+            SEVERITIES.index(severity) - 1
+        ]  # score-based attacks need more than labels
     leak = math.nan
     if config.exposure == "gradients":
         severity = "high"  # training gradients also leak the data itself (chapter 9)
-        leak = _gradient_leak(model.model, data)
+        leak = _gradient_leak(model.model, split)
     summary = (
-        f"The API returns {config.exposure}. A query-only attacker ({config.queries} queries, no gradients) "
+        f"The API returns {config.exposure}. A query-only attacker ({config.budget.square_steps} queries, no gradients) "
         f"leaves {query:.0%} accuracy, a white-box PGD attacker {whitebox:.0%}, from {clean:.0%} clean."
     )
     if query + 0.03 < whitebox:
@@ -74,11 +92,13 @@ def check_gradient_exposure(model: nn.Module, data: Split, config: AuditConfig) 
         "clean_accuracy": clean,
         "whitebox_pgd_accuracy": whitebox,
         "query_only_square_accuracy": query,
-        "queries_per_input": config.queries,
+        "queries_per_input": config.budget.square_steps,
         "eps": config.eps,
         "rows": len(y),
-        **provenance(len(y), config, ("pgd_steps", "queries")),
+        **provenance(len(y), config, ("steps", "square_steps")),
     }
     if config.exposure == "gradients":
         evidence["dlg_reconstruction_mse"] = leak
-    return Finding("gradient_exposure", severity, summary, evidence, _RECOMMENDATIONS[config.exposure])
+    return Finding(
+        "gradient_exposure", severity, summary, evidence, _RECOMMENDATIONS[config.exposure]
+    )

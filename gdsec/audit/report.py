@@ -17,7 +17,7 @@ from gdsec.plotting import PALETTE
 
 __all__ = [
     "CAVEAT",
-    "CHAPTERS",
+    "QUESTION_CHAPTERS",
     "NOT_TESTED",
     "QUESTIONS",
     "SEVERITIES",
@@ -39,7 +39,7 @@ QUESTIONS: dict[str, str] = {
 }
 SEVERITIES = ("low", "medium", "high")
 #: The chapters that teach what each question measures (named in every recommendation).
-CHAPTERS = {
+QUESTION_CHAPTERS = {
     "gradient_exposure": "chapters 8-9",
     "adversarial_testing": "chapters 5-6",
     "training_security": "chapters 3-4",
@@ -47,7 +47,11 @@ CHAPTERS = {
     "convergence_properties": "chapters 1 and 7",
 }
 #: The one severity palette (Okabe-Ito colours from :data:`gdsec.plotting.PALETTE`).
-SEVERITY_COLOURS = {"low": PALETTE["green"], "medium": PALETTE["orange"], "high": PALETTE["vermillion"]}
+SEVERITY_COLOURS = {
+    "low": PALETTE["green"],
+    "medium": PALETTE["orange"],
+    "high": PALETTE["vermillion"],
+}
 #: What the audit does not test: a passing report says nothing about these.
 NOT_TESTED = (
     "attacks designed for this particular model beyond BPDA, EOT and transfer (passing is necessary, never sufficient)",
@@ -80,7 +84,8 @@ def contrast_ratio(foreground: str, background: str) -> float:
 
 #: Badge text colour per severity: black or white, whichever contrasts more with the badge.
 SEVERITY_TEXT = {
-    s: max(("#000000", "#ffffff"), key=lambda text, bg=bg: contrast_ratio(text, bg)) for s, bg in SEVERITY_COLOURS.items()
+    s: max(("#000000", "#ffffff"), key=lambda text, bg=bg: contrast_ratio(text, bg))
+    for s, bg in SEVERITY_COLOURS.items()
 }
 
 
@@ -151,19 +156,20 @@ def _badge(severity: str) -> str:
 def _html_row(i: int, f: Finding) -> str:
     """One HTML table row: number, question, severity badge, summary with evidence, recommendation."""
     evidence = "<br>".join(
-        f"<code>{html.escape(k)}</code> = {html.escape(_format(v))}" for k, v in _shown(f.evidence).items()
+        f"<code>{html.escape(k)}</code> = {html.escape(_format(v))}"
+        for k, v in _shown(f.evidence).items()
     )
     return (
         f'<tr style="vertical-align:top"><td>{i}</td><td>{html.escape(f.text)}</td><td>{_badge(f.severity)}</td>'
         f"<td>{html.escape(f.summary)}<br><small>{evidence}</small></td>"
-        f"<td>{html.escape(f.recommendation)}<br><small>See {CHAPTERS.get(f.question, 'the course')}.</small></td></tr>"
+        f"<td>{html.escape(f.recommendation)}<br><small>See {QUESTION_CHAPTERS.get(f.question, 'the course')}.</small></td></tr>"
     )
 
 
 def _markdown_row(i: int, f: Finding) -> str:
     """One Markdown table row (pipes inside cells become slashes)."""
     evidence = "; ".join(f"{k} = {_format(v)}" for k, v in _shown(f.evidence).items())
-    advice = f"{f.recommendation} (See {CHAPTERS.get(f.question, 'the course')}.)"
+    advice = f"{f.recommendation} (See {QUESTION_CHAPTERS.get(f.question, 'the course')}.)"
     cells = [str(i), f.text, f"**{f.severity}**", f"{f.summary} ({evidence})", advice]
     return "| " + " | ".join(c.replace("|", "/") for c in cells) + " |"
 
@@ -184,7 +190,9 @@ class AuditReport:
         for item in self.findings:
             if item.question == question:
                 return item
-        raise ValueError(f"question must be one of {[f.question for f in self.findings]}, got {question!r}")
+        raise ValueError(
+            f"question must be one of {[f.question for f in self.findings]}, got {question!r}"
+        )
 
     @property
     def severities(self) -> dict[str, str]:
@@ -200,7 +208,13 @@ class AuditReport:
         """Plain data: name, settings and every finding with its full evidence."""
         findings = [asdict(f) for f in self.findings]
         return _jsonable(
-            {"name": self.name, "settings": self.settings, "findings": findings, "not_tested": list(NOT_TESTED), "caveat": CAVEAT}
+            {
+                "name": self.name,
+                "settings": self.settings,
+                "findings": findings,
+                "not_tested": list(NOT_TESTED),
+                "caveat": CAVEAT,
+            }
         )
 
     def to_json(self, *, indent: int = 2) -> str:
@@ -222,7 +236,9 @@ class AuditReport:
     def to_html(self) -> str:
         """The report as an HTML table: severity colour-coded, evidence listed under each summary."""
         rows = "".join(_html_row(i, f) for i, f in enumerate(self.findings, start=1))
-        head = "".join(f"<th>{h}</th>" for h in ("#", "question", "severity", "evidence", "recommendation"))
+        head = "".join(
+            f"<th>{h}</th>" for h in ("#", "question", "severity", "evidence", "recommendation")
+        )
         return (
             f"<p><b>Audit of {html.escape(self.name)}</b> (worst finding: {html.escape(self.worst)})</p>"
             f'<table style="font-size:0.85em;text-align:left"><thead><tr>{head}</tr></thead>'

@@ -12,20 +12,24 @@ is present but no adaptive attack could reach its cause.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import nn
 
-from gdsec.attacks.evaluate import evaluate, wilson_interval
-from gdsec.audit.adaptive import NormalisedLogits, adaptive_robust, is_randomised
+from gdsec.attacks import MeanOfDraws, evaluate, is_randomised, zero_gradient_rows
+from gdsec.audit.adaptive import NormalisedLogits, adaptive_robust
 from gdsec.audit.config import AuditConfig, eval_rows, provenance
 from gdsec.audit.references import reference_models
 from gdsec.audit.report import Finding
 from gdsec.data import Split
-from gdsec.masking import eot, input_gradient_zero_fraction
+from gdsec.seeds.stats import wilson_interval
 
-__all__ = ["check_robustness_verification"]
+__all__ = ["audit_robustness_verification"]
 
-_ZERO_SHARE = 0.05  # a zero input gradient on this share of the correctly classified rows is a warning sign
+_ZERO_SHARE = (
+    0.05  # a zero input gradient on this share of the correctly classified rows is a warning sign
+)
 
 _ADVICE = {
     "high": "Do not report white-box robustness for this model: the adaptive attacks broke it. Report the "
@@ -37,31 +41,45 @@ _ADVICE = {
 }
 
 
-def _surrogate(data: Split, config: AuditConfig) -> nn.Module:
+def _surrogate(split: Split, config: AuditConfig) -> nn.Module:
     """The transfer surrogate: the one given, or the first clean reference (trained on the trusted split)."""
     if config.surrogate is not None:
         return config.surrogate
-    references = config.references or reference_models(data, seeds=1, seed=config.seed)
+    references = config.references or reference_models(split, n_seeds=1, seed=config.seed)
     return references[0]
 
 
-def check_robustness_verification(model: nn.Module, data: Split, config: AuditConfig) -> Finding:
+def audit_robustness_verification(model: nn.Module, split: Split, config: AuditConfig) -> Finding:
     """White-box evaluation against adaptive attacks (transfer, BPDA, EOT) when gradients look hidden.
 
     Taught in chapter 10.
     """
-    x, y = eval_rows(data, config)
+    x, y, budget = *eval_rows(split, config), config.budget
     white = evaluate(
-        NormalisedLogits(model), x, y, config.eps, attacks=("apgd-ce", "apgd-t"), steps=config.pgd_steps,
-        restarts=config.restarts, eot_samples=config.eot_samples, check_rows=0, seed=config.seed,
+        NormalisedLogits(model),
+        x,
+        y,
+        config.eps,
+        attacks=("apgd-ce", "apgd-t"),
+        budget=replace(budget, check_rows=0),
+        seed=config.seed,
     )
     randomised = is_randomised(model, x[:100])
     right = torch.tensor([b != "clean" for b in white.broken_by])
-    score = eot(model, samples=config.eot_samples) if randomised else model
-    zero = input_gradient_zero_fraction(NormalisedLogits(score), x[right], y[right]) if right.any() else 0.0
+    score = NormalisedLogits(MeanOfDraws(model, budget.draws) if randomised else model)
+    zero = (
+        zero_gradient_rows(score, x[right], y[right]).float().mean().item() if right.any() else 0.0
+    )
     robust, suspects = adaptive_robust(
-        model, x, y, config.eps, surrogate=_surrogate(data, config), steps=config.pgd_steps,
-        eot_samples=config.eot_samples, randomised=randomised, seed=config.seed,
+        model,
+        x,
+        y,
+        config.eps,
+        surrogate=_surrogate(split, config),
+        steps=budget.steps,
+        draws=budget.draws,
+        randomised=randomised,
+        seed=config.seed,
     )
     adaptive = white.robust.clone()
     for kept in robust.values():
@@ -71,15 +89,23 @@ def check_robustness_verification(model: nn.Module, data: Split, config: AuditCo
     adaptive_acc, ci95 = int(adaptive.sum()) / n, wilson_interval(int(adaptive.sum()), n)
     gap = white.robust_accuracy - adaptive_acc
     hidden = zero >= _ZERO_SHARE
-    signs = (["random forward pass"] if randomised else []) + ([f"zero input gradient on {zero:.0%} of rows"] if hidden else [])
-    reached = not hidden or bool(suspects)  # EOT reaches randomness; only BPDA reaches a zero gradient
+    signs = (["random forward pass"] if randomised else []) + (
+        [f"zero input gradient on {zero:.0%} of rows"] if hidden else []
+    )
+    reached = not hidden or bool(
+        suspects
+    )  # EOT reaches randomness; only BPDA reaches a zero gradient
     severity = "high" if gap > config.adaptive_tol else "medium" if signs and not reached else "low"
     summary = (
         f"White-box APGD leaves {white.robust_accuracy:.0%} of {n} trusted rows at eps = {config.eps:g}; "
         f"with the adaptive attacks ({', '.join(robust)}) {adaptive_acc:.0%} "
         f"(95 % interval {ci95[0]:.0%}-{ci95[1]:.0%})."
         + (f" Warning signs: {'; '.join(signs)}." if signs else "")
-        + (" The adaptive attacks broke what the white-box attacks missed: the robustness is masked." if severity == "high" else "")
+        + (
+            " The adaptive attacks broke what the white-box attacks missed: the robustness is masked."
+            if severity == "high"
+            else ""
+        )
         + (" No suspect layer could be located for BPDA." if severity == "medium" else "")
     )
     evidence = {
@@ -93,6 +119,6 @@ def check_robustness_verification(model: nn.Module, data: Split, config: AuditCo
         "zero_gradient_fraction": zero,
         "suspect_layers": suspects,
         "whitebox_flags": list(white.flags),
-        **provenance(n, config, ("pgd_steps", "restarts", "eot_samples")),
+        **provenance(n, config, ("steps", "restarts", "draws")),
     }
     return Finding("robustness_verification", severity, summary, evidence, _ADVICE[severity])

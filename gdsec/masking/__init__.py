@@ -15,18 +15,13 @@ of each and :mod:`.adaptive` the attack that undoes it:
 :class:`OffGridSaturation` and :class:`FarSaturation` are traps built to trip the two checks those
 defences leave quiet. Plus :func:`transfer` from a surrogate and the gradient-free attacks of :mod:`gdsec.attacks`.
 :func:`sanity_checks` (:mod:`.checks`) runs the checks of Carlini et al. (2019) and AutoAttack that
-read their evidence, and says which fired and why.
+read their evidence (:data:`SANITY_CHECKS`), with one :class:`gdsec.attacks.Budget`, and says which
+fired and why. The building blocks (straight-through, mean of draws, the randomness and
+zero-gradient tests) live in :mod:`gdsec.attacks.checks`, shared with the evaluation and the audit.
 """
 
 from gdsec.masking.adaptive import bpda, eot, reparameterise, transfer
-from gdsec.masking.checks import (
-    CHECKS,
-    MaskingReport,
-    input_gradient_zero_fraction,
-    is_randomised,
-    random_noise,
-    sanity_checks,
-)
+from gdsec.masking.checks import SANITY_CHECKS, MaskingReport, random_noise, sanity_checks
 from gdsec.masking.defences import (
     DEFENCES,
     FarSaturation,
@@ -41,7 +36,6 @@ from gdsec.masking.defences import (
 )
 
 __all__ = [
-    "CHECKS",
     "DEFENCES",
     "FarSaturation",
     "Generator",
@@ -50,13 +44,12 @@ __all__ = [
     "Purifier",
     "Quantize",
     "RandomQuantize",
+    "SANITY_CHECKS",
     "Temperature",
     "bpda",
     "defend",
     "eot",
     "fit_generator",
-    "input_gradient_zero_fraction",
-    "is_randomised",
     "random_noise",
     "reparameterise",
     "sanity_checks",

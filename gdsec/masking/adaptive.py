@@ -8,38 +8,12 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from gdsec.attacks import pgd
+from gdsec.attacks import Attack, pgd
+from gdsec.attacks.checks import MeanOfDraws, straight_through
 from gdsec.masking.defences import Generator, Purifier, Quantize, RandomQuantize, Temperature
-from gdsec.validation import check_int, check_model
+from gdsec.validation import check_model
 
 __all__ = ["bpda", "eot", "reparameterise", "transfer"]
-
-Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-class _StraightThrough(nn.Module):
-    """Forward: ``layer(x)``. Backward: the identity (the BPDA approximation of ``layer``)."""
-
-    def __init__(self, layer: nn.Module) -> None:
-        super().__init__()
-        self.layer = layer
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``layer(x)`` in value, ``x`` in gradient."""
-        return x + (self.layer(x) - x).detach()
-
-
-class _Averaged(nn.Module):
-    """Mean logits of ``samples`` forward passes of a random model (expectation over transformation)."""
-
-    def __init__(self, model: nn.Module, samples: int) -> None:
-        super().__init__()
-        self.model = model
-        self.samples = samples
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Average of the logits of ``samples`` random draws."""
-        return torch.stack([self.model(x) for _ in range(self.samples)]).mean(dim=0)
 
 
 class _Reparameterised(nn.Module):
@@ -58,24 +32,25 @@ def _sequential(model: nn.Module) -> nn.Sequential:
     """``model`` checked to be an ``nn.Sequential`` (as :func:`gdsec.masking.defend` builds)."""
     check_model("model", model)
     if not isinstance(model, nn.Sequential):
-        raise ValueError(f"model must be an nn.Sequential built by defend(), got {type(model).__name__}")
+        raise ValueError(
+            f"model must be an nn.Sequential built by defend(), got {type(model).__name__}"
+        )
     return model
 
 
 def bpda(model: nn.Module) -> nn.Sequential:
     """The attacker's differentiable stand-in for a defended ``nn.Sequential``: quantizers keep their
     forward pass but pass gradients straight through; temperature layers (which never change the
-    predicted class) are dropped. Other layers, and all parameters, are shared with ``model``.
+    predicted class) are dropped. Other layers, and all parameters, are shared with ``model``
+    (:func:`gdsec.attacks.checks.straight_through` wraps the quantizers).
 
     Taught in chapter 8.
     """
-    layers: list[nn.Module] = []
-    for layer in _sequential(model):
-        if isinstance(layer, Quantize | RandomQuantize):
-            layers.append(_StraightThrough(layer))
-        elif not isinstance(layer, Temperature):
-            layers.append(layer)
-    return nn.Sequential(*layers)
+    kept = nn.Sequential(
+        *(layer for layer in _sequential(model) if not isinstance(layer, Temperature))
+    )
+    quantizers = [i for i, layer in enumerate(kept) if isinstance(layer, Quantize | RandomQuantize)]
+    return straight_through(kept, quantizers)
 
 
 def reparameterise(model: nn.Module) -> nn.Sequential:
@@ -87,29 +62,38 @@ def reparameterise(model: nn.Module) -> nn.Sequential:
     exploding and vanishing gradients). Other layers, and all parameters, are shared with ``model``.
     Taught in chapter 8.
     """
-    layers = [_Reparameterised(layer.generator) if isinstance(layer, Purifier) else layer for layer in _sequential(model)]
+    layers = [
+        _Reparameterised(layer.generator) if isinstance(layer, Purifier) else layer
+        for layer in _sequential(model)
+    ]
     if not any(isinstance(layer, _Reparameterised) for layer in layers):
-        raise ValueError("model must contain a masking.Purifier to reparameterise (see masking.defend(..., 'purify'))")
+        raise ValueError(
+            "model must contain a masking.Purifier to reparameterise (see masking.defend(..., 'purify'))"
+        )
     return nn.Sequential(*layers)
 
 
-def eot(model: nn.Module, *, samples: int = 8) -> nn.Module:
-    """Expectation over transformation: a model whose logits are the mean over ``samples`` random draws.
+def eot(model: nn.Module, *, draws: int = 8) -> MeanOfDraws:
+    """Expectation over transformation: a model whose logits are the mean over ``draws`` random draws.
 
+    The attacker's stand-in for a randomised defence, a :class:`gdsec.attacks.MeanOfDraws`.
     Taught in chapter 8.
     """
-    check_model("model", model)
-    return _Averaged(model, check_int("samples", samples, low=1))
+    return MeanOfDraws(model, draws)
 
 
-def transfer(surrogate: nn.Module, attack: Callable[..., torch.Tensor] = pgd, **attack_kwargs: object) -> Attack:
+def transfer(
+    surrogate: nn.Module, attack: Callable[..., torch.Tensor] = pgd, **attack_kwargs: object
+) -> Attack:
     """A callable ``(model, x, y) -> x_adv`` that ignores ``model`` and crafts ``x_adv`` on ``surrogate``.
 
     Taught in chapter 8.
     """
     check_model("surrogate", surrogate)
     if not callable(attack):
-        raise ValueError("attack must be a callable (model, x, y, ...) -> x_adv, such as gdsec.attacks.pgd")
+        raise ValueError(
+            "attack must be a callable (model, x, y, ...) -> x_adv, such as gdsec.attacks.pgd"
+        )
 
     def crafted(_model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return attack(surrogate, x, y, **attack_kwargs)

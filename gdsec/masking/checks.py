@@ -14,24 +14,27 @@ import torch
 from torch import nn
 
 from gdsec.attacks import (
+    BUDGETS,
+    Budget,
+    MeanOfDraws,
     apgd,
     check_attack_inputs,
     fgsm,
-    input_gradient,
+    is_randomised,
     margin,
     pgd,
-    row_norm,
     square_attack,
+    zero_gradient_rows,
 )
-from gdsec.masking.adaptive import eot, transfer
+from gdsec.masking.adaptive import transfer
 from gdsec.models import eval_mode
 from gdsec.streams import random_stream
 from gdsec.validation import check_int, check_keywords, check_model, check_number
 
-__all__ = ["CHECKS", "MaskingReport", "input_gradient_zero_fraction", "is_randomised", "random_noise", "sanity_checks"]
+__all__ = ["SANITY_CHECKS", "MaskingReport", "random_noise", "sanity_checks"]
 
 #: Every check of :func:`sanity_checks`, by name, with what it asks (a check fails when the answer is no).
-CHECKS = {
+SANITY_CHECKS = {
     "iterative_beats_single_step": "PGD is no better for the defender than one FGSM step (a symptom, not a law)",
     "converged": "PGD with 5x the steps and APGD do not beat the evaluated PGD by more than tol",
     "eps_monotone": "robust accuracy does not rise with eps over eps/2, eps, 2 eps",
@@ -57,41 +60,27 @@ class MaskingReport(NamedTuple):
     reasons: dict[str, str]
 
 
-def input_gradient_zero_fraction(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, atol: float = 0.0) -> float:
-    """Fraction of rows whose cross-entropy gradient w.r.t. the input is zero (within ``atol``).
-
-    Taught in chapter 8.
-    """
-    check_attack_inputs(model, x, y)
-    check_number("atol", atol, low=0.0)
-    with eval_mode(model):
-        _, grad = input_gradient(model, x, y)
-    return (row_norm(grad, "inf") <= atol).float().mean().item()
-
-
-def is_randomised(model: nn.Module, x: torch.Tensor) -> bool:
-    """Whether two forward passes of ``model`` on ``x`` give different logits.
-
-    Taught in chapter 8.
-    """
-    check_attack_inputs(model, x, None)
-    with torch.no_grad(), eval_mode(model):
-        return not torch.equal(model(x), model(x))
-
-
-def random_noise(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, draws: int = 20, seed: int = 0) -> torch.Tensor:
-    """Per row, the one of ``draws`` uniform random points in the L-inf ``eps``-ball with the smallest margin.
+def random_noise(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    *,
+    points: int = 20,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Per row, the one of ``points`` uniform random points in the L-inf ``eps``-ball with the smallest margin.
 
     The baseline a gradient attack must beat. Taught in chapter 8.
     """
     check_attack_inputs(model, x, y)
     eps = check_number("eps", eps, low=0.0, high=1.0)
-    draws = check_int("draws", draws, low=1)
+    points = check_int("points", points, low=1)
     generator = random_stream(seed, "masking.random_noise")
     x = x.detach()
     with torch.no_grad(), eval_mode(model):
         best, best_margin = x.clone(), margin(model(x), y)
-        for _ in range(draws):
+        for _ in range(points):
             noise = torch.rand(x.shape, generator=generator, dtype=x.dtype) * 2 - 1
             candidate = (x + eps * noise).clamp(0.0, 1.0)
             value = margin(model(candidate), y)
@@ -100,15 +89,25 @@ def random_noise(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
     return best
 
 
-def _robust(model: nn.Module, x: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
+def _robust(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor
+) -> torch.Tensor:
     """Per row: classified correctly clean and at ``x_adv``."""
     with torch.no_grad(), eval_mode(model):
         return (model(x).argmax(1) == y) & (model(x_adv).argmax(1) == y)
 
 
-def _measure(target: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, surrogate: nn.Module | None, s: dict) -> dict[str, torch.Tensor]:
+def _measure(
+    target: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    surrogate: nn.Module | None,
+    budget: Budget,
+    seed: int,
+) -> dict[str, torch.Tensor]:
     """Per-row robustness under every attack the checks compare."""
-    steps, seed = s["steps"], s["seed"]
+    steps = budget.steps
     adv = {
         "clean": x,
         "fgsm": fgsm(target, x, y, eps),
@@ -118,8 +117,8 @@ def _measure(target: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, su
         "pgd_half_eps": pgd(target, x, y, eps / 2, steps=steps, seed=seed),
         "pgd_double_eps": pgd(target, x, y, min(2 * eps, 1.0), steps=steps, seed=seed),
         "pgd_unbounded": pgd(target, x, y, 1.0, steps=steps, seed=seed),
-        "noise": random_noise(target, x, y, eps, draws=s["noise_draws"], seed=seed),
-        "square": square_attack(target, x, y, eps, queries=s["queries"], seed=seed),
+        "noise": random_noise(target, x, y, eps, points=budget.noise_points, seed=seed),
+        "square": square_attack(target, x, y, eps, steps=budget.square_steps, seed=seed),
     }
     if surrogate is not None:
         adv["transfer"] = transfer(surrogate, pgd, eps=eps, steps=steps, seed=seed)(target, x, y)
@@ -131,7 +130,8 @@ def _verdicts(ev: dict[str, float], tol: float) -> dict[str, bool]:
     checks = {
         "iterative_beats_single_step": ev["pgd"] <= ev["fgsm"] + tol,
         "converged": ev["pgd"] <= ev["stronger"] + tol,
-        "eps_monotone": ev["pgd_half_eps"] >= ev["pgd"] - tol and ev["pgd"] >= ev["pgd_double_eps"] - tol,
+        "eps_monotone": ev["pgd_half_eps"] >= ev["pgd"] - tol
+        and ev["pgd"] >= ev["pgd_double_eps"] - tol,
         "beats_random_noise": ev["pgd"] <= ev["noise"] + tol,
         "no_zero_gradients": ev["zero_gradient_rows"] == 0,
         "deterministic": ev["randomised"] == 0,
@@ -166,45 +166,51 @@ def sanity_checks(
     *,
     eps: float,
     surrogate: nn.Module | None = None,
-    steps: int = 20,
-    queries: int = 300,
-    noise_draws: int = 20,
-    eot_samples: int = 8,
+    budget: Budget = BUDGETS["standard"],
     tol: float = 0.05,
     seed: int = 0,
     **unknown: object,
 ) -> MaskingReport:
-    """Run the robustness-evaluation sanity checks (:data:`CHECKS`) on ``model`` at L-infinity budget ``eps``.
+    """Run the robustness-evaluation sanity checks (:data:`SANITY_CHECKS`) on ``model`` at L-infinity budget ``eps``.
 
-    The evaluation under test is PGD with ``steps`` steps. The checks compare it with FGSM, PGD with
-    5x the steps and APGD (per row: robust to both), PGD at eps/2 and 2 eps, the best of
-    ``noise_draws`` random points in the ball, Square (``queries``), PGD at eps = 1 and, with
-    ``surrogate``, transfer; they read the input gradients of the correctly classified rows and
-    whether two forward passes differ (then every attack and the scoring use EOT over
-    ``eot_samples`` draws). ``masked`` is True when any check fails; ``evidence`` holds every
+    The evaluation under test is PGD with ``budget.steps`` steps. The checks compare it with FGSM,
+    PGD with 5x the steps and APGD (per row: robust to both), PGD at eps/2 and 2 eps, the best of
+    ``budget.noise_points`` random points in the ball, Square (``budget.square_steps``), PGD at
+    eps = 1 and, with ``surrogate``, transfer; they read the input gradients of the correctly
+    classified rows and whether the model is randomised in eval mode, where the attacks run
+    (:func:`gdsec.attacks.is_randomised`; then every attack and the scoring use EOT over
+    ``budget.draws`` draws). ``masked`` is True when any check fails; ``evidence`` holds every
     accuracy, the zero-gradient count and fraction (of the correctly classified rows); ``reasons`` says what each failed check saw.
     Taught in chapter 8.
     """
     check_keywords("sanity_checks", unknown, ())
     check_attack_inputs(model, x, y)
     eps = check_number("eps", eps, low=0.0, high=1.0, low_open=True)
-    settings = {
-        "steps": check_int("steps", steps, low=1), "queries": check_int("queries", queries, low=1),
-        "noise_draws": check_int("noise_draws", noise_draws, low=1), "seed": check_int("seed", seed, low=0),
-    }
-    eot_samples = check_int("eot_samples", eot_samples, low=1)
+    if not isinstance(budget, Budget):
+        raise ValueError(f"budget must be a gdsec.attacks.Budget, got {type(budget).__name__}")
+    seed = check_int("seed", seed, low=0)
     tol = check_number("tol", tol, low=0.0, high=1.0)
     if surrogate is not None:
         check_model("surrogate", surrogate)
     x, y = x.detach(), y.detach()
-    randomised = is_randomised(model, x)
-    target = eot(model, samples=eot_samples) if randomised else model
-    robust = _measure(target, x, y, eps, surrogate, settings)
+    with torch.no_grad(), eval_mode(model):
+        randomised = is_randomised(model, x)
+    target = MeanOfDraws(model, budget.draws) if randomised else model
+    robust = _measure(target, x, y, eps, surrogate, budget, seed)
     evidence = {name: rows.float().mean().item() for name, rows in robust.items()}
     evidence["stronger"] = (robust["pgd_more_steps"] & robust["apgd"]).float().mean().item()
     correct = robust["clean"]
-    zero = input_gradient_zero_fraction(target, x[correct], y[correct]) if correct.any() else 0.0
-    evidence |= {"zero_gradient_rows": float(round(zero * int(correct.sum()))), "zero_gradient_fraction": zero, "randomised": float(randomised)}
+    with eval_mode(target):
+        zero = (
+            zero_gradient_rows(target, x[correct], y[correct]).float().mean().item()
+            if correct.any()
+            else 0.0
+        )
+    evidence |= {
+        "zero_gradient_rows": float(round(zero * int(correct.sum()))),
+        "zero_gradient_fraction": zero,
+        "randomised": float(randomised),
+    }
     checks = _verdicts(evidence, tol)
     reasons = {name: _reason(name, evidence) for name, passed in checks.items() if not passed}
     return MaskingReport(not all(checks.values()), checks, evidence, reasons)

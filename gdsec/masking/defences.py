@@ -27,7 +27,18 @@ from gdsec.validation import (
     check_unit_tensor,
 )
 
-__all__ = ["DEFENCES", "FarSaturation", "Generator", "OffGridSaturation", "Purifier", "Quantize", "RandomQuantize", "Temperature", "defend", "fit_generator"]
+__all__ = [
+    "DEFENCES",
+    "FarSaturation",
+    "Generator",
+    "OffGridSaturation",
+    "Purifier",
+    "Quantize",
+    "RandomQuantize",
+    "Temperature",
+    "defend",
+    "fit_generator",
+]
 
 DEFENCES = ("quantize", "temperature", "random", "purify")
 
@@ -129,10 +140,20 @@ class Purifier(nn.Module):
     Taught in chapter 8.
     """
 
-    def __init__(self, generator: Generator, *, steps: int = 30, step_size: float = 0.5, decay: float = 0.9, gain: float = 200.0) -> None:
+    def __init__(
+        self,
+        generator: Generator,
+        *,
+        steps: int = 30,
+        step_size: float = 0.5,
+        decay: float = 0.9,
+        gain: float = 200.0,
+    ) -> None:
         super().__init__()
         if not isinstance(generator, Generator):
-            raise ValueError(f"generator must be a gdsec.masking.Generator (see fit_generator), got {type(generator).__name__}")
+            raise ValueError(
+                f"generator must be a gdsec.masking.Generator (see fit_generator), got {type(generator).__name__}"
+            )
         self.generator = generator
         self.steps = check_int("steps", steps, low=1)
         self.step_size = check_number("step_size", step_size, low=0.0, low_open=True)
@@ -141,7 +162,9 @@ class Purifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The purified input ``h(z_T)``."""
-        code = self.generator.encode(x)  # orthonormal basis: grad_z ||mean + basis z - x||^2 = 2 (z - code)
+        code = self.generator.encode(
+            x
+        )  # orthonormal basis: grad_z ||mean + basis z - x||^2 = 2 (z - code)
         z = torch.zeros_like(code)
         for t in range(self.steps):
             z = z - self.step_size * self.decay**t * torch.tanh(self.gain * 2 * (z - code))
@@ -155,7 +178,9 @@ class OffGridSaturation(nn.Module):
     Taught in chapter 8.
     """
 
-    def __init__(self, classifier: nn.Module, *, levels: int = 17, temperature: float = 1e4) -> None:
+    def __init__(
+        self, classifier: nn.Module, *, levels: int = 17, temperature: float = 1e4
+    ) -> None:
         super().__init__()
         self.classifier = check_model("classifier", classifier)
         self.levels = check_int("levels", levels, low=2, high=256)
@@ -175,17 +200,32 @@ class FarSaturation(nn.Module):
     Taught in chapter 8.
     """
 
-    def __init__(self, classifier: nn.Module, reference: torch.Tensor, *, radius: float = 0.2, temperature: float = 1e4) -> None:
+    def __init__(
+        self,
+        classifier: nn.Module,
+        reference: torch.Tensor,
+        *,
+        radius: float = 0.2,
+        temperature: float = 1e4,
+    ) -> None:
         super().__init__()
         self.classifier = check_model("classifier", classifier)
-        self.register_buffer("reference", check_unit_tensor("reference", reference, min_dim=2).detach().reshape(len(reference), -1).clone())
+        self.register_buffer(
+            "reference",
+            check_unit_tensor("reference", reference, min_dim=2)
+            .detach()
+            .reshape(len(reference), -1)
+            .clone(),
+        )
         self.radius = check_number("radius", radius, low=0.0, low_open=True)
         self.temperature = check_number("temperature", temperature, low=0.0, low_open=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits, saturated on rows far from every reference row."""
         distance = torch.cdist(x.reshape(len(x), -1), self.reference, p=float("inf")).min(1).values
-        return self.classifier(x) * torch.where(distance > self.radius, self.temperature, 1.0).unsqueeze(1)
+        return self.classifier(x) * torch.where(
+            distance > self.radius, self.temperature, 1.0
+        ).unsqueeze(1)
 
 
 def defend(
@@ -213,6 +253,8 @@ def defend(
         return nn.Sequential(RandomQuantize(levels, noise, seed=seed), classifier)
     if kind == "purify":
         if generator is None:
-            raise ValueError("generator must be given for kind='purify' (build one with masking.fit_generator)")
+            raise ValueError(
+                "generator must be given for kind='purify' (build one with masking.fit_generator)"
+            )
         return nn.Sequential(Purifier(generator, steps=purifier_steps), classifier)
     return nn.Sequential(classifier, Temperature(temperature))

@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from gdsec import attacks
-from gdsec.attacks.evaluate import ENSEMBLE, Evaluation
+from gdsec.attacks import ENSEMBLE, Evaluation
 from gdsec.plotting import PALETTE
 from gdsec.validation import check_choice, check_int, check_labels, check_model, check_unit_tensor
 from gdsec.widgets.core import explorer
@@ -27,14 +27,18 @@ def _prediction(model: nn.Module, image: torch.Tensor) -> tuple[int, float]:
     return int(probs.argmax()), float(probs.max())
 
 
-def render_attack(model: nn.Module, image: torch.Tensor, label: int, eps: float, *, attack: str = "fgsm") -> Figure:
+def render_attack(
+    model: nn.Module, image: torch.Tensor, label: int, eps: float, *, attack: str = "fgsm"
+) -> Figure:
     """Three panels for one digit: clean image, perturbation, adversarial image, with predictions.
 
     ``attack`` is "fgsm" or "pgd" (20 steps, seed 0). Taught in chapter 5.
     """
     x, y = image[None], torch.tensor([label])
-    settings = {"fgsm": {}, "pgd": {"steps": 20, "seed": 0}}[check_choice("attack", attack, ("fgsm", "pgd"))]
-    x_adv = attacks.ATTACKS[attack].fn(model, x, y, eps, **settings)
+    settings = {"fgsm": {}, "pgd": {"steps": 20, "seed": 0}}[
+        check_choice("attack", attack, ("fgsm", "pgd"))
+    ]
+    x_adv = attacks.ATTACK_SPECS[attack].fn(model, x, y, eps, **settings)
     delta = (x_adv - x)[0, 0].numpy()
     fig, axes = plt.subplots(1, 3, figsize=(6.6, 2.6))
     clean_pred, clean_conf = _prediction(model, x)
@@ -52,7 +56,9 @@ def render_attack(model: nn.Module, image: torch.Tensor, label: int, eps: float,
         ax.set_xticks([])
         ax.set_yticks([])
         ax.grid(False)
-    fig.suptitle(f"{attack.upper()}, ε = {eps:g} (pixel intensity, L∞); true label {label}", fontsize=10)
+    fig.suptitle(
+        f"{attack.upper()}, ε = {eps:g} (pixel intensity, L∞); true label {label}", fontsize=10
+    )
     return fig
 
 
@@ -98,9 +104,17 @@ def epsilon_explorer(
 
 def _attack_names(attack: object) -> tuple[str, ...]:
     """``attack`` (one name or a sequence of distinct names) as a tuple of names from ("fgsm", "pgd")."""
-    names = (attack,) if isinstance(attack, str) else tuple(attack) if isinstance(attack, Sequence) else (attack,)
+    names = (
+        (attack,)
+        if isinstance(attack, str)
+        else tuple(attack)
+        if isinstance(attack, Sequence)
+        else (attack,)
+    )
     if not names or len(set(names)) != len(names):
-        raise ValueError(f"attack must be 'fgsm', 'pgd' or a sequence of distinct ones, got {attack!r}")
+        raise ValueError(
+            f"attack must be 'fgsm', 'pgd' or a sequence of distinct ones, got {attack!r}"
+        )
     return tuple(check_choice("attack", name, ("fgsm", "pgd")) for name in names)
 
 
@@ -112,7 +126,7 @@ _OUTCOMES = {
     "apgd-ce": PALETTE["vermillion"],
     "apgd-t": PALETTE["orange"],
     "fab-t": PALETTE["purple"],
-    "square": PALETTE["yellow"],
+    "square_attack": PALETTE["yellow"],
 }
 
 
@@ -123,23 +137,39 @@ def row_outcomes(evaluation: Evaluation, proved: torch.Tensor) -> list[str]:
     on the same rows and budget. Taught in chapter 6.
     """
     if not isinstance(evaluation, Evaluation):
-        raise ValueError(f"evaluation must be an Evaluation from gdsec.attacks.evaluate, got {type(evaluation).__name__}")
-    if not isinstance(proved, torch.Tensor) or proved.dtype != torch.bool or proved.shape != (evaluation.n,):
-        raise ValueError(f"proved must be a bool tensor with one entry per evaluated row ({evaluation.n})")
+        raise ValueError(
+            f"evaluation must be an Evaluation from gdsec.attacks.evaluate, got {type(evaluation).__name__}"
+        )
+    if (
+        not isinstance(proved, torch.Tensor)
+        or proved.dtype != torch.bool
+        or proved.shape != (evaluation.n,)
+    ):
+        raise ValueError(
+            f"proved must be a bool tensor with one entry per evaluated row ({evaluation.n})"
+        )
     outcomes = []
     for row, broke in enumerate(evaluation.broken_by):
         if broke == "clean":
             outcomes.append("wrong when clean")
         elif broke is not None:
             if bool(proved[row]):
-                raise ValueError(f"row {row} is proved robust but was broken by {broke}: the bound or the attack is wrong")
+                raise ValueError(
+                    f"row {row} is proved robust but was broken by {broke}: the bound or the attack is wrong"
+                )
             outcomes.append(broke)
         else:
             outcomes.append("proved (IBP)" if bool(proved[row]) else "held (not proved)")
     return outcomes
 
 
-def _outcome_tiles(ax: plt.Axes, images: torch.Tensor, predicted: torch.Tensor, outcomes: Sequence[str], ncols: int = 6) -> None:
+def _outcome_tiles(
+    ax: plt.Axes,
+    images: torch.Tensor,
+    predicted: torch.Tensor,
+    outcomes: Sequence[str],
+    ncols: int = 6,
+) -> None:
     """Draw (n, 1, 8, 8) images tiled on ``ax``: above each its prediction, below each a bar in its outcome's colour."""
     n, size = len(images), images.shape[-1]
     nrows = -(-n // ncols)
@@ -148,8 +178,18 @@ def _outcome_tiles(ax: plt.Axes, images: torch.Tensor, predicted: torch.Tensor, 
         r, c = divmod(i, ncols)
         top, left = r * (size + 4) + 2, c * (size + 1)
         canvas[top : top + size, left : left + size] = images[i, 0].numpy()
-        ax.text(left + size / 2 - 0.5, top - 0.8, f"says {int(predicted[i])}", ha="center", fontsize=7)
-        ax.add_patch(plt.Rectangle((left - 0.5, top + size - 0.3), size, 0.9, color=_OUTCOMES[outcomes[i]], clip_on=False))
+        ax.text(
+            left + size / 2 - 0.5, top - 0.8, f"says {int(predicted[i])}", ha="center", fontsize=7
+        )
+        ax.add_patch(
+            plt.Rectangle(
+                (left - 0.5, top + size - 0.3),
+                size,
+                0.9,
+                color=_OUTCOMES[outcomes[i]],
+                clip_on=False,
+            )
+        )
     ax.imshow(canvas, vmin=0, vmax=1)
     ax.axis("off")
 
@@ -158,8 +198,21 @@ def _outcome_bars(ax: plt.Axes, outcomes: Sequence[str]) -> None:
     """Count the rows per outcome as a labelled horizontal bar chart on ``ax``."""
     labels = list(_OUTCOMES)
     counts = [outcomes.count(label) for label in labels]
-    ax.barh(range(len(labels)), counts, color=[_OUTCOMES[label] for label in labels], edgecolor="k", linewidth=0.4)
-    ax.set_yticks(range(len(labels)), [f"broken by {label}" if label in ENSEMBLE else label for label in labels], fontsize=7)
+    ax.barh(
+        range(len(labels)),
+        counts,
+        color=[_OUTCOMES[label] for label in labels],
+        edgecolor="k",
+        linewidth=0.4,
+    )
+    ax.set_yticks(
+        range(len(labels)),
+        [
+            f"broken by {label}" if label in {m.label for m in ENSEMBLE} else label
+            for label in labels
+        ],
+        fontsize=7,
+    )
     ax.invert_yaxis()
     for i, count in enumerate(counts):
         ax.text(count + 2, i, str(count), va="center", fontsize=7)

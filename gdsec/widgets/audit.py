@@ -14,7 +14,7 @@ from gdsec.audit import SEVERITY_COLOURS, AuditReport, Finding, trigger_severity
 from gdsec.audit.report import SEVERITY_TEXT
 from gdsec.widgets.core import explorer
 
-__all__ = ["SHORT_NAMES", "audit_explorer", "plot_report", "plot_thresholds", "threshold_explorer"]
+__all__ = ["SHORT_NAMES", "plot_report", "plot_thresholds", "threshold_explorer"]
 
 #: Short row labels for the five audit questions.
 SHORT_NAMES = {
@@ -39,51 +39,67 @@ def plot_report(report: AuditReport, *, width: int = 72) -> Figure:
     ax.set_ylim(n, -0.6)
     ax.axis("off")
     ax.grid(False)
-    ax.text(0, -0.35, f"Audit of {report.name}: worst finding {report.worst}", fontsize=11, weight="bold")
+    ax.text(
+        0,
+        -0.35,
+        f"Audit of {report.name}: worst finding {report.worst}",
+        fontsize=11,
+        weight="bold",
+    )
     for row, finding in enumerate(report.findings):
-        ax.text(0, row + 0.45, SHORT_NAMES.get(finding.question, finding.question), fontsize=9, va="center", weight="bold")
         ax.text(
-            2.55, row + 0.45, finding.severity, fontsize=9, va="center", ha="center", color=SEVERITY_TEXT.get(finding.severity, "black"), weight="bold",
-            bbox={"boxstyle": "round,pad=0.3", "facecolor": SEVERITY_COLOURS.get(finding.severity, "grey"), "edgecolor": "none"},
+            0,
+            row + 0.45,
+            SHORT_NAMES.get(finding.question, finding.question),
+            fontsize=9,
+            va="center",
+            weight="bold",
         )
-        ax.text(3.1, row + 0.45, "\n".join(textwrap.wrap(finding.summary, width)), fontsize=8.5, va="center")
+        ax.text(
+            2.55,
+            row + 0.45,
+            finding.severity,
+            fontsize=9,
+            va="center",
+            ha="center",
+            color=SEVERITY_TEXT.get(finding.severity, "black"),
+            weight="bold",
+            bbox={
+                "boxstyle": "round,pad=0.3",
+                "facecolor": SEVERITY_COLOURS.get(finding.severity, "grey"),
+                "edgecolor": "none",
+            },
+        )
+        ax.text(
+            3.1,
+            row + 0.45,
+            "\n".join(textwrap.wrap(finding.summary, width)),
+            fontsize=8.5,
+            va="center",
+        )
         ax.axhline(row + 0.95, color="0.85", linewidth=0.6)
     return fig
-
-
-def audit_explorer(reports: Mapping[str, AuditReport], *, live: bool | None = None) -> VBox:
-    """Toggle between the report cards of several audited models (the reports are computed beforehand).
-
-    Taught in chapter 10.
-    """
-    if not isinstance(reports, Mapping) or not reports:
-        raise ValueError("reports must map at least one model name to its AuditReport")
-    for label, report in reports.items():
-        if not isinstance(report, AuditReport):
-            raise ValueError(f"reports[{label!r}] must be an AuditReport, got {type(report).__name__}")
-
-    def render(model: str) -> Figure:
-        return plot_report(reports[model])
-
-    return explorer(
-        render, {"model": list(reports)}, live=live, descriptions={"model": "model to audit"},
-        title="Five audit questions, one card per model",
-    )
 
 
 def _check_findings(findings: Mapping[str, Sequence[Finding]]) -> None:
     """Raise ``ValueError`` unless ``findings`` maps names to non-empty lists of training-security findings."""
     if not isinstance(findings, Mapping) or not findings:
-        raise ValueError("findings must map at least one model name to its training-security findings")
+        raise ValueError(
+            "findings must map at least one model name to its training-security findings"
+        )
     for label, items in findings.items():
         if isinstance(items, Finding) or not isinstance(items, Sequence) or not items:
             raise ValueError(f"findings[{label!r}] must be a non-empty list of Findings")
         for item in items:
             if not isinstance(item, Finding) or item.question != "training_security":
-                raise ValueError(f"findings[{label!r}] must hold training-security Findings (from check_training_security)")
+                raise ValueError(
+                    f"findings[{label!r}] must hold training-security Findings (from audit_training_security)"
+                )
 
 
-def plot_thresholds(findings: Mapping[str, Sequence[Finding]], *, margin: float, high: float) -> Figure:
+def plot_thresholds(
+    findings: Mapping[str, Sequence[Finding]], *, margin: float, high: float
+) -> Figure:
     """Each finding's trigger excess over the clean references, coloured by the severity the thresholds give.
 
     Taught in chapter 10.
@@ -94,15 +110,34 @@ def plot_thresholds(findings: Mapping[str, Sequence[Finding]], *, margin: float,
         for item in items:
             excess, rate = item.evidence["excess_over_clean"], item.evidence["trigger_success"]
             severity = trigger_severity(excess, rate, margin=margin, high=high)
-            ax.scatter(excess, row, s=60, color=SEVERITY_COLOURS[severity], edgecolor="black", linewidth=0.5, zorder=3)
+            ax.scatter(
+                excess,
+                row,
+                s=60,
+                color=SEVERITY_COLOURS[severity],
+                edgecolor="black",
+                linewidth=0.5,
+                zorder=3,
+            )
     ax.axvline(margin, color="0.3", linestyle="--", linewidth=1)
     ax.axvline(high, color="0.3", linestyle=":", linewidth=1)
     ax.set_yticks(range(len(findings)), list(findings), fontsize=8)
     ax.set_ylim(len(findings) - 0.5, -0.5)
     ax.set_xlim(-0.1, 1.0)
-    ax.set_xlabel("rebuilt trigger's success on the model minus its best success on a clean reference")
-    handles = [plt.Line2D([], [], marker="o", linestyle="", color=SEVERITY_COLOURS[s], label=s) for s in SEVERITY_COLOURS]
-    ax.legend(handles=handles, fontsize=7, loc="lower right", title=f"medium from {margin:g}, high from {high:g}", title_fontsize=7)
+    ax.set_xlabel(
+        "rebuilt trigger's success on the model minus its best success on a clean reference"
+    )
+    handles = [
+        plt.Line2D([], [], marker="o", linestyle="", color=SEVERITY_COLOURS[s], label=s)
+        for s in SEVERITY_COLOURS
+    ]
+    ax.legend(
+        handles=handles,
+        fontsize=7,
+        loc="lower right",
+        title=f"medium from {margin:g}, high from {high:g}",
+        title_fontsize=7,
+    )
     return fig
 
 
@@ -123,7 +158,9 @@ def threshold_explorer(
         return plot_thresholds(findings, margin=margin, high=max(high, margin))
 
     return explorer(
-        render, {"margin": list(margins), "high": list(highs)}, live=live,
+        render,
+        {"margin": list(margins), "high": list(highs)},
+        live=live,
         live_ranges={"margin": (0.05, 0.9, 0.05), "high": (0.1, 1.0, 0.05)},
         descriptions={"margin": "medium from", "high": "high from"},
         title="Training security: where the thresholds put each model",
