@@ -1,4 +1,4 @@
-"""Bundled and generated data: scikit-learn's 8x8 digits and small 2-D sets. Nothing is downloaded."""
+"""Bundled data: scikit-learn's 8x8 digits, the full split and two-digit subsets. Nothing is downloaded."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from sklearn.model_selection import train_test_split
 
 from gdsec.validation import check_int, check_number
 
-__all__ = ["Split", "load_digits", "make_blobs_2d", "two_digits"]
+__all__ = ["Split", "load_digits", "two_digits"]
 
 
 class Split(NamedTuple):
@@ -57,27 +57,3 @@ def two_digits(a: int = 3, b: int = 8, *, test_size: float = 0.25, seed: int = 0
         keep = (y == a) | (y == b)
         parts += [x[keep].clone(), (y[keep] == b).long()]
     return Split(parts[0], parts[1], parts[2], parts[3])
-
-
-def make_blobs_2d(
-    n: int = 200, *, n_classes: int = 2, spread: float = 0.6, test_size: float = 0.25, seed: int = 0
-) -> Split:
-    """Gaussian blobs in the unit square, features (N, 2) float32 in [0, 1] and int64 labels.
-
-    No chapter calls it: the tests use it for the tabular (N, d) inputs chapter 5's attacks accept.
-    Used in chapter 5.
-    """
-    check_int("n", n, low=4)
-    check_int("n_classes", n_classes, low=2, high=10)
-    check_number("spread", spread, low=0.0, low_open=True)
-    check_number("test_size", test_size, low=0.0, high=1.0, low_open=True, high_open=True)
-    check_int("seed", seed, low=0)
-    features, labels = datasets.make_blobs(
-        n_samples=n, centers=n_classes, cluster_std=spread, random_state=seed, n_features=2
-    )
-    low, high = features.min(axis=0), features.max(axis=0)
-    features = ((features - low) / (high - low)).astype(np.float32)
-    x_tr, x_te, y_tr, y_te = train_test_split(
-        features, labels.astype(np.int64), test_size=test_size, random_state=seed, stratify=labels
-    )
-    return Split(*(torch.from_numpy(np.ascontiguousarray(a)) for a in (x_tr, y_tr, x_te, y_te)))

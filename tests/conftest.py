@@ -12,7 +12,7 @@ import os
 import pytest
 import torch
 
-from helpers import build_book, copy_course
+from helpers import build_book, copy_course, make_blobs_2d
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -67,9 +67,9 @@ def digits_mlp(digits) -> torch.nn.Module:
 @pytest.fixture(scope="session")
 def blobs_mlp():
     """(model, x_test, y_test): an MLP on 2-D blobs with 3 classes, for tabular (N, d) inputs."""
-    from gdsec import data, models, train
+    from gdsec import models, train
 
-    split = data.make_blobs_2d(200, n_classes=3, seed=1)
+    split = make_blobs_2d(200, n_classes=3, seed=1)
     model = models.mlp(2, 3, hidden=16, seed=0)
     train.train(model, split.x_train, split.y_train, optimizer="adam", lr=0.05, epochs=60, progress=False)
     return model, split.x_test, split.y_test

@@ -1,4 +1,4 @@
-"""Shared helpers for the slow tests: copy the course to a scratch folder and build the book there."""
+"""Shared test helpers: a small tabular data set, and for the slow tests a scratch copy of the course and its book."""
 
 from __future__ import annotations
 
@@ -58,3 +58,23 @@ def build_pdf(root: Path, *, timeout: float = 1200) -> subprocess.CompletedProce
 def in_ci() -> bool:
     """True when running under CI, where missing tools must fail instead of skip."""
     return bool(os.environ.get("CI"))
+
+
+def make_blobs_2d(n: int = 200, *, n_classes: int = 2, spread: float = 0.6, seed: int = 0):
+    """Gaussian blobs in the unit square as a ``gdsec.data.Split``: features (N, 2) float32 in [0, 1].
+
+    The tests' tabular (N, d) inputs, which chapter 5's attacks accept; no chapter uses them.
+    """
+    import numpy as np
+    import torch
+    from sklearn import datasets
+    from sklearn.model_selection import train_test_split
+
+    from gdsec.data import Split
+
+    features, labels = datasets.make_blobs(n_samples=n, centers=n_classes, cluster_std=spread, random_state=seed,
+                                           n_features=2)
+    features = ((features - features.min(axis=0)) / np.ptp(features, axis=0)).astype(np.float32)
+    parts = train_test_split(features, labels.astype(np.int64), test_size=0.25, random_state=seed, stratify=labels)
+    x_train, x_test, y_train, y_test = (torch.from_numpy(np.ascontiguousarray(a)) for a in parts)
+    return Split(x_train, y_train, x_test, y_test)

@@ -39,14 +39,6 @@ def test_two_digits():
         data.two_digits(3, 10)
 
 
-def test_blobs():
-    split = data.make_blobs_2d(100, n_classes=3)
-    assert split.x_train.shape[1] == 2
-    assert 0 <= split.x_train.min() and split.x_train.max() <= 1
-    with pytest.raises(ValueError, match="spread"):
-        data.make_blobs_2d(spread=0)
-
-
 @pytest.mark.parametrize("factory", [models.logistic_regression, models.mlp, models.digits_cnn])
 def test_models_map_digits_to_logits_and_are_seeded(factory):
     x = data.load_digits().x_test[:5]
