@@ -113,12 +113,12 @@ def _images(widget: widgets.Widget) -> list[widgets.Image]:
 def grid_runs(small: data.Split) -> dict:
     clean = experiments.measure(small, "label flip", 0.0, recipe=FAST)
     return {(kind, f): experiments.measure(small, kind, f, recipe=FAST) if f else clean
-            for kind in experiments.KINDS for f in FRACTIONS}
+            for kind in experiments.POISON_KINDS for f in FRACTIONS}
 
 
 def test_explorer_lays_out_the_results_it_is_given(small: data.Split, grid_runs: dict) -> None:
     box = poisoning_explorer(grid_runs, small.x_test, small.y_test, live=False)
-    assert len(_images(box)) == len(experiments.KINDS) * len(FRACTIONS)
+    assert len(_images(box)) == len(experiments.POISON_KINDS) * len(FRACTIONS)
     partial = {k: v for k, v in grid_runs.items() if k != ("backdoor", 0.3)}
     with pytest.raises(ValueError, match="missing"):
         poisoning_explorer(partial, small.x_test, small.y_test, live=False)

@@ -32,7 +32,7 @@ from gdsec.validation import check_int, check_model
 
 __all__ = ["Simulation", "simulate", "simulate_batch"]
 
-Data = tuple[torch.Tensor, torch.Tensor]
+_XY = tuple[torch.Tensor, torch.Tensor]
 
 
 class Simulation(NamedTuple):
@@ -73,7 +73,7 @@ class _Functional:
         logits = functional_call(self.template, self.unflat(vector), (xb,))
         return nn.functional.cross_entropy(logits, yb)
 
-    def accuracy(self, vectors: torch.Tensor, eval_data: Data) -> list[float]:
+    def accuracy(self, vectors: torch.Tensor, eval_data: _XY) -> list[float]:
         with torch.no_grad():
             call = lambda v: functional_call(self.template, self.unflat(v), (eval_data[0],))  # noqa: E731
             logits = vmap(call)(vectors)
@@ -145,7 +145,7 @@ def _craft(
     *,
     functional: _Functional,
     scale: float | None,
-    attacker_data: Data | None,
+    attacker_data: _XY | None,
 ) -> None:
     """Overwrite the first ``f`` rows of each run's ``grads`` with what its attackers send."""
     for (f, attack), index in _groups([(r.f, r.attack) for r in runs]).items():
@@ -185,7 +185,7 @@ def _mark_diverged(record: _Record, stepped: torch.Tensor, step: int) -> None:
 
 
 def _evaluate(
-    record: _Record, theta: torch.Tensor, step: int, functional: _Functional, eval_data: Data
+    record: _Record, theta: torch.Tensor, step: int, functional: _Functional, eval_data: _XY
 ) -> None:
     """Note the live runs' test accuracy and weights at ``step``."""
     live = record.alive.nonzero().flatten().tolist()
@@ -202,13 +202,13 @@ def simulate_batch(
     *,
     settings: Sequence[Setting],
     recipe: SimulationRecipe,
-    eval_data: Data,
+    eval_data: _XY,
     scale: float | None = None,
-    attacker_data: Data | None = None,
+    attacker_data: _XY | None = None,
     progress: bool = False,
     on_step: Callable[[int, torch.Tensor], None] | None = None,
 ) -> list[Simulation]:
-    """Data-parallel SGD for every ``settings[i]`` from ``models[i]``'s weights, all runs at once.
+    """_XY-parallel SGD for every ``settings[i]`` from ``models[i]``'s weights, all runs at once.
 
     In run ``i``, the first ``f`` of ``recipe.n_workers`` workers are Byzantine; honest worker ``j``
     draws a mini-batch from its own shard of (x, y) each step (shards and batches from the run's
@@ -277,13 +277,13 @@ def simulate(
     *,
     setting: Setting,
     recipe: SimulationRecipe,
-    eval_data: Data,
+    eval_data: _XY,
     scale: float | None = None,
-    attacker_data: Data | None = None,
+    attacker_data: _XY | None = None,
     progress: bool = False,
     on_step: Callable[[int, torch.Tensor], None] | None = None,
 ) -> Simulation:
-    """Data-parallel SGD on ``recipe.n_workers`` simulated workers, ``setting.f`` of them Byzantine.
+    """_XY-parallel SGD on ``recipe.n_workers`` simulated workers, ``setting.f`` of them Byzantine.
 
     One run of :func:`simulate_batch` (see there); ``on_step(step, grads)`` sees each round's
     submissions, shape (n_workers, d), before clipping. ``setting.attack`` is one of

@@ -22,10 +22,17 @@ from gdsec.seeds import check_seeds, train_seeds
 from gdsec.train import accuracy, train
 from gdsec.validation import check_choice, check_fraction, check_int, check_number
 
-__all__ = ["KINDS", "Measurement", "PoisoningRecipe", "accuracy_curve", "measure", "measure_seeds"]
+__all__ = [
+    "POISON_KINDS",
+    "Measurement",
+    "PoisoningRecipe",
+    "accuracy_curve",
+    "measure",
+    "measure_seeds",
+]
 
 #: The two poisoning attacks of chapter 3's sweeps.
-KINDS = ("label flip", "backdoor")
+POISON_KINDS = ("label flip", "backdoor")
 
 
 @dataclass(frozen=True)
@@ -74,7 +81,7 @@ def measure(
     recipe: PoisoningRecipe = PoisoningRecipe(),
     seed: int = 0,
 ) -> Measurement:
-    """Poison ``fraction`` of ``split``'s training rows (``kind`` of ``KINDS``), train the MLP, measure it.
+    """Poison ``fraction`` of ``split``'s training rows (``kind`` of ``POISON_KINDS``), train the MLP, measure it.
 
     Label flips draw with ``seed``; the backdoor relabels to ``recipe.target``. The model (seeded
     with ``seed``) is new on every call, so callers may change it freely. A zero fraction gives the
@@ -111,7 +118,7 @@ def _poison(
     split: Split, kind: str, fraction: float, recipe: PoisoningRecipe, seed: int
 ) -> tuple[torch.Tensor, ...]:
     """(x_train, y_train, index): ``split``'s training rows with ``fraction`` of them poisoned by ``kind``."""
-    check_choice("kind", kind, KINDS)
+    check_choice("kind", kind, POISON_KINDS)
     check_fraction("fraction", fraction)
     if kind == "label flip":
         n_classes = int(split.y_train.max()) + 1

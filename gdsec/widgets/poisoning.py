@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 
 from gdsec.plotting import PALETTE
 from gdsec.poisoning import apply_trigger
-from gdsec.poisoning.experiments import KINDS, Measurement
+from gdsec.poisoning.experiments import POISON_KINDS, Measurement
 from gdsec.train import predict
 from gdsec.validation import check_batch, check_labels
 from gdsec.widgets.core import explorer
@@ -73,7 +73,7 @@ def poisoning_explorer(
     """Explorer: attack kind x poison fraction -> clean accuracy, trigger success, six test digits.
 
     ``results`` maps ``(kind, fraction)`` to a :class:`~gdsec.poisoning.experiments.Measurement` and
-    must hold every kind of ``KINDS`` at every one of ``fractions`` (the precomputed views);
+    must hold every kind of ``POISON_KINDS`` at every one of ``fractions`` (the precomputed views);
     ``x_test, y_test`` supply the digits shown. In a live kernel the slider runs from 0 to 50 %, and
     ``compute(kind, fraction)`` measures fractions ``results`` lacks (without it, only ``fractions``
     are offered).
@@ -88,7 +88,7 @@ def poisoning_explorer(
         raise ValueError("compute must be a callable (kind, fraction) -> Measurement, or None")
     grid = [round(float(f), 3) for f in fractions]
     known = {(kind, round(float(f), 3)): result for (kind, f), result in results.items()}
-    missing = [(kind, f) for kind in KINDS for f in grid if (kind, f) not in known]
+    missing = [(kind, f) for kind in POISON_KINDS for f in grid if (kind, f) not in known]
     if missing:
         raise ValueError(f"results must hold every (kind, fraction) of the grid; missing {missing}")
 
@@ -102,7 +102,7 @@ def poisoning_explorer(
 
     return explorer(
         render,
-        {"kind": list(KINDS), "fraction": grid},
+        {"kind": list(POISON_KINDS), "fraction": grid},
         live=live,
         live_ranges={"fraction": (0.0, 0.5, 0.01)} if compute is not None else None,
         descriptions={"kind": "attack", "fraction": "poisoned fraction"},
