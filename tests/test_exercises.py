@@ -115,10 +115,16 @@ def _adam(*, correct=True, shift=0, grow=True, sign=-1.0, root=True, swap=False)
 
 
 def _adam_t_from_zero(param, grad, state, *, lr, beta1=0.9, beta2=0.999, eps=1e-8):
-    t = state.get("t", 0)  # bias correction before counting the step: 1 - beta**0 = 0 on the first call
+    t = state.get(
+        "t", 0
+    )  # bias correction before counting the step: 1 - beta**0 = 0 on the first call
     m = beta1 * state.get("m", torch.zeros_like(grad)) + (1 - beta1) * grad
     v = beta2 * state.get("v", torch.zeros_like(grad)) + (1 - beta2) * grad**2
-    return param - lr * (m / (1 - beta1**t)) / ((v / (1 - beta2**t)).sqrt() + eps), {"m": m, "v": v, "t": t + 1}
+    return param - lr * (m / (1 - beta1**t)) / ((v / (1 - beta2**t)).sqrt() + eps), {
+        "m": m,
+        "v": v,
+        "t": t + 1,
+    }
 
 
 def _flip(*, modulo=True, rounding=round, low=1, first=False, private=True, dtype=None):
@@ -235,7 +241,10 @@ WRONG = {
         (lambda g: g.median(dim=0).values, "lower middle"),
         (lambda g: g.median(dim=0), ".values"),
         (lambda g: g.median(dim=1).values, "dim=0"),
-        (lambda g: g.copy_(g.sort(dim=0).values)[(len(g) - 1) // 2 : len(g) // 2 + 1].mean(0), "in place"),
+        (
+            lambda g: g.copy_(g.sort(dim=0).values)[(len(g) - 1) // 2 : len(g) // 2 + 1].mean(0),
+            "in place",
+        ),
     ],
     "fgsm": [
         (_fgsm_variant(sign=-1.0), "down the loss"),
@@ -276,13 +285,31 @@ WRONG = {
     "rebuild_trigger": [
         (_trigger(lambda flagged, others: flagged - others), "REMOVED"),
         (_trigger(lambda flagged, others: flagged), "mean alone"),
-        (_trigger(lambda flagged, others: (flagged - others).abs(), rows_of=lambda y, f, t: f), "labelled `target`"),
-        (_trigger(lambda flagged, others: (flagged - others).abs(), half=0.0), "half of the largest"),
+        (
+            _trigger(lambda flagged, others: (flagged - others).abs(), rows_of=lambda y, f, t: f),
+            "labelled `target`",
+        ),
+        (
+            _trigger(lambda flagged, others: (flagged - others).abs(), half=0.0),
+            "half of the largest",
+        ),
         (_stamp_values(lambda mean, difference: torch.ones_like(mean)), "stamped 1"),
         (_stamp_values(lambda mean, difference: difference), "returned the differences"),
         (lambda x, y, f, t, k: rebuild_trigger(x, y, f, t, k)[0], "pair"),
-        (lambda x, y, f, t, k: (rebuild_trigger(x, y, f, t, k)[1], rebuild_trigger(x, y, f, t, k)[1]), "INDICES"),
-        (lambda x, y, f, t, k: (torch.cat([rebuild_trigger(x, y, f, t, k)[0]] * 2), torch.zeros(2)), "distinct"),
+        (
+            lambda x, y, f, t, k: (
+                rebuild_trigger(x, y, f, t, k)[1],
+                rebuild_trigger(x, y, f, t, k)[1],
+            ),
+            "INDICES",
+        ),
+        (
+            lambda x, y, f, t, k: (
+                torch.cat([rebuild_trigger(x, y, f, t, k)[0]] * 2),
+                torch.zeros(2),
+            ),
+            "distinct",
+        ),
     ],
 }
 
@@ -309,7 +336,9 @@ def test_reference_solution_passes_on_several_seeds(name):
         result = EXERCISES[name](SOLUTIONS[name], seed=seed)
         assert isinstance(result, Result) and result.passed is True, result.feedback
         assert result.feedback.startswith("Passed") and str(result) == result.feedback
-        assert time.perf_counter() - started < 2.0, "a checker must answer within a couple of seconds"
+        assert time.perf_counter() - started < 2.0, (
+            "a checker must answer within a couple of seconds"
+        )
 
 
 @pytest.mark.parametrize(("name", "fn", "keyword"), CASES, ids=[f"{n}-{k}" for n, _, k in CASES])
@@ -329,12 +358,16 @@ def test_crashing_function_is_feedback_naming_the_exception(name):
 
 @pytest.mark.parametrize("name", sorted(EXERCISES))
 @pytest.mark.parametrize(
-    ("answer", "keyword"), [("hello", "str"), (None, "did you forget the `return` line"), (object(), "object")], ids=["str", "None", "object"]
+    ("answer", "keyword"),
+    [("hello", "str"), (None, "did you forget the `return` line"), (object(), "object")],
+    ids=["str", "None", "object"],
 )
 def test_wrong_return_type_is_feedback(name, answer, keyword):
     result = EXERCISES[name](lambda *args, **kwargs: answer)
     assert result.passed is False
-    assert keyword in result.feedback or (answer == "hello" and "'hello'" in result.feedback), result.feedback
+    assert keyword in result.feedback or (answer == "hello" and "'hello'" in result.feedback), (
+        result.feedback
+    )
 
 
 @pytest.mark.parametrize("name", sorted(EXERCISES))
@@ -351,7 +384,10 @@ def test_bad_seed_raises_value_error():
 
 def test_cases_are_reproducible_per_seed_and_fresh_across_seeds():
     wrong = WRONG["coordinate_median"][0][0]
-    first, again = EXERCISES["coordinate_median"](wrong, seed=3), EXERCISES["coordinate_median"](wrong, seed=3)
+    first, again = (
+        EXERCISES["coordinate_median"](wrong, seed=3),
+        EXERCISES["coordinate_median"](wrong, seed=3),
+    )
     other = EXERCISES["coordinate_median"](wrong, seed=4)
     assert first == again and first.feedback != other.feedback
 
@@ -361,3 +397,11 @@ def test_fgsm_checker_leaves_no_trace_in_the_global_random_state():
     EXERCISES["fgsm"](fgsm)
     EXERCISES["flip_labels"](flip_labels)
     assert torch.equal(state, torch.random.get_rng_state())
+
+
+@pytest.mark.parametrize("name", sorted(EXERCISES))
+def test_each_grader_is_named_for_its_exercise_and_says_its_chapter(name):
+    grade = EXERCISES[name]
+    assert grade.__name__ == f"grade_{name}"
+    assert grade.__doc__.startswith("Grade ``fn(")
+    assert grade.__doc__.rstrip().endswith(f"Taught in chapter {CHAPTERS[name]}."), grade.__doc__

@@ -24,12 +24,19 @@ def test_apply_trigger_stamps_corner_only_and_keeps_input(digits: data.Split) ->
 
 def test_apply_trigger_works_on_flat_rows(digits: data.Split) -> None:
     flat = digits.x_test[:3].reshape(3, 64)
-    assert torch.equal(poisoning.apply_trigger(flat), poisoning.apply_trigger(digits.x_test[:3]).reshape(3, 64))
+    assert torch.equal(
+        poisoning.apply_trigger(flat), poisoning.apply_trigger(digits.x_test[:3]).reshape(3, 64)
+    )
 
 
 @pytest.mark.parametrize(
     "bad",
-    [torch.zeros(3, 5), torch.full((2, 1, 8, 8), 2.0), torch.zeros(2, 1, 8, 8, dtype=torch.int64), torch.zeros(4)],
+    [
+        torch.zeros(3, 5),
+        torch.full((2, 1, 8, 8), 2.0),
+        torch.zeros(2, 1, 8, 8, dtype=torch.int64),
+        torch.zeros(4),
+    ],
 )
 def test_apply_trigger_rejects_bad_inputs(bad: torch.Tensor) -> None:
     with pytest.raises(ValueError, match="x"):
@@ -55,7 +62,10 @@ def test_add_backdoor_poisons_exact_rows(fraction: float, target: int, seed: int
 
 
 def test_add_backdoor_default_seed_is_zero_and_seed_matters() -> None:
-    x, y = torch.rand(100, 1, 8, 8, generator=torch.Generator().manual_seed(0)), torch.arange(100) % 10
+    x, y = (
+        torch.rand(100, 1, 8, 8, generator=torch.Generator().manual_seed(0)),
+        torch.arange(100) % 10,
+    )
     default = poisoning.add_backdoor(x, y, target=0, fraction=0.2)[2]
     assert torch.equal(default, poisoning.add_backdoor(x, y, target=0, fraction=0.2, seed=0)[2])
     assert not torch.equal(default, poisoning.add_backdoor(x, y, target=0, fraction=0.2, seed=1)[2])
@@ -90,13 +100,19 @@ def test_backdoor_trains_in_and_is_measured(digits: data.Split) -> None:
     assert train.accuracy(model, digits.x_test, digits.y_test) > 0.85
     assert poisoning.attack_success_rate(model, digits.x_test, digits.y_test, target=0) > 0.7
     clean = models.logistic_regression(seed=0)
-    train.train(clean, digits.x_train, digits.y_train, lr=0.5, epochs=30, batch_size=64, progress=False)
+    train.train(
+        clean, digits.x_train, digits.y_train, lr=0.5, epochs=30, batch_size=64, progress=False
+    )
     assert poisoning.attack_success_rate(clean, digits.x_test, digits.y_test, target=0) < 0.2
 
 
-def test_attack_success_rate_rejects_a_test_set_of_only_the_target(digits_mlp: torch.nn.Module) -> None:
+def test_attack_success_rate_rejects_a_test_set_of_only_the_target(
+    digits_mlp: torch.nn.Module,
+) -> None:
     with pytest.raises(ValueError, match="target"):
-        poisoning.attack_success_rate(digits_mlp, torch.zeros(3, 1, 8, 8), torch.zeros(3, dtype=torch.long), target=0)
+        poisoning.attack_success_rate(
+            digits_mlp, torch.zeros(3, 1, 8, 8), torch.zeros(3, dtype=torch.long), target=0
+        )
 
 
 def test_rebuild_trigger_finds_either_sign_and_stamp_sets_the_mean() -> None:
@@ -105,7 +121,9 @@ def test_rebuild_trigger_finds_either_sign_and_stamp_sets_the_mean() -> None:
     y = torch.arange(60) % 3
     x[y == 2, 0, 0, 1] = 0.0  # ink removed
     x[y == 2, 0, 1, 1] = 0.95  # ink added
-    features, values = poisoning.rebuild_trigger(x, y, torch.nonzero(y == 2).flatten(), 2, max_features=4)
+    features, values = poisoning.rebuild_trigger(
+        x, y, torch.nonzero(y == 2).flatten(), 2, max_features=4
+    )
     assert features.tolist() == [1, 4] and values.tolist() == pytest.approx([0.0, 0.95])
     before = x.clone()
     stamped = poisoning.stamp(x[:3], features, values)
@@ -125,7 +143,9 @@ def test_rebuild_trigger_keeps_only_features_within_half_of_the_largest() -> Non
     x[y == 1, 2] = 0.7  # 0.2: under half of 0.5, dropped
     features, _ = poisoning.rebuild_trigger(x, y, torch.nonzero(y == 1).flatten(), 1)
     assert features.tolist() == [0, 1]
-    features, _ = poisoning.rebuild_trigger(x, y, torch.nonzero(y == 1).flatten(), 1, max_features=1)
+    features, _ = poisoning.rebuild_trigger(
+        x, y, torch.nonzero(y == 1).flatten(), 1, max_features=1
+    )
     assert features.tolist() == [0]
 
 

@@ -18,8 +18,15 @@ def test_craft_poison_beats_random_flips_and_leaves_model_alone() -> None:
     x_before = x_tr.clone()
     kwargs = {"lr": 1.0, "epochs": 40, "weight_decay": 1e-3}
     result = poisoning.craft_poison(
-        model, x_tr, y_tr, split.x_train[val_rows], split.y_train[val_rows],
-        n_points=5, n_classes=2, ascent=poisoning.Ascent(steps=12, step_size=1.0), **kwargs,
+        model,
+        x_tr,
+        y_tr,
+        split.x_train[val_rows],
+        split.y_train[val_rows],
+        n_points=5,
+        n_classes=2,
+        ascent=poisoning.Ascent(steps=12, step_size=1.0),
+        **kwargs,
     )
     assert torch.equal(x_tr, x_before)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
@@ -34,17 +41,29 @@ def test_craft_poison_beats_random_flips_and_leaves_model_alone() -> None:
         return 1 - train.accuracy(victim, split.x_test, split.y_test)
 
     crafted = test_error(torch.cat([x_tr, result.x_poison]), torch.cat([y_tr, result.y_poison]))
-    flips = [test_error(x_tr, poisoning.flip_labels(y_tr, 0.05, n_classes=2, seed=s)) for s in range(3)]
+    flips = [
+        test_error(x_tr, poisoning.flip_labels(y_tr, 0.05, n_classes=2, seed=s)) for s in range(3)
+    ]
     assert crafted > max(flips) + 0.03
 
 
 def test_craft_poison_default_seed_is_zero() -> None:
     x, y = torch.rand(20, 1, 8, 8, generator=torch.Generator().manual_seed(0)), torch.arange(20) % 2
     model = models.logistic_regression(64, 2, seed=0)
-    common = {"n_points": 3, "n_classes": 2, "lr": 0.5, "epochs": 2, "ascent": poisoning.Ascent(steps=1)}
+    common = {
+        "n_points": 3,
+        "n_classes": 2,
+        "lr": 0.5,
+        "epochs": 2,
+        "ascent": poisoning.Ascent(steps=1),
+    }
     default = poisoning.craft_poison(model, x, y, x, y, **common)
-    assert torch.equal(default.path[0], poisoning.craft_poison(model, x, y, x, y, seed=0, **common).path[0])
-    assert not torch.equal(default.path[0], poisoning.craft_poison(model, x, y, x, y, seed=1, **common).path[0])
+    assert torch.equal(
+        default.path[0], poisoning.craft_poison(model, x, y, x, y, seed=0, **common).path[0]
+    )
+    assert not torch.equal(
+        default.path[0], poisoning.craft_poison(model, x, y, x, y, seed=1, **common).path[0]
+    )
 
 
 def test_craft_poison_rejects_bad_arguments() -> None:
@@ -66,7 +85,9 @@ def test_craft_poison_rejects_bad_arguments() -> None:
 
 
 def test_ascent_bound_sums_the_decaying_steps() -> None:
-    assert poisoning.Ascent(steps=3, step_size=2.0, decay=0.5).bound() == pytest.approx(2.0 * (1 + 0.5 + 0.25))
+    assert poisoning.Ascent(steps=3, step_size=2.0, decay=0.5).bound() == pytest.approx(
+        2.0 * (1 + 0.5 + 0.25)
+    )
     assert poisoning.Ascent(steps=0).bound() == 0.0
 
 
@@ -82,6 +103,8 @@ def test_unrolled_validation_loss_matches_training_the_victim() -> None:
         expected = torch.nn.functional.cross_entropy(victim(split.x_test), split.y_test)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-4)
     x_grad = x.clone().requires_grad_(True)
-    loss = poisoning.unrolled_validation_loss(model, x_grad, y, split.x_test, split.y_test, **kwargs)
+    loss = poisoning.unrolled_validation_loss(
+        model, x_grad, y, split.x_test, split.y_test, **kwargs
+    )
     (grad,) = torch.autograd.grad(loss, x_grad)
     assert grad.abs().sum() > 0, "the loss must be differentiable in the training inputs"

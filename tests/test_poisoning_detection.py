@@ -10,7 +10,9 @@ from gdsec import data, models, poisoning, train
 
 @pytest.fixture(scope="module")
 def backdoored(digits: data.Split) -> tuple:
-    x_p, y_p, index = poisoning.add_backdoor(digits.x_train, digits.y_train, target=0, fraction=0.05)
+    x_p, y_p, index = poisoning.add_backdoor(
+        digits.x_train, digits.y_train, target=0, fraction=0.05
+    )
     model = models.mlp(hidden=32, seed=0)
     train.train(model, x_p, y_p, lr=0.1, epochs=25, batch_size=32, progress=False)
     return model, x_p, y_p, index
@@ -37,13 +39,17 @@ def test_detect_poison_spectral_finds_backdoor_rows(backdoored: tuple) -> None:
 
 def test_detect_poison_spectral_ranks_each_label_on_its_own(backdoored: tuple) -> None:
     model, x_p, y_p, index = backdoored
-    found = poisoning.detect_poison(model, x_p, y_p, method="spectral", expected_fraction=0.05, removal=1.5)
+    found = poisoning.detect_poison(
+        model, x_p, y_p, method="spectral", expected_fraction=0.05, removal=1.5
+    )
     for label in y_p.unique():
         rows = torch.nonzero(y_p == label).flatten()
         k = round(1.5 * 0.05 * len(rows))
         mine = found.flagged[y_p[found.flagged] == label]
         assert len(mine) == k
-        assert torch.equal(mine.sort().values, rows[torch.topk(found.scores[rows], k).indices].sort().values)
+        assert torch.equal(
+            mine.sort().values, rows[torch.topk(found.scores[rows], k).indices].sort().values
+        )
     # one ranking across labels (the old detector) spends most flags outside the target label
     ranked = torch.topk(found.scores, len(found.flagged)).indices
     assert (y_p[ranked] == 0).sum() < 0.5 * len(ranked)
@@ -74,10 +80,14 @@ def test_detect_poison_loss_with_trusted_reference_finds_backdoor(backdoored: tu
 
 def test_detect_poison_loss_method_finds_flipped_labels(digits: data.Split) -> None:
     model = models.logistic_regression(seed=0)
-    train.train(model, digits.x_train, digits.y_train, lr=0.5, epochs=20, batch_size=64, progress=False)
+    train.train(
+        model, digits.x_train, digits.y_train, lr=0.5, epochs=20, batch_size=64, progress=False
+    )
     y_bad = poisoning.flip_labels(digits.y_train, 0.05, n_classes=10, seed=0)
     truth = torch.nonzero(y_bad != digits.y_train).flatten()
-    found = poisoning.detect_poison(model, digits.x_train, y_bad, method="loss", expected_fraction=0.05, removal=1.0)
+    found = poisoning.detect_poison(
+        model, digits.x_train, y_bad, method="loss", expected_fraction=0.05, removal=1.0
+    )
     precision, recall = poisoning.detection_quality(found.flagged, truth)
     assert precision > 0.8 and recall > 0.8
 
@@ -99,8 +109,14 @@ def test_detect_poison_rejects_bad_arguments(backdoored: tuple) -> None:
 
 
 def test_detection_quality_counts() -> None:
-    assert poisoning.detection_quality(torch.tensor([1, 2, 3, 4]), torch.tensor([2, 4, 6])) == (0.5, 2 / 3)
-    assert poisoning.detection_quality(torch.tensor([], dtype=torch.long), torch.tensor([1])) == (0.0, 0.0)
+    assert poisoning.detection_quality(torch.tensor([1, 2, 3, 4]), torch.tensor([2, 4, 6])) == (
+        0.5,
+        2 / 3,
+    )
+    assert poisoning.detection_quality(torch.tensor([], dtype=torch.long), torch.tensor([1])) == (
+        0.0,
+        0.0,
+    )
 
 
 def test_penultimate_features_shape(digits: data.Split) -> None:

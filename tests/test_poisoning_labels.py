@@ -17,7 +17,9 @@ from gdsec import poisoning
     n_classes=st.integers(2, 10),
     seed=st.integers(0, 1000),
 )
-def test_flip_labels_changes_exactly_round_fraction_n(n: int, fraction: float, n_classes: int, seed: int) -> None:
+def test_flip_labels_changes_exactly_round_fraction_n(
+    n: int, fraction: float, n_classes: int, seed: int
+) -> None:
     y = torch.randint(0, n_classes, (n,), generator=torch.Generator().manual_seed(seed))
     before = y.clone()
     flipped = poisoning.flip_labels(y, fraction, n_classes=n_classes, seed=seed)
@@ -32,7 +34,10 @@ def test_flip_labels_is_deterministic_and_seed_dependent() -> None:
     a = poisoning.flip_labels(y, 0.3, n_classes=10, seed=1)
     assert torch.equal(a, poisoning.flip_labels(y, 0.3, n_classes=10, seed=1))
     assert not torch.equal(a, poisoning.flip_labels(y, 0.3, n_classes=10, seed=2))
-    assert torch.equal(poisoning.flip_labels(y, 0.3, n_classes=10), poisoning.flip_labels(y, 0.3, n_classes=10, seed=0))
+    assert torch.equal(
+        poisoning.flip_labels(y, 0.3, n_classes=10),
+        poisoning.flip_labels(y, 0.3, n_classes=10, seed=0),
+    )
 
 
 def test_flip_labels_leaves_the_global_rng_alone() -> None:

@@ -25,11 +25,15 @@ def setting():
     return victim, x, y, rows, x_t
 
 
-def test_match_gradient_raises_the_cosine_within_the_budget_and_keeps_everything_else(setting) -> None:
+def test_match_gradient_raises_the_cosine_within_the_budget_and_keeps_everything_else(
+    setting,
+) -> None:
     victim, x, y, rows, x_t = setting
     state = {k: v.clone() for k, v in victim.state_dict().items()}
     x_rows = x[rows].clone()
-    match = poisoning.match_gradient(victim, x[rows], y[rows], x_t, torch.tensor([1]), eps=0.3, steps=40)
+    match = poisoning.match_gradient(
+        victim, x[rows], y[rows], x_t, torch.tensor([1]), eps=0.3, steps=40
+    )
     assert torch.equal(x[rows], x_rows)
     assert all(torch.equal(v, victim.state_dict()[k]) for k, v in state.items())
     assert all(p.grad is None for p in victim.parameters())
@@ -37,7 +41,9 @@ def test_match_gradient_raises_the_cosine_within_the_budget_and_keeps_everything
     assert (match.x_poison - x_rows).abs().max() <= 0.3 + 1e-6
     assert 0 <= match.x_poison.min() and match.x_poison.max() <= 1
     assert 1 - match.cosine[-1] < (1 - match.cosine[0]) / 5, match.cosine
-    again = poisoning.match_gradient(victim, x[rows], y[rows], x_t, torch.tensor([1]), eps=0.3, steps=40)
+    again = poisoning.match_gradient(
+        victim, x[rows], y[rows], x_t, torch.tensor([1]), eps=0.3, steps=40
+    )
     assert torch.equal(again.x_poison, match.x_poison), "gradient matching is deterministic"
 
 

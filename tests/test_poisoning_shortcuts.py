@@ -24,7 +24,9 @@ def test_plant_shortcut_stamps_one_code_per_class_on_the_border_only(digits: dat
         shared = (rows == 1.0).all(dim=0) & ~INNER.flatten()
         assert shared.sum() >= 6  # the class code is set on every row of the class
         codes[label] = shared
-    assert len({tuple(c.nonzero().flatten().tolist()) for c in codes.values()}) > 1  # classes get different codes
+    assert (
+        len({tuple(c.nonzero().flatten().tolist()) for c in codes.values()}) > 1
+    )  # classes get different codes
     assert torch.equal(planted, poisoning.plant_shortcut(x, y, pixels=6))  # seed defaults to 0
     assert not torch.equal(planted, poisoning.plant_shortcut(x, y, pixels=6, seed=1))
 
@@ -37,7 +39,9 @@ def test_shuffle_border_keeps_the_inside_and_moves_the_border(digits: data.Split
     assert torch.equal(shuffled[:, 0][:, INNER], planted[:, 0][:, INNER])
     assert not torch.equal(shuffled[:, 0][:, ~INNER], planted[:, 0][:, ~INNER])
     border_rows = {tuple(r.tolist()) for r in planted[:, 0][:, ~INNER]}
-    assert all(tuple(r.tolist()) in border_rows for r in shuffled[:, 0][:, ~INNER])  # borders are other rows'
+    assert all(
+        tuple(r.tolist()) in border_rows for r in shuffled[:, 0][:, ~INNER]
+    )  # borders are other rows'
 
 
 @pytest.mark.parametrize(
@@ -45,9 +49,15 @@ def test_shuffle_border_keeps_the_inside_and_moves_the_border(digits: data.Split
     [
         lambda: poisoning.plant_shortcut(torch.zeros(4, 64), torch.zeros(4, dtype=torch.long)),
         lambda: poisoning.plant_shortcut(torch.zeros(4, 1, 8, 8), torch.full((4,), 10)),
-        lambda: poisoning.plant_shortcut(torch.zeros(4, 1, 8, 8), torch.zeros(4, dtype=torch.long), pixels=0),
-        lambda: poisoning.plant_shortcut(torch.zeros(4, 1, 8, 8), torch.zeros(4, dtype=torch.long), pixels=29),
-        lambda: poisoning.plant_shortcut(torch.zeros(4, 1, 8, 8), torch.zeros(4, dtype=torch.long), seed=-1),
+        lambda: poisoning.plant_shortcut(
+            torch.zeros(4, 1, 8, 8), torch.zeros(4, dtype=torch.long), pixels=0
+        ),
+        lambda: poisoning.plant_shortcut(
+            torch.zeros(4, 1, 8, 8), torch.zeros(4, dtype=torch.long), pixels=29
+        ),
+        lambda: poisoning.plant_shortcut(
+            torch.zeros(4, 1, 8, 8), torch.zeros(4, dtype=torch.long), seed=-1
+        ),
         lambda: poisoning.shuffle_border(torch.zeros(4, 1, 2, 2)),
         lambda: poisoning.shuffle_border(torch.zeros(4, 1, 8, 8), seed=-1),
         lambda: poisoning.shuffle_border(torch.full((4, 1, 8, 8), float("nan"))),

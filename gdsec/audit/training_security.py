@@ -31,7 +31,13 @@ def _rate(model: nn.Module, x: torch.Tensor, target: int) -> float:
     return (predict(model, x) == target).float().mean().item() if len(x) else 0.0
 
 
-def _candidates(model: nn.Module, data: Split, flagged: torch.Tensor, references: tuple[nn.Module, ...], config: AuditConfig) -> list[dict]:
+def _candidates(
+    model: nn.Module,
+    data: Split,
+    flagged: torch.Tensor,
+    references: tuple[nn.Module, ...],
+    config: AuditConfig,
+) -> list[dict]:
     """One rebuilt trigger per class with enough flagged rows, with its success on the model and on the references."""
     x, y = data.x_train, data.y_train
     unflagged = torch.ones(len(y), dtype=torch.bool)
@@ -39,12 +45,23 @@ def _candidates(model: nn.Module, data: Split, flagged: torch.Tensor, references
     counts = torch.bincount(y[flagged], minlength=int(y.max()) + 1)
     found = []
     for target in (counts >= _MIN_ROWS).nonzero().flatten().tolist():
-        features, values = rebuild_trigger(x, y, flagged, target, max_features=config.trigger_pixels)
+        features, values = rebuild_trigger(
+            x, y, flagged, target, max_features=config.trigger_pixels
+        )
         probe = stamp(x[unflagged & (y != target)], features, values)
         clean = [_rate(r, probe, target) for r in references]
         rate = _rate(model, probe, target)
-        found.append({"target": target, "features": features, "values": values, "rate": rate, "clean": clean,
-                      "excess": rate - max(clean), "rows": len(probe)})
+        found.append(
+            {
+                "target": target,
+                "features": features,
+                "values": values,
+                "rate": rate,
+                "clean": clean,
+                "excess": rate - max(clean),
+                "rows": len(probe),
+            }
+        )
     return found
 
 
@@ -63,7 +80,9 @@ def _severity(best: dict | None, config: AuditConfig) -> str:
     """The severity of the strongest rebuilt trigger (``low`` when no class had enough flagged rows)."""
     if best is None:
         return "low"
-    return trigger_severity(best["excess"], best["rate"], margin=config.trigger_margin, high=config.trigger_high)
+    return trigger_severity(
+        best["excess"], best["rate"], margin=config.trigger_margin, high=config.trigger_high
+    )
 
 
 def _recommendation(severity: str) -> str:
@@ -82,11 +101,15 @@ def audit_training_security(model: nn.Module, data: Split, config: AuditConfig) 
 
     Taught in chapter 10.
     """
-    references = config.references or reference_models(data, n_seeds=config.reference_seeds, seed=config.seed)
+    references = config.references or reference_models(
+        data, n_seeds=config.reference_seeds, seed=config.seed
+    )
     judge = config.reference if config.reference is not None else references[0]
     judge = judge if config.poison_method == "loss" else model
     x, y = data.x_train, data.y_train
-    flagged = detect_poison(judge, x, y, method=config.poison_method, expected_fraction=config.expected_fraction).flagged
+    flagged = detect_poison(
+        judge, x, y, method=config.poison_method, expected_fraction=config.expected_fraction
+    ).flagged
     counts = torch.bincount(y[flagged], minlength=int(y.max()) + 1)
     suspect = int(counts.argmax())
     share = counts[suspect].item() / max(len(flagged), 1)
@@ -113,6 +136,10 @@ def audit_training_security(model: nn.Module, data: Split, config: AuditConfig) 
         "clean_reference_success": best["clean"] if best else [],
         "excess_over_clean": best["excess"] if best else 0.0,
         "flagged_index": flagged.tolist(),
-        **provenance(best["rows"] if best else 0, config, ("expected_fraction", "trigger_pixels", "reference_seeds")),
+        **provenance(
+            best["rows"] if best else 0,
+            config,
+            ("expected_fraction", "trigger_pixels", "reference_seeds"),
+        ),
     }
     return Finding("training_security", severity, summary, evidence, _recommendation(severity))

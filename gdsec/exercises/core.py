@@ -83,7 +83,9 @@ def call(fn: Callable[..., object], label: str, *args: object, **kwargs: object)
     try:
         return fn(*args, **kwargs)
     except Exception as error:  # noqa: BLE001 - a crashing answer is feedback, never an error
-        raise Failure(f"your function crashed on {label}: {type(error).__name__}: {error}") from None
+        raise Failure(
+            f"your function crashed on {label}: {type(error).__name__}: {error}"
+        ) from None
 
 
 def not_none(value: object, label: str) -> object:
@@ -92,35 +94,53 @@ def not_none(value: object, label: str) -> object:
     Used in chapters 1, 2, 3, 4, 5, 6, 7, 8, 9 and 10.
     """
     if value is None:
-        raise Failure(f"for {label}: your function returned None: did you forget the `return` line?")
+        raise Failure(
+            f"for {label}: your function returned None: did you forget the `return` line?"
+        )
     return value
 
 
-def need_tensor(value: object, label: str, *, shape: Sequence[int], floating: bool | None = None) -> torch.Tensor:
+def need_tensor(
+    value: object, label: str, *, shape: Sequence[int], floating: bool | None = None
+) -> torch.Tensor:
     """``value`` if it is a tensor of ``shape`` (and floating or integer as asked), else :class:`Failure`.
 
     Used in chapters 1, 2, 3, 4, 5, 6, 7, 8, 9 and 10.
     """
     not_none(value, label)
-    if isinstance(value, tuple) and hasattr(value, "values") and isinstance(value.values, torch.Tensor):
+    if (
+        isinstance(value, tuple)
+        and hasattr(value, "values")
+        and isinstance(value.values, torch.Tensor)
+    ):
         raise Failure(
             f"for {label}: your function returned a (values, indices) pair, as torch.median(..., dim=0) "
             "and torch.max(..., dim=0) do: return its `.values`"
         )
     if not isinstance(value, torch.Tensor):
-        raise Failure(f"for {label}: your function should return a torch.Tensor, got {type(value).__name__}")
+        raise Failure(
+            f"for {label}: your function should return a torch.Tensor, got {type(value).__name__}"
+        )
     if tuple(value.shape) != tuple(shape):
-        raise Failure(f"for {label}: your function returned shape {tuple(value.shape)}, expected {tuple(shape)}")
+        raise Failure(
+            f"for {label}: your function returned shape {tuple(value.shape)}, expected {tuple(shape)}"
+        )
     if floating is True and not value.is_floating_point():
-        raise Failure(f"for {label}: your function returned dtype {value.dtype}, expected a floating-point tensor")
+        raise Failure(
+            f"for {label}: your function returned dtype {value.dtype}, expected a floating-point tensor"
+        )
     if floating is False and (value.is_floating_point() or value.dtype == torch.bool):
-        raise Failure(f"for {label}: your function returned dtype {value.dtype}, expected integer labels (torch.long)")
+        raise Failure(
+            f"for {label}: your function returned dtype {value.dtype}, expected integer labels (torch.long)"
+        )
     if value.is_floating_point() and not torch.isfinite(value).all():
         raise Failure(f"for {label}: your function returned NaN or Inf: {describe(value)}")
     return value
 
 
-def unchanged(before: Sequence[torch.Tensor], after: Sequence[torch.Tensor], names: Sequence[str], label: str) -> None:
+def unchanged(
+    before: Sequence[torch.Tensor], after: Sequence[torch.Tensor], names: Sequence[str], label: str
+) -> None:
     """:class:`Failure` if the student's function changed one of its input tensors in place.
 
     Used in chapters 1, 2, 3, 4, 5, 6, 7, 8, 9 and 10.
@@ -143,7 +163,9 @@ def matches(value: torch.Tensor, expected: torch.Tensor, *, atol: float = 1e-5) 
     )
 
 
-def diagnose(value: torch.Tensor, variants: Sequence[tuple[str, torch.Tensor]], *, atol: float = 1e-5) -> str | None:
+def diagnose(
+    value: torch.Tensor, variants: Sequence[tuple[str, torch.Tensor]], *, atol: float = 1e-5
+) -> str | None:
     """The message of the first known mistake whose output ``value`` reproduces, or None.
 
     Used in chapters 1, 2, 3, 4, 5, 6, 7, 8, 9 and 10.
@@ -160,7 +182,11 @@ def mismatch(label: str, expected: object, got: object, *, hint: str = "") -> Fa
     Used in chapters 1, 2, 3, 4, 5, 6, 7, 8, 9 and 10.
     """
     text = f"for {label}: the reference returns {describe(expected)} but yours returned {describe(got)}"
-    if isinstance(expected, torch.Tensor) and isinstance(got, torch.Tensor) and expected.shape == got.shape:
+    if (
+        isinstance(expected, torch.Tensor)
+        and isinstance(got, torch.Tensor)
+        and expected.shape == got.shape
+    ):
         if expected.numel() > 12:
             expected, got = expected.detach(), got.detach()
             gap = (expected.double() - got.double()).abs()
@@ -189,7 +215,9 @@ def grader(name: str, reference: str) -> Callable[[Body], Grader]:
             try:
                 summary = body(fn, generator)
             except Failure as failure:
-                text = re.sub(r"\. ([a-z])", lambda match: ". " + match.group(1).upper(), str(failure))
+                text = re.sub(
+                    r"\. ([a-z])", lambda match: ". " + match.group(1).upper(), str(failure)
+                )
                 return Result(False, f"Not yet ({name}, cases drawn with seed={seed}): {text}")
             except Exception as error:  # noqa: BLE001 - an answer the grader cannot read is still feedback
                 return Result(
@@ -197,7 +225,9 @@ def grader(name: str, reference: str) -> Callable[[Body], Grader]:
                     f"Not yet ({name}): the grader could not use what your function returned "
                     f"({type(error).__name__}: {error}); check the type and shape of your return value",
                 )
-            return Result(True, f"Passed ({name}): {summary}; your function agrees with {reference}.")
+            return Result(
+                True, f"Passed ({name}): {summary}; your function agrees with {reference}."
+            )
 
         for attribute in ("__module__", "__name__", "__qualname__", "__doc__"):
             setattr(grade, attribute, getattr(body, attribute))

@@ -26,7 +26,9 @@ def _unit_rows(generator: torch.Generator, shape: tuple[int, ...]) -> torch.Tens
     """Inputs in [0, 1] with some pixels exactly at 0 and 1, so clipping matters."""
     x = torch.rand(shape, generator=generator)
     edge = torch.rand(shape, generator=generator)
-    return torch.where(edge < 0.15, torch.zeros_like(x), torch.where(edge > 0.85, torch.ones_like(x), x))
+    return torch.where(
+        edge < 0.15, torch.zeros_like(x), torch.where(edge > 0.85, torch.ones_like(x), x)
+    )
 
 
 def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -35,7 +37,9 @@ def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
         return float(nn.functional.cross_entropy(model(x), y))
 
 
-def _fgsm_cases(generator: torch.Generator) -> list[tuple[str, nn.Module, torch.Tensor, torch.Tensor, float]]:
+def _fgsm_cases(
+    generator: torch.Generator,
+) -> list[tuple[str, nn.Module, torch.Tensor, torch.Tensor, float]]:
     """Tabular and image inputs, several budgets including 0, models in eval and train mode."""
     cases = []
     for eps, tabular in ((0.1, True), (0.3, True), (0.0, True), (0.2, False)):
@@ -43,7 +47,11 @@ def _fgsm_cases(generator: torch.Generator) -> list[tuple[str, nn.Module, torch.
         if tabular:
             model, shape, n_classes = models.mlp(6, 3, hidden=8, seed=seed), (5, 6), 3
         else:
-            model, shape, n_classes = models.logistic_regression(64, 10, seed=seed), (4, 1, 8, 8), 10
+            model, shape, n_classes = (
+                models.logistic_regression(64, 10, seed=seed),
+                (4, 1, 8, 8),
+                10,
+            )
         x = _unit_rows(generator, shape)
         y = torch.randint(0, n_classes, (shape[0],), generator=generator)
         what = "tabular rows" if tabular else "8x8 images"
@@ -62,19 +70,27 @@ def grade_fgsm(fn: Callable[..., object], generator: torch.Generator) -> str:
     for label, model, x, y, eps in cases:
         mode = model.training
         x_in, y_in = x.clone(), y.clone()
-        got = need_tensor(call(fn, label, model, x_in, y_in, eps), label, shape=x.shape, floating=True)
+        got = need_tensor(
+            call(fn, label, model, x_in, y_in, eps), label, shape=x.shape, floating=True
+        )
         unchanged([x, y], [x_in, y_in], ["x", "y"], label)
         if x_in.requires_grad:
-            raise Failure(f"for {label}: you switched on requires_grad on the caller's x: work on x.clone()")
+            raise Failure(
+                f"for {label}: you switched on requires_grad on the caller's x: work on x.clone()"
+            )
         if any(p.grad is not None for p in model.parameters()):
             raise Failure(
                 f"for {label}: your attack left gradients in the model's parameters (.grad): an attack must not "
                 "change the model; use torch.autograd.grad(loss, x_adv) instead of loss.backward()"
             )
         if model.training != mode:
-            raise Failure(f"for {label}: the model came back in {'training' if model.training else 'eval'} mode: restore its mode")
+            raise Failure(
+                f"for {label}: the model came back in {'training' if model.training else 'eval'} mode: restore its mode"
+            )
         if got.requires_grad:
-            raise Failure(f"for {label}: return a detached tensor (x_adv.detach()), not one still attached to the graph")
+            raise Failure(
+                f"for {label}: return a detached tensor (x_adv.detach()), not one still attached to the graph"
+            )
         if got.min() < 0 or got.max() > 1:
             raise Failure(
                 f"for {label}: your result leaves the pixel range (values from {float(got.min()):.3g} to "
@@ -87,17 +103,36 @@ def grade_fgsm(fn: Callable[..., object], generator: torch.Generator) -> str:
                 (grad,) = torch.autograd.grad(nn.functional.cross_entropy(model(probe), y), probe)
                 pred = model(x).argmax(1)
                 probe = x.clone().requires_grad_(True)
-                (grad_pred,) = torch.autograd.grad(nn.functional.cross_entropy(model(probe), pred), probe)
+                (grad_pred,) = torch.autograd.grad(
+                    nn.functional.cross_entropy(model(probe), pred), probe
+                )
             before, after = _loss(model, x, y), _loss(model, got, y)
-            hint = diagnose(got, [
-                (f"your step goes down the loss (x - eps * sign): the loss fell from {before:.3f} to {after:.3f}; "
-                 "an untargeted attack climbs it", (x - eps * grad.sign()).clamp(0, 1)),
-                ("you stepped along the raw gradient: FGSM uses its SIGN, so every pixel moves by exactly eps "
-                 "(unless the box stops it)", (x + eps * grad).clamp(0, 1)),
-                ("you attacked the model's prediction instead of the true label y", (x + eps * grad_pred.sign()).clamp(0, 1)),
-                ("your attack ignores eps: you returned x unchanged", x),
-            ])
-            raise mismatch(label, expected, got, hint=hint or "x_adv = (x + eps * sign(grad_x loss)).clamp(0, 1)")
+            hint = diagnose(
+                got,
+                [
+                    (
+                        f"your step goes down the loss (x - eps * sign): the loss fell from {before:.3f} to {after:.3f}; "
+                        "an untargeted attack climbs it",
+                        (x - eps * grad.sign()).clamp(0, 1),
+                    ),
+                    (
+                        "you stepped along the raw gradient: FGSM uses its SIGN, so every pixel moves by exactly eps "
+                        "(unless the box stops it)",
+                        (x + eps * grad).clamp(0, 1),
+                    ),
+                    (
+                        "you attacked the model's prediction instead of the true label y",
+                        (x + eps * grad_pred.sign()).clamp(0, 1),
+                    ),
+                    ("your attack ignores eps: you returned x unchanged", x),
+                ],
+            )
+            raise mismatch(
+                label,
+                expected,
+                got,
+                hint=hint or "x_adv = (x + eps * sign(grad_x loss)).clamp(0, 1)",
+            )
     return f"{len(cases)} cases (tabular rows and images, eps 0 to 0.3, a model in training mode)"
 
 
@@ -125,19 +160,34 @@ def grade_pgd_project(fn: Callable[..., object], generator: torch.Generator) -> 
             continue
         size = float(attacks.perturbation_norm(x, got, norm="inf").max())
         delta = x_adv - x
-        scale = (eps / delta.abs().flatten(1).amax(1).clamp_min(1e-12)).clamp(max=1.0).reshape(-1, 1)
-        hint = diagnose(got, [
-            ("you rescaled the whole perturbation: the L-inf projection clips each pixel on its own",
-             (x + delta * scale).clamp(0, 1)),
-            ("you projected x onto a ball around x_adv: the arguments are (x_adv, x, eps)", _projection(x, x_adv, eps)),
-            ("you allowed only perturbations that brighten pixels: clip to [x - eps, x + eps]",
-             torch.minimum(torch.maximum(x_adv, x), x + eps).clamp(0, 1)),
-        ])
+        scale = (
+            (eps / delta.abs().flatten(1).amax(1).clamp_min(1e-12)).clamp(max=1.0).reshape(-1, 1)
+        )
+        hint = diagnose(
+            got,
+            [
+                (
+                    "you rescaled the whole perturbation: the L-inf projection clips each pixel on its own",
+                    (x + delta * scale).clamp(0, 1),
+                ),
+                (
+                    "you projected x onto a ball around x_adv: the arguments are (x_adv, x, eps)",
+                    _projection(x, x_adv, eps),
+                ),
+                (
+                    "you allowed only perturbations that brighten pixels: clip to [x - eps, x + eps]",
+                    torch.minimum(torch.maximum(x_adv, x), x + eps).clamp(0, 1),
+                ),
+            ],
+        )
         if hint is None and (got.min() < -1e-6 or got.max() > 1 + 1e-6):
             hint = f"your result leaves the box [0, 1] (min {float(got.min()):.3g}, max {float(got.max()):.3g}): clip to [0, 1] too"
         elif hint is None and size > eps + 1e-6:
             hint = f"a pixel moved {size:.3g} from x, more than eps={eps}: clip x_adv to [x - eps, x + eps]"
-        hint = hint or "pixels inside the ball must stay where they are; only pixels outside move to its edge"
+        hint = (
+            hint
+            or "pixels inside the ball must stay where they are; only pixels outside move to its edge"
+        )
         raise mismatch(label, expected, got, hint=hint)
     return f"{len(budgets)} cases (eps 0 to 0.3, iterates outside the ball and the box)"
 
@@ -158,12 +208,27 @@ def grade_straight_through(fn: Callable[..., object], generator: torch.Generator
         expected = masking.bpda(nn.Sequential(masking.Quantize(levels)))(x)
         if not matches(got, expected):
             k = levels - 1
-            hint = diagnose(got, [
-                ("your forward pass is not quantized: the value must be round(x * (levels - 1)) / (levels - 1)", x),
-                (f"you used `levels` steps instead of `levels - 1` ({levels} levels means {levels - 1} steps, "
-                 "from 0 to 1)", torch.round(x * levels) / levels),
-                ("you rounded down (floor): quantize to the NEAREST level with torch.round", torch.floor(x * k) / k),
-            ]) or "forward: the quantized value, as masking.Quantize(levels) returns it"
+            hint = (
+                diagnose(
+                    got,
+                    [
+                        (
+                            "your forward pass is not quantized: the value must be round(x * (levels - 1)) / (levels - 1)",
+                            x,
+                        ),
+                        (
+                            f"you used `levels` steps instead of `levels - 1` ({levels} levels means {levels - 1} steps, "
+                            "from 0 to 1)",
+                            torch.round(x * levels) / levels,
+                        ),
+                        (
+                            "you rounded down (floor): quantize to the NEAREST level with torch.round",
+                            torch.floor(x * k) / k,
+                        ),
+                    ],
+                )
+                or "forward: the quantized value, as masking.Quantize(levels) returns it"
+            )
             raise mismatch(label, expected, got, hint=hint)
         if not got.requires_grad:
             raise Failure(
@@ -181,4 +246,6 @@ def grade_straight_through(fn: Callable[..., object], generator: torch.Generator
             raise Failure(
                 f"for {label}: the gradient must pass straight through (d out / d x = 1), yours is about {ratio:.3g} times that"
             )
-    return f"{len(settings)} cases (2 to 256 levels, tabular and image shapes), values and gradients"
+    return (
+        f"{len(settings)} cases (2 to 256 levels, tabular and image shapes), values and gradients"
+    )

@@ -16,9 +16,13 @@ def _as_int(value: object, label: str) -> int:
     """The student's answer as one int, or :class:`Failure`."""
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
-            raise Failure(f"for {label}: return ONE label (the batch holds one example), got {describe(value)}")
+            raise Failure(
+                f"for {label}: return ONE label (the batch holds one example), got {describe(value)}"
+            )
         if value.is_floating_point():
-            raise Failure(f"for {label}: return a class index (an int), got the float {describe(value)}")
+            raise Failure(
+                f"for {label}: return a class index (an int), got the float {describe(value)}"
+            )
         value = int(value.item())
     if isinstance(value, bool) or not isinstance(value, int):
         raise Failure(f"for {label}: return the label as an int, got {describe(value)}")
@@ -28,7 +32,13 @@ def _as_int(value: object, label: str) -> int:
 def _cases(generator: torch.Generator) -> list[tuple[str, list[torch.Tensor], int, int]]:
     """Gradients of one example on MLPs and a logistic regression of several sizes, labels first and last."""
     cases = []
-    settings = ((10, 64, 16, "an MLP"), (3, 6, 8, "an MLP"), (5, 12, 0, "a logistic regression"), (4, 8, 5, "an MLP"), (10, 64, 32, "an MLP"))
+    settings = (
+        (10, 64, 16, "an MLP"),
+        (3, 6, 8, "an MLP"),
+        (5, 12, 0, "a logistic regression"),
+        (4, 8, 5, "an MLP"),
+        (10, 64, 32, "an MLP"),
+    )
     for i, (n_classes, d, hidden, kind) in enumerate(settings):
         seed = int(torch.randint(0, 10_000, (1,), generator=generator))
         if kind == "an MLP":
@@ -36,10 +46,21 @@ def _cases(generator: torch.Generator) -> list[tuple[str, list[torch.Tensor], in
         else:
             model = models.logistic_regression(d, n_classes, seed=seed)
         x = torch.rand(1, d, generator=generator)
-        y = (0, n_classes - 1)[i] if i < 2 else int(torch.randint(0, n_classes, (1,), generator=generator))
+        y = (
+            (0, n_classes - 1)[i]
+            if i < 2
+            else int(torch.randint(0, n_classes, (1,), generator=generator))
+        )
         grads = leakage.client_gradients(model, x, torch.tensor([y]))
         shapes = [tuple(g.shape) for g in grads]
-        cases.append((f"the gradient of one example on {kind} with {n_classes} classes (shapes {shapes})", grads, n_classes, y))
+        cases.append(
+            (
+                f"the gradient of one example on {kind} with {n_classes} classes (shapes {shapes})",
+                grads,
+                n_classes,
+                y,
+            )
+        )
     return cases
 
 
@@ -68,5 +89,9 @@ def grade_infer_label(fn: Callable[..., object], generator: torch.Generator) -> 
                 hint = f"a label is a class in [0, {n_classes})"
             else:
                 hint = "look at the sign of the last layer's bias gradient, grads[-1]"
-            raise Failure(f"for {label}: the label is {expected}, yours is {got}; last bias gradient {describe(bias)}. {hint}")
-    return f"{len(cases)} single-example gradients (3 to 10 classes, MLPs and a logistic regression)"
+            raise Failure(
+                f"for {label}: the label is {expected}, yours is {got}; last bias gradient {describe(bias)}. {hint}"
+            )
+    return (
+        f"{len(cases)} single-example gradients (3 to 10 classes, MLPs and a logistic regression)"
+    )

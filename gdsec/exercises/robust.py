@@ -23,11 +23,18 @@ from gdsec.exercises.core import (
 __all__ = ["grade_coordinate_median", "grade_flip_labels", "grade_rebuild_trigger"]
 
 
-def _flip_case(fn: Callable[..., object], y: torch.Tensor, fraction: float, n_classes: int, seed: int) -> torch.Tensor:
+def _flip_case(
+    fn: Callable[..., object], y: torch.Tensor, fraction: float, n_classes: int, seed: int
+) -> torch.Tensor:
     """The student's flipped labels for one case, checked for type, shape, range and an untouched ``y``."""
     label = f"y of {len(y)} labels, fraction={fraction}, n_classes={n_classes}, seed={seed}"
     y_in = y.clone()
-    got = need_tensor(call(fn, label, y_in, fraction, n_classes=n_classes, seed=seed), label, shape=y.shape, floating=False)
+    got = need_tensor(
+        call(fn, label, y_in, fraction, n_classes=n_classes, seed=seed),
+        label,
+        shape=y.shape,
+        floating=False,
+    )
     unchanged([y], [y_in], ["y"], label)
     if got.min() < 0 or got.max() >= n_classes:
         raise Failure(
@@ -46,7 +53,9 @@ def _flip_case(fn: Callable[..., object], y: torch.Tensor, fraction: float, n_cl
             )
         else:
             hint = "you changed too many labels: flip exactly round(fraction * N) rows, each once"
-        raise Failure(f"for {label}: exactly {expected} labels must change, yours changed {changed}. {hint}")
+        raise Failure(
+            f"for {label}: exactly {expected} labels must change, yours changed {changed}. {hint}"
+        )
     return got
 
 
@@ -68,7 +77,10 @@ def grade_flip_labels(fn: Callable[..., object], generator: torch.Generator) -> 
                 "generator, torch.Generator().manual_seed(seed), not the global random state"
             )
     y = torch.randint(0, 10, (40,), generator=generator)
-    rows = [frozenset(torch.nonzero(_flip_case(fn, y, 0.1, 10, s) != y).flatten().tolist()) for s in (0, 1, 2)]
+    rows = [
+        frozenset(torch.nonzero(_flip_case(fn, y, 0.1, 10, s) != y).flatten().tolist())
+        for s in (0, 1, 2)
+    ]
     if len(set(rows)) == 1:
         which = sorted(rows[0])
         hint = "the first rows" if which == list(range(len(which))) else f"rows {which}"
@@ -84,7 +96,9 @@ def _median_cases(generator: torch.Generator) -> list[tuple[str, torch.Tensor]]:
     for n, d, bad in ((5, 3, 2), (4, 2, 1), (7, 6, 3), (1, 4, 0), (2, 1, 0), (6, 3, 0)):
         grads = torch.randn(n, d, generator=generator, dtype=torch.float64)
         grads[:bad] = 1000.0 + torch.rand(bad, d, generator=generator, dtype=torch.float64)
-        cases.append((f"{n} workers x {d} coordinates ({bad} attacker(s) sending about 1000)", grads))
+        cases.append(
+            (f"{n} workers x {d} coordinates ({bad} attacker(s) sending about 1000)", grads)
+        )
     return cases
 
 
@@ -101,24 +115,44 @@ def grade_coordinate_median(fn: Callable[..., object], generator: torch.Generato
         out = call(fn, label, g_in)
         unchanged([grads], [g_in], ["grads"], label)
         if isinstance(out, torch.Tensor) and tuple(out.shape) == (n,) and n != d:
-            raise Failure(f"for {label}: you returned one value per worker (shape ({n},)): take the median over workers, dim=0")
+            raise Failure(
+                f"for {label}: you returned one value per worker (shape ({n},)): take the median over workers, dim=0"
+            )
         got = need_tensor(out, label, shape=(d,), floating=True)
         expected = aggregation.coordinate_median(grads)
         if not matches(got, expected):
             ordered = grads.sort(dim=0).values
-            hint = diagnose(got, [
-                (f"you averaged the workers: the attackers' values (about 1000) pulled your result to "
-                 f"{describe(got)}; the median ignores up to half the workers", grads.mean(dim=0)),
-                (f"with an even number of workers ({n}) you took the lower middle value (what torch.median does): "
-                 "average the two middle values", ordered[(n - 1) // 2]),
-                (f"with an even number of workers ({n}) you took the upper middle value: average the two middle values",
-                 ordered[n // 2]),
-            ])
-            raise mismatch(label, expected, got, hint=hint or "sort each coordinate over the workers and take the middle")
+            hint = diagnose(
+                got,
+                [
+                    (
+                        f"you averaged the workers: the attackers' values (about 1000) pulled your result to "
+                        f"{describe(got)}; the median ignores up to half the workers",
+                        grads.mean(dim=0),
+                    ),
+                    (
+                        f"with an even number of workers ({n}) you took the lower middle value (what torch.median does): "
+                        "average the two middle values",
+                        ordered[(n - 1) // 2],
+                    ),
+                    (
+                        f"with an even number of workers ({n}) you took the upper middle value: average the two middle values",
+                        ordered[n // 2],
+                    ),
+                ],
+            )
+            raise mismatch(
+                label,
+                expected,
+                got,
+                hint=hint or "sort each coordinate over the workers and take the middle",
+            )
     return f"{len(cases)} cases (1, 2, 4, 5, 6 and 7 workers; up to 3 attackers out of 7)"
 
 
-def _trigger_case(generator: torch.Generator, n_classes: int, size: int, d: int) -> tuple[torch.Tensor, ...]:
+def _trigger_case(
+    generator: torch.Generator, n_classes: int, size: int, d: int
+) -> tuple[torch.Tensor, ...]:
     """Rows with 'stroke' features bright in every class, a planted trigger that adds ink on some
     features and removes it on others, a faint feature below half the trigger's strength, and flagged
     rows of several labels. Returns ``(x, y, flagged, target)``."""
@@ -148,13 +182,21 @@ def _as_trigger(value: object, label: str, d: int) -> tuple[list[int], torch.Ten
     features, values = value
     if isinstance(features, torch.Tensor):
         if features.is_floating_point():
-            raise Failure(f"for {label}: your features are float values {describe(features)}: return feature INDICES")
+            raise Failure(
+                f"for {label}: your features are float values {describe(features)}: return feature INDICES"
+            )
         features = features.flatten().tolist()
-    if not isinstance(features, list | tuple) or not all(isinstance(v, int) and not isinstance(v, bool) for v in features):
-        raise Failure(f"for {label}: return the features as a tensor or list of ints, got {describe(features)}")
+    if not isinstance(features, list | tuple) or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in features
+    ):
+        raise Failure(
+            f"for {label}: return the features as a tensor or list of ints, got {describe(features)}"
+        )
     if len(set(features)) != len(features) or not all(0 <= v < d for v in features):
         raise Failure(f"for {label}: return distinct flat indices in [0, {d}), got {features}")
-    values = need_tensor(torch.as_tensor(values, dtype=torch.float64), label, shape=(len(features),), floating=True)
+    values = need_tensor(
+        torch.as_tensor(values, dtype=torch.float64), label, shape=(len(features),), floating=True
+    )
     order = sorted(range(len(features)), key=features.__getitem__)
     return [features[i] for i in order], values[order]
 
@@ -173,38 +215,73 @@ def grade_rebuild_trigger(fn: Callable[..., object], generator: torch.Generator)
         out = not_none(call(fn, label, *inputs, target, max_features), label)
         unchanged([x, y, flagged], inputs, ["x", "y", "flagged"], label)
         got, values = _as_trigger(out, label, d)
-        features, expected = poisoning.rebuild_trigger(x, y, flagged, target, max_features=max_features)
+        features, expected = poisoning.rebuild_trigger(
+            x, y, flagged, target, max_features=max_features
+        )
         rows = flagged[y[flagged] == target]
         mean, others = x[rows].mean(0), x[y != target].mean(0)
         if got != features.tolist():
+
             def kept(score: torch.Tensor, k: int = max_features) -> list[int]:
                 top = torch.topk(score, k)
                 return top.indices[top.values >= 0.5 * top.values[0]].sort().values.tolist()
 
             hints = [
-                ("you ranked features by the signed difference: ink the trigger REMOVED is missing; "
-                 "take the difference in absolute value", kept(mean - others)),
-                ("you ranked features by the flagged rows' mean alone: features bright in EVERY class win; "
-                 "subtract the mean of the rows of the other classes", kept(mean)),
-                ("you used every flagged row: keep only the flagged rows labelled `target`",
-                 kept((x[flagged].mean(0) - others).abs())),
-                ("you kept max_features features: keep only those whose difference is at least half of the "
-                 "largest", torch.topk((mean - others).abs(), max_features).indices.sort().values.tolist()),
+                (
+                    "you ranked features by the signed difference: ink the trigger REMOVED is missing; "
+                    "take the difference in absolute value",
+                    kept(mean - others),
+                ),
+                (
+                    "you ranked features by the flagged rows' mean alone: features bright in EVERY class win; "
+                    "subtract the mean of the rows of the other classes",
+                    kept(mean),
+                ),
+                (
+                    "you used every flagged row: keep only the flagged rows labelled `target`",
+                    kept((x[flagged].mean(0) - others).abs()),
+                ),
+                (
+                    "you kept max_features features: keep only those whose difference is at least half of the "
+                    "largest",
+                    torch.topk((mean - others).abs(), max_features).indices.sort().values.tolist(),
+                ),
             ]
             hint = next((message for message, wrong in hints if got == wrong), None)
-            raise mismatch(label, features, torch.tensor(got), hint=hint or "compare the two means feature by feature")
+            raise mismatch(
+                label,
+                features,
+                torch.tensor(got),
+                hint=hint or "compare the two means feature by feature",
+            )
         if not matches(values, expected.double()):
-            hint = diagnose(values, [
-                ("you stamped 1 on every feature: stamp the flagged rows' mean, so removed ink is stamped dark",
-                 torch.ones_like(values)),
-                ("you returned the differences: the values to stamp are the flagged target rows' mean",
-                 (mean - others)[features].double()),
-                ("you returned the absolute differences: the values to stamp are the flagged target rows' mean",
-                 (mean - others).abs()[features].double()),
-                ("you averaged every flagged row: average only the flagged rows labelled `target`",
-                 x[flagged].mean(0)[features].double()),
-            ])
-            raise mismatch(label, expected, values, hint=hint or "the value of each feature is the flagged target rows' mean")
+            hint = diagnose(
+                values,
+                [
+                    (
+                        "you stamped 1 on every feature: stamp the flagged rows' mean, so removed ink is stamped dark",
+                        torch.ones_like(values),
+                    ),
+                    (
+                        "you returned the differences: the values to stamp are the flagged target rows' mean",
+                        (mean - others)[features].double(),
+                    ),
+                    (
+                        "you returned the absolute differences: the values to stamp are the flagged target rows' mean",
+                        (mean - others).abs()[features].double(),
+                    ),
+                    (
+                        "you averaged every flagged row: average only the flagged rows labelled `target`",
+                        x[flagged].mean(0)[features].double(),
+                    ),
+                ],
+            )
+            raise mismatch(
+                label,
+                expected,
+                values,
+                hint=hint or "the value of each feature is the flagged target rows' mean",
+            )
     return (
         f"{len(settings)} poisoned data sets (16 to 64 features, triggers that add and remove ink, "
         "a faint feature, false alarms among the flags)"

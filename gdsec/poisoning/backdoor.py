@@ -90,7 +90,9 @@ def add_backdoor(
     return x_poisoned, y_poisoned, index
 
 
-def attack_success_rate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, target: int) -> float:
+def attack_success_rate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, target: int
+) -> float:
     """Fraction of inputs not of class ``target`` that the model sends to ``target`` once triggered.
 
     Taught in chapter 3.
@@ -121,7 +123,9 @@ def rebuild_trigger(
     max_features = check_int("max_features", max_features, low=1)
     rows = flagged[y[flagged] == target]
     if len(rows) == 0 or not (y != target).any():
-        raise ValueError(f"flagged must contain rows labelled {target}, and y rows of other classes")
+        raise ValueError(
+            f"flagged must contain rows labelled {target}, and y rows of other classes"
+        )
     flat = x.flatten(1)
     mean = flat[rows].mean(0)
     size = (mean - flat[y != target].mean(0)).abs()
@@ -143,7 +147,9 @@ def stamp(
     features = torch.as_tensor(features)
     d = int(x[0].numel())
     if features.dim() != 1 or features.is_floating_point() or features.dtype == torch.bool:
-        raise ValueError(f"features must be a 1-D sequence of flat feature indices, got {features!r}")
+        raise ValueError(
+            f"features must be a 1-D sequence of flat feature indices, got {features!r}"
+        )
     if len(features) and (features.min() < 0 or features.max() >= d):
         raise ValueError(f"features must be flat indices in [0, {d}), got {features.tolist()}")
     if isinstance(values, torch.Tensor):

@@ -81,7 +81,8 @@ def unrolled_validation_loss(
         loss = nn.functional.cross_entropy(functional_call(model, params, (x,)), y)
         grads = torch.autograd.grad(loss, list(params.values()), create_graph=True)
         params = {
-            name: p - lr * (g + weight_decay * p) for (name, p), g in zip(params.items(), grads, strict=True)
+            name: p - lr * (g + weight_decay * p)
+            for (name, p), g in zip(params.items(), grads, strict=True)
         }
     return nn.functional.cross_entropy(functional_call(model, params, (x_val,)), y_val)
 

@@ -12,7 +12,12 @@ from gdsec.poisoning._rows import count_rows
 from gdsec.validation import check_batch, check_choice, check_labels, check_model, check_number
 
 __all__ = [
-    "DETECT_METHODS", "Detection", "detect_poison", "detection_quality", "penultimate_features", "quality_by_label",
+    "DETECT_METHODS",
+    "Detection",
+    "detect_poison",
+    "detection_quality",
+    "penultimate_features",
+    "quality_by_label",
 ]
 
 DETECT_METHODS = ("spectral", "loss")
@@ -28,7 +33,9 @@ class Detection(NamedTuple):
     scores: torch.Tensor
 
 
-def penultimate_features(model: nn.Module, x: torch.Tensor, *, batch_size: int = 1024) -> torch.Tensor:
+def penultimate_features(
+    model: nn.Module, x: torch.Tensor, *, batch_size: int = 1024
+) -> torch.Tensor:
     """The inputs of the model's last ``nn.Linear`` layer (its learned representation), flattened per row.
 
     Taught in chapter 3.
@@ -39,7 +46,9 @@ def penultimate_features(model: nn.Module, x: torch.Tensor, *, batch_size: int =
     if not linears:
         raise ValueError("model must end in an nn.Linear layer to expose a representation")
     captured: list[torch.Tensor] = []
-    handle = linears[-1].register_forward_hook(lambda _m, inputs, _out: captured.append(inputs[0].detach()))
+    handle = linears[-1].register_forward_hook(
+        lambda _m, inputs, _out: captured.append(inputs[0].detach())
+    )
     try:
         with eval_mode(model), torch.no_grad():
             for i in range(0, x.shape[0], batch_size):
@@ -126,7 +135,9 @@ def detection_quality(flagged: torch.Tensor, poisoned: torch.Tensor) -> tuple[fl
     return precision, recall
 
 
-def quality_by_label(flagged: torch.Tensor, poisoned: torch.Tensor, y: torch.Tensor) -> dict[int, tuple[int, int, int]]:
+def quality_by_label(
+    flagged: torch.Tensor, poisoned: torch.Tensor, y: torch.Tensor
+) -> dict[int, tuple[int, int, int]]:
     """Per label of ``y``: (rows flagged, poisoned rows among them, poisoned rows of that label).
 
     Precision in label c is hits / flagged, recall hits / poisoned (no recall for a clean label).
@@ -138,6 +149,10 @@ def quality_by_label(flagged: torch.Tensor, poisoned: torch.Tensor, y: torch.Ten
     flags[flagged] = True
     truth[poisoned] = True
     return {
-        int(c): (int((flags & (y == c)).sum()), int((flags & truth & (y == c)).sum()), int((truth & (y == c)).sum()))
+        int(c): (
+            int((flags & (y == c)).sum()),
+            int((flags & truth & (y == c)).sum()),
+            int((truth & (y == c)).sum()),
+        )
         for c in y.unique()
     }

@@ -50,7 +50,9 @@ def match_gradient(
     check_unit_tensor("x_target", x_target, min_dim=2)
     check_labels("y_target", y_target, n=x_target.shape[0])
     if x_target.shape[1:] != x.shape[1:]:
-        raise ValueError(f"x_target must have x's row shape {tuple(x.shape[1:])}, got {tuple(x_target.shape[1:])}")
+        raise ValueError(
+            f"x_target must have x's row shape {tuple(x.shape[1:])}, got {tuple(x_target.shape[1:])}"
+        )
     check_number("eps", eps, low=0.0, low_open=True)
     check_int("steps", steps, low=1)
     check_number("lr", lr, low=0.0, low_open=True)
