@@ -38,6 +38,14 @@ def test_check_fraction_and_choice():
         v.check_choice("norm", "1", ("inf", "2"))
 
 
+def test_check_norm_maps_numbers_and_names_the_argument():
+    assert v.check_norm("norm", math.inf) == v.check_norm("norm", "inf") == "inf"
+    assert v.check_norm("norm", 2) == v.check_norm("norm", 2.0) == v.check_norm("norm", "2") == "2"
+    for bad in (1, "l2", True, None):
+        with pytest.raises(ValueError, match="ord"):
+            v.check_norm("ord", bad)
+
+
 def test_check_unit_tensor():
     good = torch.rand(3, 4)
     assert v.check_unit_tensor("x", good) is good
