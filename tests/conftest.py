@@ -17,7 +17,10 @@ from helpers import build_book, copy_course, make_blobs_2d
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 #: The test tiers, by module: everything not listed here is ``unit`` (fast, no notebook, no browser).
+#: ``integration`` sits between ``unit`` and ``notebooks``: comparisons with reference libraries, long
+#: training runs and process plumbing (a test joins it with ``@pytest.mark.integration``).
 TIERS = {
+    "test_attacks_vs_art": "integration",
     "test_notebooks": "notebooks",
     "test_book": "book",
     "test_offline_assets": "book",
@@ -27,12 +30,18 @@ TIERS = {
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test with its tier (unit, notebooks, book, browser), so ``-m unit`` is the fast loop."""
+    """Mark every test with its tier (unit, integration, notebooks, book, browser); ``-m unit`` is the fast loop."""
     for item in items:
         module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
         tier = TIERS.get(module, "unit")
-        if tier == "unit" and item.get_closest_marker("slow"):
+        if tier == "unit" and item.get_closest_marker("integration"):
+            tier = "integration"
+        if tier in ("unit", "integration") and item.get_closest_marker("slow"):
             tier = "notebooks"
+        if tier == "unit" and "torchattacks" in getattr(item, "fixturenames", ()):
+            raise pytest.UsageError(
+                f"{item.nodeid} installs torchattacks: mark it @pytest.mark.integration"
+            )
         item.add_marker(getattr(pytest.mark, tier))
 
 
@@ -50,7 +59,17 @@ def digits_cnn(digits) -> torch.nn.Module:
     from gdsec import models, train
 
     model = models.digits_cnn(channels=8, seed=0)
-    train.train(model, digits.x_train, digits.y_train, optimizer="adam", lr=3e-3, epochs=10, batch_size=64, seed=0, progress=False)
+    train.train(
+        model,
+        digits.x_train,
+        digits.y_train,
+        optimizer="adam",
+        lr=3e-3,
+        epochs=10,
+        batch_size=64,
+        seed=0,
+        progress=False,
+    )
     return model
 
 
@@ -60,7 +79,17 @@ def digits_mlp(digits) -> torch.nn.Module:
     from gdsec import models, train
 
     model = models.mlp(64, 10, hidden=32, seed=0)
-    train.train(model, digits.x_train, digits.y_train, optimizer="adam", lr=1e-2, epochs=30, batch_size=64, seed=0, progress=False)
+    train.train(
+        model,
+        digits.x_train,
+        digits.y_train,
+        optimizer="adam",
+        lr=1e-2,
+        epochs=30,
+        batch_size=64,
+        seed=0,
+        progress=False,
+    )
     return model
 
 
@@ -71,7 +100,9 @@ def blobs_mlp():
 
     split = make_blobs_2d(200, n_classes=3, seed=1)
     model = models.mlp(2, 3, hidden=16, seed=0)
-    train.train(model, split.x_train, split.y_train, optimizer="adam", lr=0.05, epochs=60, progress=False)
+    train.train(
+        model, split.x_train, split.y_train, optimizer="adam", lr=0.05, epochs=60, progress=False
+    )
     return model, split.x_test, split.y_test
 
 
@@ -82,7 +113,7 @@ TORCHATTACKS = "torchattacks==3.5.1"
 def torchattacks():
     """torchattacks 3.5.1, the reference ensemble's parts, installed on first use into a cache folder.
 
-    It is installed with ``--no-deps`` (its pins would pull torchvision and an old ``requests``); it
+    Only ``integration`` tests may use it (installing is not a unit test's business). It is installed with ``--no-deps`` (its pins would pull torchvision and an old ``requests``); it
     imports and runs without them. Skipped locally when PyPI cannot be reached, a failure in CI.
     """
     import importlib
@@ -93,11 +124,26 @@ def torchattacks():
     from helpers import in_ci
 
     if importlib.util.find_spec("torchattacks") is None:
-        target = Path(os.environ.get("GDSEC_TEST_CACHE", Path.home() / ".cache" / "gdsec-test")) / TORCHATTACKS
+        target = (
+            Path(os.environ.get("GDSEC_TEST_CACHE", Path.home() / ".cache" / "gdsec-test"))
+            / TORCHATTACKS
+        )
         if not (target / "torchattacks").is_dir():
             done = subprocess.run(
-                [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), TORCHATTACKS],
-                capture_output=True, text=True, check=False,
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--no-deps",
+                    "--target",
+                    str(target),
+                    TORCHATTACKS,
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if done.returncode != 0:
                 message = f"could not install {TORCHATTACKS}: {done.stderr.strip()[-300:]}"

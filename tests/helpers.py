@@ -10,9 +10,30 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+GDSEC_SOURCES = sorted((ROOT / "gdsec").rglob("*.py"))
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+#: gdsec module name -> its source file (a package's ``__init__.py`` under the package's name).
+GDSEC_MODULES = {_module_name(path): path for path in GDSEC_SOURCES}
 IGNORED = shutil.ignore_patterns(
-    "_build", ".git", ".jupyter_cache", "jupyter_execute", "node_modules", "__pycache__",
-    ".pytest_cache", ".ruff_cache", ".hypothesis", ".ipynb_checkpoints", "test-artifacts", "*.egg-info", "_vendor",
+    "_build",
+    ".git",
+    ".jupyter_cache",
+    "jupyter_execute",
+    "node_modules",
+    "__pycache__",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".hypothesis",
+    ".ipynb_checkpoints",
+    "test-artifacts",
+    "*.egg-info",
+    "_vendor",
 )
 
 
@@ -38,8 +59,17 @@ def build_book(root: Path, *, timeout: float = 1200) -> subprocess.CompletedProc
     """Run ``jupyter-book build . -W -n --keep-going`` in ``root``; return the finished process."""
     env = _build_env()
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
-    command = [str(jupyter_book) if jupyter_book.exists() else "jupyter-book", "build", ".", "-W", "-n", "--keep-going"]
-    return subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
+    command = [
+        str(jupyter_book) if jupyter_book.exists() else "jupyter-book",
+        "build",
+        ".",
+        "-W",
+        "-n",
+        "--keep-going",
+    ]
+    return subprocess.run(
+        command, cwd=root, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def build_pdf(root: Path, *, timeout: float = 1200) -> subprocess.CompletedProcess[str]:
@@ -50,9 +80,19 @@ def build_pdf(root: Path, *, timeout: float = 1200) -> subprocess.CompletedProce
     """
     env = _build_env()
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
-    command = [str(jupyter_book) if jupyter_book.exists() else "jupyter-book", "build", ".", "--builder", "pdflatex",
-               "-W", "-n", "--keep-going"]
-    return subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
+    command = [
+        str(jupyter_book) if jupyter_book.exists() else "jupyter-book",
+        "build",
+        ".",
+        "--builder",
+        "pdflatex",
+        "-W",
+        "-n",
+        "--keep-going",
+    ]
+    return subprocess.run(
+        command, cwd=root, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def in_ci() -> bool:
@@ -72,9 +112,12 @@ def make_blobs_2d(n: int = 200, *, n_classes: int = 2, spread: float = 0.6, seed
 
     from gdsec.data import Split
 
-    features, labels = datasets.make_blobs(n_samples=n, centers=n_classes, cluster_std=spread, random_state=seed,
-                                           n_features=2)
+    features, labels = datasets.make_blobs(
+        n_samples=n, centers=n_classes, cluster_std=spread, random_state=seed, n_features=2
+    )
     features = ((features - features.min(axis=0)) / np.ptp(features, axis=0)).astype(np.float32)
-    parts = train_test_split(features, labels.astype(np.int64), test_size=0.25, random_state=seed, stratify=labels)
+    parts = train_test_split(
+        features, labels.astype(np.int64), test_size=0.25, random_state=seed, stratify=labels
+    )
     x_train, x_test, y_train, y_test = (torch.from_numpy(np.ascontiguousarray(a)) for a in parts)
     return Split(x_train, y_train, x_test, y_test)

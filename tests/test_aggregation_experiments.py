@@ -129,6 +129,7 @@ def grid_runs(digits: data.Split) -> dict:
     return experiments.sweep(digits, aggregation.AGGREGATORS, (0, *F_VALUES), SHOWN_ATTACKS, recipe=FAST, seeds=(0, 1))
 
 
+@pytest.mark.integration
 def test_explorer_lays_out_the_runs_it_is_given(grid_runs: dict) -> None:
     box = aggregation_explorer(grid_runs, live=False)
     assert SHOWN_ATTACKS[0] == "alie", "the chapter's headline attack is the first view"
@@ -143,6 +144,7 @@ def test_explorer_lays_out_the_runs_it_is_given(grid_runs: dict) -> None:
         aggregation_explorer(grid_runs, attacks=("gentle",), live=False)
 
 
+@pytest.mark.integration
 def test_live_explorer_computes_only_what_it_lacks(digits: data.Split, grid_runs: dict) -> None:
     asked = []
 

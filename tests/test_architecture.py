@@ -1,4 +1,4 @@
-"""The shape of the ``gdsec`` package: no import cycles, no hidden caches, small modules, documented names.
+"""The shape of the ``gdsec`` package: no import cycles, each module importable alone, no hidden caches, small modules.
 
 These tests read the source (AST), so they are fast and fail with the file and line to fix.
 """
@@ -6,9 +6,6 @@ These tests read the source (AST), so they are fast and fail with the file and l
 from __future__ import annotations
 
 import ast
-import importlib
-import inspect
-import pkgutil
 import re
 import subprocess
 import sys
@@ -16,19 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from helpers import GDSEC_MODULES as MODULES
+from helpers import GDSEC_SOURCES as SOURCES
 from helpers import ROOT
 
-PACKAGE = ROOT / "gdsec"
 MAX_LINES = 300
-SOURCES = sorted(PACKAGE.rglob("*.py"))
-
-
-def _module_name(path: Path) -> str:
-    parts = path.relative_to(ROOT).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-MODULES = {_module_name(path): path for path in SOURCES}
 
 
 def _resolve(module: str, node: ast.ImportFrom) -> str | None:
@@ -53,7 +42,9 @@ def _gdsec_imports(module: str, tree: ast.Module) -> list[tuple[str, int, bool]]
             if base is None:
                 continue
             # `from gdsec.attacks import gradient` imports the submodule when there is one
-            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names]
+            targets = [
+                f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names
+            ]
         for target in targets:
             if target == "gdsec" or target.startswith("gdsec."):
                 found.append((target, node.lineno, id(node) in top))
@@ -106,28 +97,48 @@ def test_no_lazy_gdsec_imports():
     lazy = []
     for name, path in MODULES.items():
         source = path.read_text()
-        lazy += [f"{path.relative_to(ROOT)}:{line} imports {target} inside a function"
-                 for target, line, top in _gdsec_imports(name, ast.parse(source)) if not top]
-        lazy += [f"{path.relative_to(ROOT)}: uses importlib" for _ in re.findall(r"importlib\.import_module", source)]
-        lazy += [f"{path.relative_to(ROOT)}: module-level __getattr__"
-                 for node in ast.parse(source).body if isinstance(node, ast.FunctionDef) and node.name == "__getattr__"]
+        lazy += [
+            f"{path.relative_to(ROOT)}:{line} imports {target} inside a function"
+            for target, line, top in _gdsec_imports(name, ast.parse(source))
+            if not top
+        ]
+        lazy += [
+            f"{path.relative_to(ROOT)}: uses importlib"
+            for _ in re.findall(r"importlib\.import_module", source)
+        ]
+        lazy += [
+            f"{path.relative_to(ROOT)}: module-level __getattr__"
+            for node in ast.parse(source).body
+            if isinstance(node, ast.FunctionDef) and node.name == "__getattr__"
+        ]
     assert not lazy, "\n".join(lazy)
 
 
 #: Imports each module named on the command line as if it were the first ``gdsec`` import of a fresh
 #: interpreter: every ``gdsec*`` entry is purged from ``sys.modules`` first (third-party packages such
 #: as torch stay loaded, so it stays fast), so a module that uses another without importing it fails.
+#: A first pass loads the third-party packages, whose own import-time effects are not ours; after it,
+#: no gdsec import may change ``sys.path`` or the import hooks.
 IMPORT_ALONE = """
 import importlib, sys, traceback
-import torch, numpy, matplotlib.pyplot
-failed = []
-for name in sys.argv[1:]:
+def purge():
     for loaded in [m for m in sys.modules if m == "gdsec" or m.startswith("gdsec.")]:
         del sys.modules[loaded]
+for name in sys.argv[1:]:
+    try:
+        importlib.import_module(name)
+    except Exception:
+        pass
+failed = []
+for name in sys.argv[1:]:
+    purge()
+    before = (list(sys.path), list(sys.meta_path), list(sys.path_hooks))
     try:
         importlib.import_module(name)
     except Exception:
         failed.append(name + ":\\n" + traceback.format_exc(limit=-3))
+    if (list(sys.path), list(sys.meta_path), list(sys.path_hooks)) != before:
+        failed.append(name + ": changed sys.path or the import hooks")
 print("\\n".join(failed), file=sys.stderr)
 sys.exit(1 if failed else 0)
 """
@@ -135,7 +146,11 @@ sys.exit(1 if failed else 0)
 
 def _import_alone(names: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", IMPORT_ALONE, *names], cwd=ROOT, capture_output=True, text=True, check=False
+        [sys.executable, "-c", IMPORT_ALONE, *names],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 
@@ -149,12 +164,28 @@ def test_import_alone_catches_a_module_that_relies_on_another_being_imported(tmp
     (package / "inner").mkdir(parents=True)
     (package / "__init__.py").write_text("")
     (package / "inner" / "__init__.py").write_text("VALUE = 1\n")
-    (package / "leaf.py").write_text("import gdsec\nVALUE = gdsec.inner.VALUE\n")  # never imports gdsec.inner
+    (package / "leaf.py").write_text(
+        "import gdsec\nVALUE = gdsec.inner.VALUE\n"
+    )  # never imports gdsec.inner
     script = f"import sys; sys.path.insert(0, {str(tmp_path)!r})\n" + IMPORT_ALONE
-    together = subprocess.run([sys.executable, "-c", script.replace("del sys.modules[loaded]", "pass"),
-                               "gdsec.inner", "gdsec.leaf"], cwd=tmp_path, capture_output=True, text=True)
-    alone = subprocess.run([sys.executable, "-c", script, "gdsec.inner", "gdsec.leaf"], cwd=tmp_path,
-                           capture_output=True, text=True)
+    together = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            script.replace("del sys.modules[loaded]", "pass"),
+            "gdsec.inner",
+            "gdsec.leaf",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    alone = subprocess.run(
+        [sys.executable, "-c", script, "gdsec.inner", "gdsec.leaf"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert together.returncode == 0, "without the purge the order masks the missing import"
     assert alone.returncode == 1 and "gdsec.leaf" in alone.stderr, alone.stderr
 
@@ -168,94 +199,28 @@ def test_no_module_level_caches_or_global_state():
                 for decorator in node.decorator_list:
                     name = ast.unparse(decorator)
                     if re.search(r"\b(lru_cache|cache)\b", name):
-                        problems.append(f"{path.relative_to(ROOT)}:{node.lineno} @{name} on {node.name}")
+                        problems.append(
+                            f"{path.relative_to(ROOT)}:{node.lineno} @{name} on {node.name}"
+                        )
             if isinstance(node, ast.Global):
-                problems.append(f"{path.relative_to(ROOT)}:{node.lineno} global {', '.join(node.names)}")
+                problems.append(
+                    f"{path.relative_to(ROOT)}:{node.lineno} global {', '.join(node.names)}"
+                )
         for node in tree.body:  # mutable module-level settings such as SETTINGS = {...}
-            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict | ast.List | ast.Set):
+            if isinstance(node, ast.Assign) and isinstance(
+                node.value, ast.Dict | ast.List | ast.Set
+            ):
                 names = [ast.unparse(t) for t in node.targets]
                 if any(re.search(r"SETTINGS|CONFIG|CACHE", n) for n in names):
-                    problems.append(f"{path.relative_to(ROOT)}:{node.lineno} mutable module-level {names}")
+                    problems.append(
+                        f"{path.relative_to(ROOT)}:{node.lineno} mutable module-level {names}"
+                    )
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.parametrize("path", SOURCES, ids=[str(p.relative_to(PACKAGE)) for p in SOURCES])
+@pytest.mark.parametrize("path", SOURCES, ids=[str(p.relative_to(ROOT / "gdsec")) for p in SOURCES])
 def test_module_is_small(path: Path):
     lines = len(path.read_text().splitlines())
-    assert lines <= MAX_LINES, f"{path.relative_to(ROOT)} has {lines} lines (split it by responsibility, <= {MAX_LINES})"
-
-
-def _public_objects():
-    for name in sorted(MODULES):
-        module = importlib.import_module(name)
-        for attr in getattr(module, "__all__", []):
-            obj = getattr(module, attr)
-            if (inspect.isfunction(obj) or inspect.isclass(obj)) and obj.__module__ == name:
-                yield f"{name}.{attr}", obj
-
-
-def test_public_functions_name_the_chapter_that_teaches_them():
-    missing = [qualname for qualname, obj in _public_objects()
-               if not re.search(r"(Taught|Used) in chapters? \d", inspect.getdoc(obj) or "")]
-    assert not missing, "docstrings without 'Taught in chapter N.':\n" + "\n".join(missing)
-
-
-def test_every_all_name_exists():
-    broken = []
-    for name in sorted(MODULES):
-        module = importlib.import_module(name)
-        broken += [f"{name}.{attr}" for attr in getattr(module, "__all__", []) if not hasattr(module, attr)]
-        broken += [f"{name}.{attr} (not in dir)" for attr in getattr(module, "__all__", []) if attr not in dir(module)]
-    assert not broken, broken
-
-
-def test_package_docstring_lists_every_module():
-    import gdsec
-
-    listed = set(re.findall(r"``(\w+)``", gdsec.__doc__ or ""))
-    present = {info.name for info in pkgutil.iter_modules([str(PACKAGE)]) if not info.name.startswith("_")}
-    assert present <= listed, f"gdsec/__init__.py does not list: {sorted(present - listed)}"
-    assert listed <= present, f"gdsec/__init__.py lists modules that do not exist: {sorted(listed - present)}"
-
-
-def _defined_names(path: Path) -> dict[str, int]:
-    """Public names a module DEFINES at top level (def, class, assignment), with their line.
-
-    Imports are not definitions, so a package ``__init__`` that re-exports a submodule's object is
-    fine; so is an ``__init__`` assignment of an imported object (``X = submodule.X``).
-    """
-    names: dict[str, int] = {}
-    for node in ast.parse(path.read_text()).body:
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            targets = [node.name]
-        elif isinstance(node, ast.Assign | ast.AnnAssign):
-            if path.name == "__init__.py" and isinstance(node.value, ast.Name | ast.Attribute):
-                continue
-            nodes = node.targets if isinstance(node, ast.Assign) else [node.target]
-            targets = [n.id for t in nodes for n in ast.walk(t) if isinstance(n, ast.Name)]
-        else:
-            continue
-        names.update({name: node.lineno for name in targets if not name.startswith("_")})
-    return names
-
-
-def duplicate_public_names(paths: list[Path], root: Path = ROOT) -> dict[str, list[str]]:
-    """Public name -> the places (path:line) that define it, for names more than one module defines."""
-    places: dict[str, list[str]] = {}
-    for path in paths:
-        for name, line in _defined_names(path).items():
-            places.setdefault(name, []).append(f"{path.relative_to(root)}:{line}")
-    return {name: where for name, where in sorted(places.items()) if len(where) > 1}
-
-
-def test_duplicate_finder_ignores_reexports(tmp_path):
-    (tmp_path / "a.py").write_text("def wilson(): ...\nclass Recipe: ...\nLIMIT = 3\n_private = 1\n")
-    (tmp_path / "b.py").write_text("from a import wilson\nRecipe = 2\n_private = 2\n")
-    (tmp_path / "__init__.py").write_text("from a import LIMIT\nimport a\nwilson = a.wilson\n")
-    found = duplicate_public_names(sorted(tmp_path.glob("*.py")), tmp_path)
-    assert found == {"Recipe": ["a.py:2", "b.py:2"]}
-
-
-def test_no_two_modules_define_the_same_public_name():
-    duplicates = duplicate_public_names(SOURCES)
-    assert not duplicates, "one name, one owner:\n" + "\n".join(f"{n}: {', '.join(w)}" for n, w in duplicates.items())
+    assert lines <= MAX_LINES, (
+        f"{path.relative_to(ROOT)} has {lines} lines (split it by responsibility, <= {MAX_LINES})"
+    )

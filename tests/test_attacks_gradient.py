@@ -145,6 +145,7 @@ def test_apgd_step_size_schedule_converges_inside_the_ball(norm: str, eps: float
     assert (x_pgd - centre).norm(dim=1).max() > 0.015  # PGD's fixed step does not settle as close
 
 
+@pytest.mark.integration
 def test_apgd_at_least_as_strong_as_pgd_and_targeted_as_ce(digits, digits_cnn) -> None:
     x, y = digits.x_test, digits.y_test
     pgd40 = attacks.robust_accuracy(digits_cnn, x, y, "pgd", eps=0.1, steps=40)

@@ -70,6 +70,7 @@ def case(request, digits, digits_mlp):
     return request.param, split, honest, audit.reference_models(split, n_seeds=3)
 
 
+@pytest.mark.integration
 def test_randomised_and_zero_gradient_defences_are_at_least_medium(case):
     _, split, honest, references = case
     config = audit.AuditConfig(references=references, **FAST)
@@ -100,6 +101,7 @@ def test_randomised_and_zero_gradient_defences_are_at_least_medium(case):
     )
 
 
+@pytest.mark.integration
 def test_a_zero_gradient_model_without_a_locatable_layer_stays_medium(case):
     _, split, honest, references = case
 
@@ -130,6 +132,7 @@ def test_a_zero_gradient_model_without_a_locatable_layer_stays_medium(case):
     )
 
 
+@pytest.mark.integration
 def test_a_logit_scaled_copy_is_rated_like_its_original(case):
     _, split, honest, references = case
     scaled = masking.defend(honest, "temperature", temperature=1000.0)
@@ -146,6 +149,7 @@ def test_a_logit_scaled_copy_is_rated_like_its_original(case):
     assert abs(whitebox[0] - whitebox[1]) <= 0.02
 
 
+@pytest.mark.integration
 def test_a_dark_trigger_backdoor_is_high_and_honest_data_low(case):
     layout, split, honest, references = case
     centre = [27, 28, 35, 36]  # the central 2x2 pixels of an 8x8 digit: ink removed

@@ -263,6 +263,7 @@ def _severities(report: dict) -> dict[str, str]:
     return {f["question"]: f["severity"] for f in report["findings"]}
 
 
+@pytest.mark.integration
 def test_honest_model_passes_in_both_formats_with_the_same_findings(files, tmp_path, capsys):
     reports = {}
     for kind in ("pt", "pt2"):
@@ -278,6 +279,7 @@ def test_honest_model_passes_in_both_formats_with_the_same_findings(files, tmp_p
     assert clean[0] == pytest.approx(clean[1]) and clean[0] > 0.8
 
 
+@pytest.mark.integration
 def test_exit_status_follows_fail_on_and_the_worst_finding(files, tmp_path, capsys):
     args = [str(files["pt2"]), str(files["data"]), "--eps", "0.3", *QUICK]
     status, report, err = _json_run(files, tmp_path, capsys, *args)
@@ -296,11 +298,24 @@ def test_markdown_report_goes_to_stdout_and_progress_to_stderr(files, capsys):
     assert "gdsec-audit" not in out and "auditing at eps = 0.02" in err
 
 
-def test_standard_budget_adds_eps_to_the_grid_and_json_goes_to_stdout(files, capsys):
-    status, out, err = _inprocess([str(files["pt2"]), str(files["data"]), "--eps", "0.15", "--format", "json"], capsys)
+def test_standard_budget_adds_eps_to_the_grid_and_quick_audits_eps_alone():
+    def config(*args: str) -> cli.AuditConfig:
+        return cli._config(cli._parser().parse_args(["model.pt2", "data.npz", *args]))
+
+    standard, default = config("--eps", "0.15"), cli.AuditConfig()
+    assert standard.eps_grid == tuple(sorted({*default.eps_grid, 0.15})) and standard.eps == 0.15
+    assert standard.public()["n_eval"] == default.public()["n_eval"], "standard keeps the default budgets"
+    assert config("--eps", "0.1").eps_grid == default.eps_grid, "a budget already in the grid is not repeated"
+    assert standard.budget == cli.AuditConfig().budget and standard.reference_seeds == default.reference_seeds
+    quick = config("--eps", "0.15", "--budget", "quick")
+    assert quick.eps_grid == (0.15,) and quick.n_eval == 64 and quick.reference_seeds == 1
+
+
+def test_json_goes_to_stdout_with_the_eps_evidence(files, capsys):
+    status, out, err = _inprocess([str(files["pt2"]), str(files["data"]), "--eps", "0.15", *QUICK,
+                                   "--format", "json"], capsys)
     report = json.loads(out)
-    assert status in (0, 1) and 0.15 in report["settings"]["eps_grid"], err
-    assert report["settings"]["n_eval"] == cli.AuditConfig().public()["n_eval"]
+    assert status in (0, 1) and report["settings"]["eps_grid"] == [0.15], err
     assert "0.15" in report["findings"][1]["evidence"]["robust_accuracy_by_eps"]
 
 
@@ -371,6 +386,7 @@ def test_help_and_version_exit_0(capsys):
     assert cli.main(["--version"]) == 0 and "gdsec" in capsys.readouterr().out
 
 
+@pytest.mark.integration
 def test_the_module_runs_as_a_process(files, tmp_path):
     status, out, err = _process("module", [str(files["pt"]), str(tmp_path / "absent.npz")], tmp_path)
     assert status == 2 and out == "" and err.strip().count("\n") == 0 and "DATA" in err and "no such file" in err

@@ -209,6 +209,7 @@ def test_accuracy_that_rises_with_eps_is_flagged(digits_mlp, rows) -> None:
     assert "non-monotone" not in _names(evaluate(digits_mlp, x, y, 0.15, budget=FAST).flags)
 
 
+@pytest.mark.integration
 def test_a_randomised_model_is_flagged_and_evaluated_with_eot(digits_mlp, rows) -> None:
     def noisy() -> nn.Module:  # a fresh copy: RandomQuantize draws from its own seeded generator
         return nn.Sequential(masking.RandomQuantize(levels=16, noise=0.05, seed=0), digits_mlp)
@@ -367,6 +368,7 @@ def test_fab_finds_small_adversarial_examples(digits_mlp, rows) -> None:
 # ------------------------------------------------------------------ against the reference
 
 
+@pytest.mark.integration  # installs torchattacks from PyPI on first use
 def test_no_weaker_than_torchattacks(digits_mlp, rows, torchattacks) -> None:
     x, y = rows
     model = copy.deepcopy(digits_mlp)

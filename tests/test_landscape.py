@@ -25,7 +25,7 @@ def test_surfaces_are_vectorised_and_minima_are_stationary(name):
         assert grad.norm() < 1e-3
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=5, deadline=None)
 @given(curvature=st.floats(0.2, 50.0))
 def test_critical_lr_is_two_over_L(curvature):
     measured = landscape.critical_lr(landscape.quadratic((0.1, curvature)), (1.0, 1.0))

@@ -116,6 +116,7 @@ def grid_runs(small: data.Split) -> dict:
             for kind in experiments.POISON_KINDS for f in FRACTIONS}
 
 
+@pytest.mark.integration
 def test_explorer_lays_out_the_results_it_is_given(small: data.Split, grid_runs: dict) -> None:
     box = poisoning_explorer(grid_runs, small.x_test, small.y_test, live=False)
     assert len(_images(box)) == len(experiments.POISON_KINDS) * len(FRACTIONS)

@@ -102,6 +102,7 @@ def _controls(box) -> int:
     return sum(isinstance(child, widgets.ValueWidget) for child in box.children)
 
 
+@pytest.mark.integration
 def test_epsilon_explorer_adds_an_attack_control_for_several_attacks(digits_cnn, rows) -> None:
     x, y = rows
     one = epsilon_explorer(

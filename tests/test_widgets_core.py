@@ -79,6 +79,7 @@ def test_configure_threads(monkeypatch):
     assert env.configure_threads() == 1
 
 
+@pytest.mark.integration
 def test_chapter_explorers_build_both_faces():
     static = learning_rate_explorer(lrs=(0.05, 0.21), live=False)
     assert len(static.children[2].children) == 2
