@@ -21,7 +21,7 @@ teach them:
 * ``audit`` — the five audit questions, their report, and the ``gdsec-audit`` command (10).
 * ``exercises`` — self-checking exercises, one per chapter (1-10).
 * ``plotting`` and ``widgets`` — the shared figure style and the chapters' explorers (1-10).
-* ``book`` — notebook bookkeeping: glue measured numbers for the prose (needs ``myst_nb``; not imported here).
+* ``book`` — notebook bookkeeping: glue measured numbers for the prose (needs myst_nb, so not imported here).
 * ``env``, ``validation`` and ``streams`` — threads, progress bars, the argument checks every function uses,
   and one independent random stream per (seed, purpose).
 
