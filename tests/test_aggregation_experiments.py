@@ -34,6 +34,7 @@ def test_recipe_defaults_are_the_chapter_settings_and_frozen() -> None:
             aggregation.SimulationRecipe(**{field: 0})
 
 
+@pytest.mark.integration
 def test_run_setting_is_pure_and_uses_the_recipe(digits: data.Split) -> None:
     before = digits.x_train.clone()
     a = run_setting(digits, "coordinate_median", 1, "sign_flip", recipe=FAST)

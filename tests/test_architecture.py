@@ -154,6 +154,7 @@ def _import_alone(names: list[str]) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.integration
 def test_every_module_imports_on_its_own():
     done = _import_alone(sorted(MODULES))
     assert done.returncode == 0, done.stderr[-3000:]

@@ -83,6 +83,7 @@ def test_deepfool_with_labels_attacks_them(digits, digits_cnn) -> None:
     assert torch.equal(attacks.deepfool(digits_cnn, x[correct], other[correct]), x[correct])
 
 
+@pytest.mark.integration
 def test_minimal_attacks_cw_at_least_as_economical_as_deepfool(digits, digits_cnn) -> None:
     x, y = digits.x_test[:80], digits.y_test[:80]
     cw = attacks.perturbation_norm(x, attacks.cw_l2(digits_cnn, x, y)).mean()

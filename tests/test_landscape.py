@@ -25,6 +25,7 @@ def test_surfaces_are_vectorised_and_minima_are_stationary(name):
         assert grad.norm() < 1e-3
 
 
+@pytest.mark.integration
 @settings(max_examples=5, deadline=None)
 @given(curvature=st.floats(0.2, 50.0))
 def test_critical_lr_is_two_over_L(curvature):
@@ -120,6 +121,7 @@ def _images(widget):
     return [image for child in widget.children for image in _images(child)]
 
 
+@pytest.mark.integration
 def test_trap_explorer_faces_and_trajectory_plot():
     fig = plot_trajectory("saddle", "on the ridge", "sgd", 0.1, steps=40)
     assert "saddle" in fig.axes[0].get_title()

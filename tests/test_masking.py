@@ -249,6 +249,7 @@ def test_bad_arguments_raise_value_error(setting, call):
         call(setting)
 
 
+@pytest.mark.integration
 def test_masking_explorer_precomputes_temperature_by_attack_with_per_row_outcomes(setting):
     x, y, base = setting["x"][:30], setting["y"][:30], setting["base"]
     cold, zero_cold = factory.attack_outcomes(

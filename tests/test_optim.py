@@ -134,6 +134,7 @@ def test_nesterov_looks_ahead_by_beta_v_and_converges_on_an_ill_conditioned_bowl
     assert bowl(path[-1]).item() < 1e-20 < 1e-10 < bowl(plain[-1]).item()
 
 
+@pytest.mark.integration
 @settings(max_examples=12, deadline=None)
 @given(lr=st.floats(1e-3, 0.05), beta=st.floats(0.0, 0.95), curvature=st.floats(1.0, 100.0))
 def test_momentum_rate_is_the_measured_contraction(lr, beta, curvature):

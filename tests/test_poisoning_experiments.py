@@ -125,6 +125,7 @@ def test_explorer_lays_out_the_results_it_is_given(small: data.Split, grid_runs:
         poisoning_explorer(partial, small.x_test, small.y_test, live=False)
 
 
+@pytest.mark.integration
 def test_live_explorer_computes_only_what_it_lacks(small: data.Split, grid_runs: dict) -> None:
     asked = []
 
