@@ -54,6 +54,7 @@ def test_notebook_runs_offline(notebook, tmp_path):
     env = _notebook_env()
     command = [
         sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+        "-m", "",  # lifts pyproject's -m unit: nbval's cells carry no tier marker
         "--nbval", "--nbval-current-env", "--nbval-cell-timeout=300", str(notebook),
     ]
     done = subprocess.run(OFFLINE + command, cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
