@@ -41,7 +41,14 @@ def timed(fn: Callable[[], object]) -> tuple[torch.Tensor, float]:
     return torch.as_tensor(np.asarray(out)), time.perf_counter() - start
 
 
-def summarise(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor, norm: str, minimal: bool) -> tuple[float, float]:
+def summarise(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    x_adv: torch.Tensor,
+    norm: str,
+    minimal: bool,
+) -> tuple[float, float]:
     """(robust accuracy, mean perturbation) of ``x_adv``."""
     with torch.no_grad():
         correct = model(x).argmax(1) == y
@@ -55,34 +62,114 @@ def main() -> None:
     """Train the digits CNN, run every attack with both libraries, print the table."""
     split = data.load_digits()
     model = models.digits_cnn(seed=0)
-    train.train(model, split.x_train, split.y_train, optimizer="adam", lr=3e-3, epochs=15, batch_size=64, progress=False)
+    train.train(
+        model,
+        split.x_train,
+        split.y_train,
+        optimizer="adam",
+        lr=3e-3,
+        epochs=15,
+        batch_size=64,
+        progress=False,
+    )
     x, y = split.x_test, split.y_test
     xn, yn = x.numpy(), y.numpy()
     n = len(x)
-    art = PyTorchClassifier(model=model, loss=torch.nn.CrossEntropyLoss(), input_shape=(1, 8, 8), nb_classes=10, clip_values=(0.0, 1.0))
+    art = PyTorchClassifier(
+        model=model,
+        loss=torch.nn.CrossEntropyLoss(),
+        input_shape=(1, 8, 8),
+        nb_classes=10,
+        clip_values=(0.0, 1.0),
+    )
     steps = 40
     runs = [
-        ("FGSM Linf eps=0.1", "inf", False,
-         lambda: attacks.fgsm(model, x, y, 0.1),
-         lambda: FastGradientMethod(art, eps=0.1, batch_size=n).generate(xn, yn)),
-        ("PGD Linf eps=0.1, 40 steps", "inf", False,
-         lambda: attacks.pgd(model, x, y, 0.1, steps=steps, seed=0),
-         lambda: ProjectedGradientDescent(art, norm=np.inf, eps=0.1, eps_step=0.01, max_iter=steps, num_random_init=1, batch_size=n, verbose=False).generate(xn, yn)),
-        ("PGD L2 eps=1.0, 40 steps", "2", False,
-         lambda: attacks.pgd(model, x, y, 1.0, steps=steps, norm="2", seed=0),
-         lambda: ProjectedGradientDescent(art, norm=2, eps=1.0, eps_step=0.1, max_iter=steps, num_random_init=1, batch_size=n, verbose=False).generate(xn, yn)),
-        ("APGD-CE Linf eps=0.1, 100 steps", "inf", False,
-         lambda: attacks.apgd(model, x, y, 0.1, steps=100),
-         lambda: AutoProjectedGradientDescent(art, norm=np.inf, eps=0.1, eps_step=0.2, max_iter=100, nb_random_init=1, batch_size=n, loss_type="cross_entropy", verbose=False).generate(xn, yn)),
-        ("C&W L2 (c=1, 5 x 100 steps, both)", "2", True,
-         lambda: attacks.cw_l2(model, x, y),
-         lambda: CarliniL2Method(art, confidence=0.0, learning_rate=0.01, binary_search_steps=5, max_iter=100, initial_const=1.0, batch_size=n, verbose=False).generate(xn, yn)),
-        ("DeepFool (overshoot 0.02, 50 it.)", "2", True,
-         lambda: attacks.deepfool(model, x),
-         lambda: DeepFool(art, epsilon=0.02, max_iter=50, batch_size=n, verbose=False).generate(xn)),
+        (
+            "FGSM Linf eps=0.1",
+            "inf",
+            False,
+            lambda: attacks.fgsm(model, x, y, 0.1),
+            lambda: FastGradientMethod(art, eps=0.1, batch_size=n).generate(xn, yn),
+        ),
+        (
+            "PGD Linf eps=0.1, 40 steps",
+            "inf",
+            False,
+            lambda: attacks.pgd(model, x, y, 0.1, steps=steps, seed=0),
+            lambda: ProjectedGradientDescent(
+                art,
+                norm=np.inf,
+                eps=0.1,
+                eps_step=0.01,
+                max_iter=steps,
+                num_random_init=1,
+                batch_size=n,
+                verbose=False,
+            ).generate(xn, yn),
+        ),
+        (
+            "PGD L2 eps=1.0, 40 steps",
+            "2",
+            False,
+            lambda: attacks.pgd(model, x, y, 1.0, steps=steps, norm="2", seed=0),
+            lambda: ProjectedGradientDescent(
+                art,
+                norm=2,
+                eps=1.0,
+                eps_step=0.1,
+                max_iter=steps,
+                num_random_init=1,
+                batch_size=n,
+                verbose=False,
+            ).generate(xn, yn),
+        ),
+        (
+            "APGD-CE Linf eps=0.1, 100 steps",
+            "inf",
+            False,
+            lambda: attacks.apgd(model, x, y, 0.1, steps=100),
+            lambda: AutoProjectedGradientDescent(
+                art,
+                norm=np.inf,
+                eps=0.1,
+                eps_step=0.2,
+                max_iter=100,
+                nb_random_init=1,
+                batch_size=n,
+                loss_type="cross_entropy",
+                verbose=False,
+            ).generate(xn, yn),
+        ),
+        (
+            "C&W L2 (c=1, 5 x 100 steps, both)",
+            "2",
+            True,
+            lambda: attacks.cw_l2(model, x, y),
+            lambda: CarliniL2Method(
+                art,
+                confidence=0.0,
+                learning_rate=0.01,
+                binary_search_steps=5,
+                max_iter=100,
+                initial_const=1.0,
+                batch_size=n,
+                verbose=False,
+            ).generate(xn, yn),
+        ),
+        (
+            "DeepFool (overshoot 0.02, 50 it.)",
+            "2",
+            True,
+            lambda: attacks.deepfool(model, x),
+            lambda: DeepFool(art, epsilon=0.02, max_iter=50, batch_size=n, verbose=False).generate(
+                xn
+            ),
+        ),
     ]
     clean = train.accuracy(model, x, y)
-    print(f"digits CNN ({models.count_parameters(model):,} parameters), whole test split: {n} digits, clean accuracy {clean:.1%}")
+    print(
+        f"digits CNN ({models.count_parameters(model):,} parameters), whole test split: {n} digits, clean accuracy {clean:.1%}"
+    )
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}\n")
     header = f"{'attack':<36} {'robust acc ours':>15} {'ART':>7} {'mean pert. ours':>15} {'ART':>7} {'s ours':>7} {'s ART':>7} {'time ours/ART':>13}"
     print(header)
@@ -95,8 +182,12 @@ def main() -> None:
         acc_o, pert_o = summarise(model, x, y, ours, norm, minimal)
         acc_a, pert_a = summarise(model, x, y, theirs.to(x.dtype), norm, minimal)
         unit = "Linf" if norm == "inf" else "L2"
-        print(f"{name:<36} {acc_o:>15.1%} {acc_a:>7.1%} {pert_o:>10.3f} {unit:>4} {pert_a:>7.3f} {t_ours:>7.2f} {t_art:>7.2f} {t_ours / t_art:>13.2f}")
-    print("\nrobust acc: lower = stronger attack; mean pert.: over all rows (bounded attacks) or over fooled rows (C&W, DeepFool), lower = stronger.")
+        print(
+            f"{name:<36} {acc_o:>15.1%} {acc_a:>7.1%} {pert_o:>10.3f} {unit:>4} {pert_a:>7.3f} {t_ours:>7.2f} {t_art:>7.2f} {t_ours / t_art:>13.2f}"
+        )
+    print(
+        "\nrobust acc: lower = stronger attack; mean pert.: over all rows (bounded attacks) or over fooled rows (C&W, DeepFool), lower = stronger."
+    )
 
 
 if __name__ == "__main__":

@@ -71,11 +71,22 @@ def run(notebook: Path, path: str) -> dict:
     env.pop("ATEN_CPU_CAPABILITY", None)
     if path != "native":
         env["ATEN_CPU_CAPABILITY"] = path
-    done = subprocess.run([sys.executable, "-c", RUNNER, str(notebook), str(notebook.parent)],
-                          capture_output=True, text=True, env=env, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", RUNNER, str(notebook), str(notebook.parent)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     if done.returncode != 0:
-        return {"glued": {}, "errors": [{"cell": -1, "error": done.stderr[-400:]}], "claims": [], "seconds": 0.0,
-                "cpu_seconds": 0.0, "peak_mb": 0.0}
+        return {
+            "glued": {},
+            "errors": [{"cell": -1, "error": done.stderr[-400:]}],
+            "claims": [],
+            "seconds": 0.0,
+            "cpu_seconds": 0.0,
+            "peak_mb": 0.0,
+        }
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -98,7 +109,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="folder for one JSON file per notebook and path")
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
-    notebooks = [nb.resolve() for nb in args.notebooks] or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    notebooks = [nb.resolve() for nb in args.notebooks] or sorted(
+        (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")
+    )
     jobs = [(nb, path) for nb in notebooks for path in args.paths]
     with ThreadPoolExecutor(args.jobs) as pool:
         results = dict(zip(jobs, pool.map(lambda job: run(*job), jobs), strict=True))
@@ -110,15 +123,27 @@ def main() -> int:
         per_path = {path: results[(nb, path)] for path in args.paths}
         print(f"\n## {nb.name}")
         for path, result in per_path.items():
-            failed = "; ".join(f"cell {e['cell']}: {e['error'][:200]}" for e in result["errors"]) or "none"
-            print(f"- {path}: {result['seconds']:.1f} s wall, {result['cpu_seconds']:.1f} s CPU, "
-                  f"{result['peak_mb']:.0f} MB; failures: {failed}")
+            failed = (
+                "; ".join(f"cell {e['cell']}: {e['error'][:200]}" for e in result["errors"])
+                or "none"
+            )
+            print(
+                f"- {path}: {result['seconds']:.1f} s wall, {result['cpu_seconds']:.1f} s CPU, "
+                f"{result['peak_mb']:.0f} MB; failures: {failed}"
+            )
             for claim in result["claims"]:
-                print(f"  - claim that fails on {path} (cell {claim['cell']}, line {claim['line']}): {claim['error'][:300]}")
+                print(
+                    f"  - claim that fails on {path} (cell {claim['cell']}, line {claim['line']}): {claim['error'][:300]}"
+                )
         rows = differing(per_path)
-        print(f"- glued values that differ between paths: {len(rows)} of {len(per_path[args.paths[0]]['glued'])}")
+        print(
+            f"- glued values that differ between paths: {len(rows)} of {len(per_path[args.paths[0]]['glued'])}"
+        )
         for key, values in rows:
-            print(f"  - `{key}`: " + " | ".join(f"{p}={v}" for p, v in zip(args.paths, values, strict=True)))
+            print(
+                f"  - `{key}`: "
+                + " | ".join(f"{p}={v}" for p, v in zip(args.paths, values, strict=True))
+            )
     return 0
 
 

@@ -38,7 +38,10 @@ def measure(notebook: Path) -> dict[str, float]:
     env.pop("GDSEC_WIDGETS", None)
     done = subprocess.run(
         [sys.executable, "-c", RUNNER, str(notebook), str(notebook.parent)],
-        capture_output=True, text=True, env=env, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
     )
     if done.returncode != 0:
         raise SystemExit(f"{notebook.name} failed:\n{done.stderr[-3000:]}")
@@ -52,7 +55,9 @@ def main() -> int:
     args = parser.parse_args()
     notebooks = args.notebooks or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     rows, total, cpu = [], 0.0, 0.0
-    print(f"| notebook | wall s | kernel CPU s | peak MB | within budget ({BUDGET_SECONDS:.0f} s, {BUDGET_MB:.0f} MB) |")
+    print(
+        f"| notebook | wall s | kernel CPU s | peak MB | within budget ({BUDGET_SECONDS:.0f} s, {BUDGET_MB:.0f} MB) |"
+    )
     print("|---|---:|---:|---:|---|")
     for notebook in notebooks:
         result = measure(notebook.resolve())
@@ -60,10 +65,15 @@ def main() -> int:
         ok = result["seconds"] <= BUDGET_SECONDS and result["peak_mb"] <= BUDGET_MB
         rows.append(ok)
         cpu += result["cpu_seconds"]
-        print(f"| {notebook.name} | {result['seconds']:.1f} | {result['cpu_seconds']:.1f} | {result['peak_mb']:.0f} | "
-              f"{'yes' if ok else 'NO'} |", flush=True)
-    print(f"| **total** | {total:.1f} | {cpu:.1f} | | {'yes' if total <= BUDGET_TOTAL_SECONDS and all(rows) else 'NO'} "
-          f"(course ≤ {BUDGET_TOTAL_SECONDS:.0f} s) |")
+        print(
+            f"| {notebook.name} | {result['seconds']:.1f} | {result['cpu_seconds']:.1f} | {result['peak_mb']:.0f} | "
+            f"{'yes' if ok else 'NO'} |",
+            flush=True,
+        )
+    print(
+        f"| **total** | {total:.1f} | {cpu:.1f} | | {'yes' if total <= BUDGET_TOTAL_SECONDS and all(rows) else 'NO'} "
+        f"(course ≤ {BUDGET_TOTAL_SECONDS:.0f} s) |"
+    )
     return 0
 
 

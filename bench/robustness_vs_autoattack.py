@@ -39,10 +39,25 @@ def reference(
 ) -> tuple[float, dict[str, float], dict[str, float]]:
     """The torchattacks-built standard ensemble: (robust accuracy, accuracy after each part, seconds of each)."""
     parts = {
-        "apgd-ce": torchattacks.APGD(model, norm="Linf", eps=eps, steps=100, n_restarts=1, loss="ce", seed=0),
-        "apgd-t": torchattacks.APGDT(model, norm="Linf", eps=eps, steps=100, n_restarts=1, n_classes=10, seed=0),
-        "fab-t": torchattacks.FAB(model, norm="Linf", eps=eps, steps=100, n_restarts=1, multi_targeted=True, n_classes=10, seed=0),
-        "square_attack": torchattacks.Square(model, norm="Linf", eps=eps, n_queries=5000, n_restarts=1, p_init=0.8, seed=0),
+        "apgd-ce": torchattacks.APGD(
+            model, norm="Linf", eps=eps, steps=100, n_restarts=1, loss="ce", seed=0
+        ),
+        "apgd-t": torchattacks.APGDT(
+            model, norm="Linf", eps=eps, steps=100, n_restarts=1, n_classes=10, seed=0
+        ),
+        "fab-t": torchattacks.FAB(
+            model,
+            norm="Linf",
+            eps=eps,
+            steps=100,
+            n_restarts=1,
+            multi_targeted=True,
+            n_classes=10,
+            seed=0,
+        ),
+        "square_attack": torchattacks.Square(
+            model, norm="Linf", eps=eps, n_queries=5000, n_restarts=1, p_init=0.8, seed=0
+        ),
     }
     with torch.no_grad():
         robust = model(x).argmax(1) == y
@@ -62,19 +77,43 @@ def reference(
 def bench_models(split: data.Split) -> dict[str, nn.Module]:
     """The three models of the table, trained with fixed seeds."""
     cnn = models.digits_cnn(channels=8, seed=0)
-    train.train(cnn, split.x_train, split.y_train, optimizer="adam", lr=3e-3, epochs=10, batch_size=64, seed=0, progress=False)
+    train.train(
+        cnn,
+        split.x_train,
+        split.y_train,
+        optimizer="adam",
+        lr=3e-3,
+        epochs=10,
+        batch_size=64,
+        seed=0,
+        progress=False,
+    )
     robust = models.digits_cnn(channels=8, seed=0)
     train.train(
-        robust, split.x_train, split.y_train, optimizer="adam", lr=3e-3, epochs=10, batch_size=64, seed=0, progress=False,
+        robust,
+        split.x_train,
+        split.y_train,
+        optimizer="adam",
+        lr=3e-3,
+        epochs=10,
+        batch_size=64,
+        seed=0,
+        progress=False,
         adversary=lambda m, xb, yb, seed: pgd(m, xb, yb, EPS, steps=7, seed=seed),
     )
-    return {"digits CNN": cnn, "PGD-trained CNN": robust, "logits x 1e4": masking.defend(cnn, "temperature", temperature=1e4)}
+    return {
+        "digits CNN": cnn,
+        "PGD-trained CNN": robust,
+        "logits x 1e4": masking.defend(cnn, "temperature", temperature=1e4),
+    }
 
 
 def main() -> None:
     """Run both evaluations on each model and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=450, help="test rows to evaluate (default: all 450)")
+    parser.add_argument(
+        "--rows", type=int, default=450, help="test rows to evaluate (default: all 450)"
+    )
     args = parser.parse_args()
     split = data.load_digits()
     x, y = split.x_test[: args.rows], split.y_test[: args.rows]
@@ -87,10 +126,28 @@ def main() -> None:
         with torch.random.fork_rng(devices=[]):  # torchattacks seeds the global generator
             ref_acc, ref_after, ref_parts = reference(model, x, y, EPS)
         ref_cpu = time.process_time() - cpu
-        rows.append((name, ours, ours_seconds, ref_acc, ref_after, sum(ref_parts.values()), ref_parts, ours_cpu, ref_cpu))
-    print(f"L-inf eps = {EPS}, {len(x)} test digits; robust accuracy (per-example worst case) and wall seconds")
-    print("(wall seconds on a shared machine are noisy; CPU seconds count the work done by this process)")
-    print(f"{'model':<18} {'clean':>6} {'ours':>6} {'torchattacks':>12} {'diff':>6} {'ours s':>7} {'ref s':>7} {'ours cpu':>8} {'ref cpu':>8}  flags")
+        rows.append(
+            (
+                name,
+                ours,
+                ours_seconds,
+                ref_acc,
+                ref_after,
+                sum(ref_parts.values()),
+                ref_parts,
+                ours_cpu,
+                ref_cpu,
+            )
+        )
+    print(
+        f"L-inf eps = {EPS}, {len(x)} test digits; robust accuracy (per-example worst case) and wall seconds"
+    )
+    print(
+        "(wall seconds on a shared machine are noisy; CPU seconds count the work done by this process)"
+    )
+    print(
+        f"{'model':<18} {'clean':>6} {'ours':>6} {'torchattacks':>12} {'diff':>6} {'ours s':>7} {'ref s':>7} {'ours cpu':>8} {'ref cpu':>8}  flags"
+    )
     for name, ours, ours_s, ref_acc, _, ref_s, _, ours_cpu, ref_cpu in rows:
         flags = ", ".join(f.split(":")[0] for f in ours.flags) or "none"
         diff = 100 * (ours.robust_accuracy - ref_acc)
@@ -98,7 +155,9 @@ def main() -> None:
             f"{name:<18} {ours.clean_accuracy:>6.1%} {ours.robust_accuracy:>6.1%} {ref_acc:>12.1%} {diff:>+5.1f}p"
             f" {ours_s:>7.1f} {ref_s:>7.1f} {ours_cpu:>8.1f} {ref_cpu:>8.1f}  {flags}"
         )
-    print("\naccuracy after each attack in sequence, ours / torchattacks (seconds, ours / torchattacks)")
+    print(
+        "\naccuracy after each attack in sequence, ours / torchattacks (seconds, ours / torchattacks)"
+    )
     for name, ours, _, _, ref_after, _, ref_parts, _, _ in rows:
         parts = "  ".join(
             f"{a} {ours.accuracy_after[a]:.1%}/{ref_after[a]:.1%} ({ours.seconds[a]:.1f}/{ref_parts[a]:.1f})"

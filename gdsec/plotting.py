@@ -36,7 +36,10 @@ PALETTE = {
     "yellow": "#F0E442",
     "black": "#000000",
 }
-CYCLE = [PALETTE[k] for k in ("blue", "orange", "green", "vermillion", "sky", "purple", "yellow", "black")]
+CYCLE = [
+    PALETTE[k]
+    for k in ("blue", "orange", "green", "vermillion", "sky", "purple", "yellow", "black")
+]
 
 STYLE = {
     "figure.figsize": (6.4, 3.6),
@@ -98,7 +101,12 @@ def plot_digits(
     n = len(array)
     ncols = max(1, min(ncols, n))
     nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.2 * (titles is not None)), squeeze=False)
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(size * ncols, size * nrows + 0.2 * (titles is not None)),
+        squeeze=False,
+    )
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:
@@ -125,11 +133,27 @@ def plot_surface(
     ax.contourf(grid_x, grid_y, shown, levels=levels, cmap="Greys", alpha=0.55)
     ax.contour(grid_x, grid_y, shown, levels=levels, colors="k", linewidths=0.3, alpha=0.4)
     for mx, my in surf.minima:
-        ax.plot(mx, my, marker="*", color=PALETTE["yellow"], markeredgecolor="k", markersize=12, zorder=5)
+        ax.plot(
+            mx,
+            my,
+            marker="*",
+            color=PALETTE["yellow"],
+            markeredgecolor="k",
+            markersize=12,
+            zorder=5,
+        )
     for i, (label, path) in enumerate((paths or {}).items()):
         points = np.asarray(path)
         colour = CYCLE[i % len(CYCLE)]
-        ax.plot(points[:, 0], points[:, 1], "-o", color=colour, markersize=2.5, linewidth=1.3, label=label)
+        ax.plot(
+            points[:, 0],
+            points[:, 1],
+            "-o",
+            color=colour,
+            markersize=2.5,
+            linewidth=1.3,
+            label=label,
+        )
         ax.plot(points[0, 0], points[0, 1], "s", color=colour, markersize=6)
     ax.set_xlim(*surf.xlim)
     ax.set_ylim(*surf.ylim)
@@ -160,7 +184,9 @@ def markdown_table(header: Sequence[object], rows: Sequence[Sequence[object]]) -
         raise ValueError("rows must be a sequence of rows")
     for i, row in enumerate(rows):
         if isinstance(row, str) or not isinstance(row, Sequence) or len(row) != len(header):
-            raise ValueError(f"rows[{i}] must be a sequence of {len(header)} cells (one per header column), got {row!r}")
+            raise ValueError(
+                f"rows[{i}] must be a sequence of {len(header)} cells (one per header column), got {row!r}"
+            )
     lines = ["| " + " | ".join(_cell(c) for c in header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)

@@ -29,7 +29,9 @@ def stream_seed(seed: int, purpose: str) -> int:
     """
     seed = check_seed(seed)
     if not isinstance(purpose, str) or not purpose:
-        raise ValueError(f"purpose must be a non-empty string naming what the draws are for, got {purpose!r}")
+        raise ValueError(
+            f"purpose must be a non-empty string naming what the draws are for, got {purpose!r}"
+        )
     key = int.from_bytes(hashlib.sha256(purpose.encode()).digest()[:8], "little")
     return int(np.random.SeedSequence(seed, spawn_key=(key,)).generate_state(1, dtype=np.uint64)[0])
 

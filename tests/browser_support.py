@@ -45,8 +45,12 @@ def missing(reason: str) -> None:
 
 def chromium_path() -> str:
     """The system Chromium (``$GDSEC_CHROMIUM`` overrides), or skip/fail when there is none."""
-    candidates = [os.environ.get("GDSEC_CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser"),
-                  "/usr/bin/chromium"]
+    candidates = [
+        os.environ.get("GDSEC_CHROMIUM"),
+        shutil.which("chromium"),
+        shutil.which("chromium-browser"),
+        "/usr/bin/chromium",
+    ]
     for candidate in candidates:
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return candidate
@@ -68,7 +72,9 @@ def chromium() -> Iterator[object]:
     """A headless system Chromium driven by Playwright, closed on exit."""
     executable = chromium_path()
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(
+            executable_path=executable, headless=True, args=CHROMIUM_ARGS
+        )
         try:
             yield browser
         finally:
@@ -122,7 +128,9 @@ def axe_source() -> str:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "book" / "_ext"))
     import gdsec_vendor
 
-    package = gdsec_vendor.Package("axe-core", AXE_VERSION, AXE_INTEGRITY, {"package/axe.min.js": "axe.min.js"})
+    package = gdsec_vendor.Package(
+        "axe-core", AXE_VERSION, AXE_INTEGRITY, {"package/axe.min.js": "axe.min.js"}
+    )
     try:
         tarball = gdsec_vendor.fetch(package, gdsec_vendor.cache_dir())
     except Exception as error:  # noqa: BLE001 (any fetch failure means: no axe-core here)

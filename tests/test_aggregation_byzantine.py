@@ -9,7 +9,9 @@ from gdsec import aggregation as ag
 from gdsec.aggregation.byzantine import _craft_rows
 
 
-def craft(honest: torch.Tensor, *, f: int, attack: str, scale: float | None = None, seed: int = 0) -> torch.Tensor:
+def craft(
+    honest: torch.Tensor, *, f: int, attack: str, scale: float | None = None, seed: int = 0
+) -> torch.Tensor:
     """(f, d) rows the attackers send against one round of honest gradients (n - f, d)."""
     return _craft_rows(honest[None], f=f, attack=attack, scale=scale, seeds=[seed])[0]
 
@@ -42,7 +44,9 @@ def test_alie_spread_is_the_population_std_over_the_honest_workers() -> None:
     1.5 (the sample std would be sqrt(3) = 1.73); a coordinate they agree on (2, 2, 2, 2) has std 0.
     """
     honest = torch.tensor([[0.0, 2.0], [0.0, 2.0], [3.0, 2.0], [3.0, 2.0]])
-    assert torch.equal(craft(honest, f=2, attack="alie", scale=2.0), torch.tensor([[-1.5, 2.0], [-1.5, 2.0]]))
+    assert torch.equal(
+        craft(honest, f=2, attack="alie", scale=2.0), torch.tensor([[-1.5, 2.0], [-1.5, 2.0]])
+    )
 
 
 def test_alie_z_matches_paper_formula() -> None:
@@ -62,7 +66,9 @@ def test_alie_with_one_attacker_of_ten_sends_the_honest_mean() -> None:
 def test_batched_crafting_equals_one_round_at_a_time(attack: str) -> None:
     honest = torch.randn(4, 7, 9, generator=torch.Generator().manual_seed(3))
     batched = _craft_rows(honest, f=3, attack=attack, scale=None, seeds=[5, 6, 7, 8])
-    single = torch.stack([craft(h, f=3, attack=attack, seed=s) for h, s in zip(honest, [5, 6, 7, 8], strict=True)])
+    single = torch.stack(
+        [craft(h, f=3, attack=attack, seed=s) for h, s in zip(honest, [5, 6, 7, 8], strict=True)]
+    )
     assert torch.allclose(batched, single, atol=1e-6)
 
 

@@ -16,12 +16,19 @@ FAST = aggregation.SimulationRecipe(steps=12, eval_every=6)
 
 
 def run_setting(
-    split: data.Split, aggregator: str, f: int, attack: str, *, recipe=FAST, hidden: int = 32, seed: int = 0
+    split: data.Split,
+    aggregator: str,
+    f: int,
+    attack: str,
+    *,
+    recipe=FAST,
+    hidden: int = 32,
+    seed: int = 0,
 ) -> aggregation.Simulation:
     """One run of experiments.run_settings: the chapter's MLP with ``f`` workers running ``attack``."""
-    return experiments.run_settings(split, [(attack, f, aggregator)], recipe=recipe, hidden=hidden, seeds=[seed])[
-        attack, f, aggregator
-    ][0]
+    return experiments.run_settings(
+        split, [(attack, f, aggregator)], recipe=recipe, hidden=hidden, seeds=[seed]
+    )[attack, f, aggregator][0]
 
 
 def test_recipe_defaults_are_the_chapter_settings_and_frozen() -> None:
@@ -47,24 +54,45 @@ def test_run_setting_is_pure_and_uses_the_recipe(digits: data.Split) -> None:
     assert narrow.final_params.numel() == 64 * 8 + 8 + 8 * 10 + 10
     clean = run_setting(digits, "mean", 0, "none", recipe=FAST)
     assert a.trajectory.shape == (3, a.final_params.numel())
-    assert torch.equal(clean.final_params, run_setting(digits, "mean", 0, "alie", recipe=FAST).final_params)
+    assert torch.equal(
+        clean.final_params, run_setting(digits, "mean", 0, "alie", recipe=FAST).final_params
+    )
     broken = run_setting(digits, "mean", 3, "sign_flip", recipe=FAST)
     assert broken.diverged or broken.accuracy[-1] < clean.accuracy[-1] - 0.2
 
 
 @pytest.mark.parametrize(
-    "change", [{"hidden": 8}, {"lr": 0.05}, {"steps": 6}, {"batch_size": 8}, {"eval_every": 4}, {"n_workers": 6}]
+    "change",
+    [
+        {"hidden": 8},
+        {"lr": 0.05},
+        {"steps": 6},
+        {"batch_size": 8},
+        {"eval_every": 4},
+        {"n_workers": 6},
+    ],
 )
 def test_every_recipe_field_reaches_the_run(digits: data.Split, change: dict) -> None:
     base = run_setting(digits, "trimmed_mean", 1, "noise", recipe=FAST)
     hidden = change.pop("hidden", 32)
-    other = run_setting(digits, "trimmed_mean", 1, "noise", recipe=dataclasses.replace(FAST, **change), hidden=hidden)
+    other = run_setting(
+        digits,
+        "trimmed_mean",
+        1,
+        "noise",
+        recipe=dataclasses.replace(FAST, **change),
+        hidden=hidden,
+    )
     assert other.steps != base.steps or not torch.equal(other.final_params, base.final_params)
 
 
 @pytest.mark.parametrize(
     ("args", "match"),
-    [(("median", 1, "alie"), "aggregator"), (("mean", 10, "alie"), "f"), (("mean", 1, "targeted"), "attack")],
+    [
+        (("median", 1, "alie"), "aggregator"),
+        (("mean", 10, "alie"), "f"),
+        (("mean", 1, "targeted"), "attack"),
+    ],
 )
 def test_run_setting_rejects_bad_arguments(digits: data.Split, args: tuple, match: str) -> None:
     with pytest.raises(ValueError, match=match):
@@ -80,7 +108,9 @@ def test_sweep_runs_each_setting_once_per_seed(digits: data.Split, monkeypatch) 
         return real(models, *args, settings=settings, **kwargs)
 
     monkeypatch.setattr(experiments, "simulate_batch", counting)
-    runs = experiments.sweep(digits, ("mean", "krum"), (0, 1), ("sign_flip", "alie"), recipe=FAST, seeds=(0, 1))
+    runs = experiments.sweep(
+        digits, ("mean", "krum"), (0, 1), ("sign_flip", "alie"), recipe=FAST, seeds=(0, 1)
+    )
     assert len(runs) == 8 and len(calls) == 1, "one batch for the whole sweep"
     assert len(calls[0]) == (2 + 4) * 2, "each setting once per seed: the clean runs are shared"
     assert runs["sign_flip", 0, "krum"] is runs["alie", 0, "krum"]
@@ -88,15 +118,29 @@ def test_sweep_runs_each_setting_once_per_seed(digits: data.Split, monkeypatch) 
     assert [s.seed for s in calls[0][:2]] == [0, 1]
 
 
-def test_run_settings_tells_the_clean_rules_one_attacker_and_matches_run_setting(digits: data.Split, monkeypatch) -> None:
+def test_run_settings_tells_the_clean_rules_one_attacker_and_matches_run_setting(
+    digits: data.Split, monkeypatch
+) -> None:
     seen = []
     real = experiments.simulate_batch
-    monkeypatch.setattr(experiments, "simulate_batch",
-                        lambda models, *a, settings, **k: seen.extend(settings) or real(models, *a, settings=settings, **k))
-    done = experiments.run_settings(digits, [("alie", 0, "krum"), ("alie", 3, "trimmed_mean")], recipe=FAST, seeds=[4])
-    assert [(s.attack, s.f, s.aggregator_f, s.seed) for s in seen] == [("none", 0, 1, 4), ("alie", 3, 3, 4)]
+    monkeypatch.setattr(
+        experiments,
+        "simulate_batch",
+        lambda models, *a, settings, **k: (
+            seen.extend(settings) or real(models, *a, settings=settings, **k)
+        ),
+    )
+    done = experiments.run_settings(
+        digits, [("alie", 0, "krum"), ("alie", 3, "trimmed_mean")], recipe=FAST, seeds=[4]
+    )
+    assert [(s.attack, s.f, s.aggregator_f, s.seed) for s in seen] == [
+        ("none", 0, 1, 4),
+        ("alie", 3, 3, 4),
+    ]
     alone = run_setting(digits, "trimmed_mean", 3, "alie", recipe=FAST, seed=4)
-    assert torch.allclose(done["alie", 3, "trimmed_mean"][0].final_params, alone.final_params, atol=1e-5)
+    assert torch.allclose(
+        done["alie", 3, "trimmed_mean"][0].final_params, alone.final_params, atol=1e-5
+    )
     with pytest.raises(ValueError, match="seeds"):
         experiments.run_settings(digits, [("alie", 1, "mean")], recipe=FAST, seeds=[1, 1])
     with pytest.raises(ValueError, match="keys"):
@@ -107,11 +151,17 @@ def test_run_settings_tells_the_clean_rules_one_attacker_and_matches_run_setting
 
 def test_final_accuracy_and_accuracy_table_count_divergence_as_zero(digits: data.Split) -> None:
     long = aggregation.SimulationRecipe(steps=80, eval_every=40)
-    runs = experiments.sweep(digits, ("mean",), (3,), ("sign_flip",), recipe=long, seeds=(0, 1))["sign_flip", 3, "mean"]
-    good = experiments.run_settings(digits, [("alie", 1, "mean")], recipe=long, seeds=(0, 1))["alie", 1, "mean"]
+    runs = experiments.sweep(digits, ("mean",), (3,), ("sign_flip",), recipe=long, seeds=(0, 1))[
+        "sign_flip", 3, "mean"
+    ]
+    good = experiments.run_settings(digits, [("alie", 1, "mean")], recipe=long, seeds=(0, 1))[
+        "alie", 1, "mean"
+    ]
     assert all(run.diverged for run in runs)
     assert torch.equal(experiments.final_accuracy(runs), torch.zeros(2))
-    assert torch.allclose(experiments.final_accuracy(good), torch.tensor([r.accuracy[-1] for r in good]))
+    assert torch.allclose(
+        experiments.final_accuracy(good), torch.tensor([r.accuracy[-1] for r in good])
+    )
     steps, table = experiments.accuracy_table([*good, *runs])
     assert steps == [0, 40, 80] and table.shape == (4, 3)
     assert torch.equal(table[2:, -1], torch.zeros(2)) and (table[:2, -1] > 0.5).all()
@@ -127,7 +177,9 @@ def _images(widget: widgets.Widget) -> list[widgets.Image]:
 
 @pytest.fixture(scope="module")
 def grid_runs(digits: data.Split) -> dict:
-    return experiments.sweep(digits, aggregation.AGGREGATORS, (0, *F_VALUES), SHOWN_ATTACKS, recipe=FAST, seeds=(0, 1))
+    return experiments.sweep(
+        digits, aggregation.AGGREGATORS, (0, *F_VALUES), SHOWN_ATTACKS, recipe=FAST, seeds=(0, 1)
+    )
 
 
 @pytest.mark.integration
@@ -136,9 +188,13 @@ def test_explorer_lays_out_the_runs_it_is_given(grid_runs: dict) -> None:
     assert SHOWN_ATTACKS[0] == "alie", "the chapter's headline attack is the first view"
     assert len(_images(box)) == len(SHOWN_ATTACKS) * len(aggregation.AGGREGATORS) * len(F_VALUES)
     with pytest.raises(ValueError, match="missing"):
-        aggregation_explorer({k: v for k, v in grid_runs.items() if k != ("alie", 3, "krum")}, live=False)
+        aggregation_explorer(
+            {k: v for k, v in grid_runs.items() if k != ("alie", 3, "krum")}, live=False
+        )
     only_flip = {k: v for k, v in grid_runs.items() if k[0] == "sign_flip"}
-    assert len(_images(aggregation_explorer(only_flip, attacks=("sign_flip",), live=False))) == 4 * len(F_VALUES)
+    assert len(
+        _images(aggregation_explorer(only_flip, attacks=("sign_flip",), live=False))
+    ) == 4 * len(F_VALUES)
     with pytest.raises(ValueError, match="missing"):
         aggregation_explorer(only_flip, live=False)
     with pytest.raises(ValueError, match="attacks"):

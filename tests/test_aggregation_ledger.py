@@ -43,7 +43,9 @@ def _log(rounds: int = 3, per_round: int = 4) -> tuple[tuple, list]:
 def _rehash(log: tuple, position: int, update: torch.Tensor) -> tuple:
     """What anyone holding the log can do: change one record and re-append every later one."""
     out = log[:position]
-    out = ag.append_update(out, log[position].submitter, update, round_index=log[position].round_index)
+    out = ag.append_update(
+        out, log[position].submitter, update, round_index=log[position].round_index
+    )
     for entry in log[position + 1 :]:
         out = ag.append_update(out, entry.submitter, entry.update, round_index=entry.round_index)
     return out
@@ -54,8 +56,12 @@ def test_a_rehashed_rewrite_passes_the_chain_but_not_the_published_heads() -> No
     assert heads[0] == ag.Anchor(3, log[3].digest) and ag.verify_log(log, anchors=heads) is None
     rewritten = _rehash(log, 5, torch.zeros(3))
     assert ag.verify_log(rewritten) is None, "a consistent rewrite passes the bare chain check"
-    assert ag.verify_log(rewritten, anchors=heads) == 7, "the first head after record 5 (round 1) fails"
-    assert ag.verify_log(rewritten, anchors=heads[:1]) is None, "heads published before the change cannot see it"
+    assert ag.verify_log(rewritten, anchors=heads) == 7, (
+        "the first head after record 5 (round 1) fails"
+    )
+    assert ag.verify_log(rewritten, anchors=heads[:1]) is None, (
+        "heads published before the change cannot see it"
+    )
     assert ag.verify_log(rewritten, anchors=list(reversed(heads))) == 7, "anchors in any order"
     assert ag.verify_log(log[:6], anchors=heads) == 6, "a truncated log fails at its length"
     assert ag.verify_log(log[:8], anchors=heads[:2]) is None

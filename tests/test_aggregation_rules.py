@@ -10,7 +10,9 @@ from hypothesis import strategies as st
 from gdsec import aggregation as ag
 
 
-def honest_and_byzantine(n: int, f: int, d: int, seed: int, magnitude: float) -> tuple[torch.Tensor, torch.Tensor]:
+def honest_and_byzantine(
+    n: int, f: int, d: int, seed: int, magnitude: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """n - f honest rows near 1, then f arbitrary rows of size ``magnitude``."""
     generator = torch.Generator().manual_seed(seed)
     honest = 1.0 + 0.1 * torch.randn(n - f, d, generator=generator)
@@ -18,7 +20,9 @@ def honest_and_byzantine(n: int, f: int, d: int, seed: int, magnitude: float) ->
     return honest, torch.cat([bad, honest])
 
 
-workers = st.integers(1, 6).flatmap(lambda f: st.tuples(st.just(f), st.integers(2 * f + 1, 2 * f + 8)))
+workers = st.integers(1, 6).flatmap(
+    lambda f: st.tuples(st.just(f), st.integers(2 * f + 1, 2 * f + 8))
+)
 
 
 @settings(max_examples=60, deadline=None)
@@ -35,7 +39,9 @@ def test_median_and_trimmed_mean_stay_inside_honest_range(
 
 
 @settings(max_examples=60, deadline=None)
-@given(f=st.integers(0, 4), extra=st.integers(1, 6), d=st.integers(1, 10), seed=st.integers(0, 10_000))
+@given(
+    f=st.integers(0, 4), extra=st.integers(1, 6), d=st.integers(1, 10), seed=st.integers(0, 10_000)
+)
 def test_krum_returns_one_of_its_inputs(f: int, extra: int, d: int, seed: int) -> None:
     n = 2 * f + 2 + extra
     _, grads = honest_and_byzantine(n, f, d, seed, 100.0)
@@ -110,8 +116,14 @@ def test_krum_accepts_exactly_n_greater_than_2f_plus_2(n: int, f: int) -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    [torch.randn(5), torch.randn(2, 3, 4), torch.zeros(3, 2, dtype=torch.int64), torch.tensor([[1.0, float("nan")]]),
-     torch.zeros(0, 3), "grads"],
+    [
+        torch.randn(5),
+        torch.randn(2, 3, 4),
+        torch.zeros(3, 2, dtype=torch.int64),
+        torch.tensor([[1.0, float("nan")]]),
+        torch.zeros(0, 3),
+        "grads",
+    ],
 )
 @pytest.mark.parametrize("rule", ag.AGGREGATORS)
 def test_bad_grads_raise(rule: str, bad: object) -> None:
@@ -137,7 +149,12 @@ def test_time_aggregator_positive() -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(n=st.integers(1, 8), d=st.integers(1, 8), max_norm=st.floats(1e-3, 100.0), seed=st.integers(0, 100))
+@given(
+    n=st.integers(1, 8),
+    d=st.integers(1, 8),
+    max_norm=st.floats(1e-3, 100.0),
+    seed=st.integers(0, 100),
+)
 def test_clip_updates_bounds_norms(n: int, d: int, max_norm: float, seed: int) -> None:
     grads = 10 * torch.randn(n, d, generator=torch.Generator().manual_seed(seed))
     before = grads.clone()
@@ -162,7 +179,9 @@ def test_batched_rules_equal_the_rule_on_each_round(n: int) -> None:
             continue  # Krum needs n >= 3
         f = min(1, limit)
         batched = rules._aggregate_rows(name, grads, f)
-        single = torch.stack([torch.stack([ag.aggregate(name, g, f=f) for g in block]) for block in grads])
+        single = torch.stack(
+            [torch.stack([ag.aggregate(name, g, f=f) for g in block]) for block in grads]
+        )
         assert batched.shape == (4, 3, 6) and torch.allclose(batched, single, atol=1e-6), name
 
 

@@ -28,7 +28,9 @@ def test_cw_kappa_gives_confident_examples(digits, digits_cnn) -> None:
         correct = digits_cnn(x).argmax(1) == y
         m = attacks.margin(digits_cnn(confident), y)[correct]
     assert (m <= -5 + 1e-4).float().mean() > 0.9
-    assert attacks.perturbation_norm(x, confident).mean() > attacks.perturbation_norm(x, plain).mean()
+    assert (
+        attacks.perturbation_norm(x, confident).mean() > attacks.perturbation_norm(x, plain).mean()
+    )
 
 
 def test_deepfool_flips_prediction(digits, digits_cnn) -> None:
@@ -60,7 +62,9 @@ def test_deepfool_steps_to_the_nearest_boundary_of_a_linear_model() -> None:
     distance = (logits - logits[rows, label][:, None]).abs() / w_diff.norm(dim=2)
     distance[rows, label] = torch.inf
     nearest, farthest = distance.min(1).values, distance.where(distance.isfinite(), 0).max(1).values
-    assert nearest.max() < 0.2 and (farthest > 1.5 * nearest).float().mean() > 0.9, "a test that can tell them apart"
+    assert nearest.max() < 0.2 and (farthest > 1.5 * nearest).float().mean() > 0.9, (
+        "a test that can tell them apart"
+    )
     x_adv = attacks.deepfool(model, x, overshoot=0.02)
     moved = attacks.perturbation_norm(x, x_adv)
     assert ((x_adv > 0) & (x_adv < 1)).all(), "clamping must not act"

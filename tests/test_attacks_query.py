@@ -8,7 +8,7 @@ import torch
 
 from gdsec import attacks, train
 
-ATTACKS = {
+QUERY_ATTACKS = {
     "square": lambda m, x, y, eps, seed=0: attacks.square_attack(
         m, x, y, eps, steps=200, seed=seed
     ),
@@ -23,14 +23,16 @@ def trained(digits, digits_mlp):
     return digits_mlp, digits.x_test[:120], digits.y_test[:120]
 
 
-@pytest.mark.parametrize("name", sorted(ATTACKS))
+@pytest.mark.parametrize("name", sorted(QUERY_ATTACKS))
 def test_attacks_lower_accuracy_and_are_deterministic(trained, name):
     model, x, y = trained
     clean = train.accuracy(model, x, y)
-    robust = attacks.robust_accuracy(model, x, y, lambda m, xs, ys: ATTACKS[name](m, xs, ys, 0.2))
+    robust = attacks.robust_accuracy(
+        model, x, y, lambda m, xs, ys: QUERY_ATTACKS[name](m, xs, ys, 0.2)
+    )
     assert robust < clean - 0.4
     assert torch.equal(
-        ATTACKS[name](model, x, y, 0.1, seed=4), ATTACKS[name](model, x, y, 0.1, seed=4)
+        QUERY_ATTACKS[name](model, x, y, 0.1, seed=4), QUERY_ATTACKS[name](model, x, y, 0.1, seed=4)
     )
 
 
@@ -41,15 +43,15 @@ def test_square_is_at_least_as_strong_as_fgsm_at_a_larger_budget(trained):
     assert square <= fgsm + 0.05
 
 
-@pytest.mark.parametrize("name", sorted(ATTACKS))
+@pytest.mark.parametrize("name", sorted(QUERY_ATTACKS))
 def test_tabular_inputs_and_zero_budget(name, blobs_mlp):
     model, x, y = blobs_mlp
-    x_adv = ATTACKS[name](model, x, y, 0.3)
+    x_adv = QUERY_ATTACKS[name](model, x, y, 0.3)
     assert x_adv.shape == x.shape and (x_adv - x).abs().max() <= 0.3 + 1e-6
     assert attacks.robust_accuracy(
-        model, x, y, lambda m, a, b: ATTACKS[name](m, a, b, 0.3)
+        model, x, y, lambda m, a, b: QUERY_ATTACKS[name](m, a, b, 0.3)
     ) < train.accuracy(model, x, y)
-    assert torch.equal(ATTACKS[name](model, x, y, 0.0), x)
+    assert torch.equal(QUERY_ATTACKS[name](model, x, y, 0.0), x)
 
 
 def test_square_respects_its_query_budget(trained):

@@ -41,13 +41,19 @@ def setting(digits, digits_cnn) -> dict:
     """The shared digits CNN, its ART wrapper and the first 150 test digits."""
     model = digits_cnn
     classifier = PyTorchClassifier(
-        model=model, loss=torch.nn.CrossEntropyLoss(), input_shape=(1, 8, 8), nb_classes=10, clip_values=(0.0, 1.0)
+        model=model,
+        loss=torch.nn.CrossEntropyLoss(),
+        input_shape=(1, 8, 8),
+        nb_classes=10,
+        clip_values=(0.0, 1.0),
     )
     x, y = digits.x_test[:N_POINTS], digits.y_test[:N_POINTS]
     return {"model": model, "art": classifier, "x": x, "y": y, "xn": x.numpy(), "yn": y.numpy()}
 
 
-def _fooled(model: torch.nn.Module, x_adv: np.ndarray | torch.Tensor, target: torch.Tensor) -> np.ndarray:
+def _fooled(
+    model: torch.nn.Module, x_adv: np.ndarray | torch.Tensor, target: torch.Tensor
+) -> np.ndarray:
     with torch.no_grad():
         return (model(torch.as_tensor(x_adv)).argmax(1) != target).numpy()
 
@@ -59,7 +65,9 @@ def _l2(x: np.ndarray, x_adv: np.ndarray | torch.Tensor) -> np.ndarray:
 @pytest.mark.parametrize("eps", [0.05, 0.1, 0.2])
 def test_fgsm_identical(setting: dict, eps: float) -> None:
     ours = attacks.fgsm(setting["model"], setting["x"], setting["y"], eps).numpy()
-    theirs = FastGradientMethod(setting["art"], eps=eps, batch_size=N_POINTS).generate(setting["xn"], setting["yn"])
+    theirs = FastGradientMethod(setting["art"], eps=eps, batch_size=N_POINTS).generate(
+        setting["xn"], setting["yn"]
+    )
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6)
 
 
@@ -70,8 +78,14 @@ def test_pgd_at_least_as_strong(setting: dict, norm: str, eps: float) -> None:
     alpha = max(2.5 * eps / steps, eps / 10)  # our default step, given to ART explicitly
     ours = attacks.robust_accuracy(model, x, y, "pgd", eps=eps, norm=norm, steps=steps, seed=0)
     art = ProjectedGradientDescent(
-        setting["art"], norm=np.inf if norm == "inf" else 2, eps=eps, eps_step=alpha, max_iter=steps,
-        num_random_init=1, batch_size=N_POINTS, verbose=False,
+        setting["art"],
+        norm=np.inf if norm == "inf" else 2,
+        eps=eps,
+        eps_step=alpha,
+        max_iter=steps,
+        num_random_init=1,
+        batch_size=N_POINTS,
+        verbose=False,
     )
     torch.manual_seed(0)
     np.random.seed(0)
@@ -82,11 +96,22 @@ def test_pgd_at_least_as_strong(setting: dict, norm: str, eps: float) -> None:
 
 def test_cw_l2_at_least_as_strong_with_the_same_budget(setting: dict) -> None:
     rows = 60
-    model, x, y, xn = setting["model"], setting["x"][:rows], setting["y"][:rows], setting["xn"][:rows]
+    model, x, y, xn = (
+        setting["model"],
+        setting["x"][:rows],
+        setting["y"][:rows],
+        setting["xn"][:rows],
+    )
     ours = attacks.cw_l2(model, x, y, c=1.0, steps=50, search_steps=3, lr=0.01)
     theirs = CarliniL2Method(
-        setting["art"], confidence=0.0, learning_rate=0.01, binary_search_steps=3, max_iter=50, initial_const=1.0,
-        batch_size=rows, verbose=False,
+        setting["art"],
+        confidence=0.0,
+        learning_rate=0.01,
+        binary_search_steps=3,
+        max_iter=50,
+        initial_const=1.0,
+        batch_size=rows,
+        verbose=False,
     ).generate(xn, setting["yn"][:rows])
     ok_ours, ok_art = _fooled(model, ours, y), _fooled(model, theirs, y)
     assert ok_ours.mean() >= ok_art.mean()
@@ -99,7 +124,9 @@ def test_deepfool_at_least_as_strong(setting: dict) -> None:
     with torch.no_grad():
         predicted = model(x).argmax(1)
     ours = attacks.deepfool(model, x, overshoot=0.02, steps=50)
-    theirs = DeepFool(setting["art"], epsilon=0.02, max_iter=50, batch_size=N_POINTS, verbose=False).generate(xn)
+    theirs = DeepFool(
+        setting["art"], epsilon=0.02, max_iter=50, batch_size=N_POINTS, verbose=False
+    ).generate(xn)
     ok_ours, ok_art = _fooled(model, ours, predicted), _fooled(model, theirs, predicted)
     assert ok_ours.mean() >= ok_art.mean()
     both = ok_ours & ok_art

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from gdsec import models
-from gdsec.audit import cli
+from gdsec.audit import cli, loading
 
 from helpers import ROOT
 
@@ -79,8 +79,10 @@ def files(tmp_path_factory, digits, digits_mlp) -> dict:
     folder = tmp_path_factory.mktemp("audit_cli")
     model = copy.deepcopy(digits_mlp).eval()
     arrays = {  # copies: no test may reach the session fixture through a shared buffer
-        "x_train": digits.x_train[:300].numpy().copy(), "y_train": digits.y_train[:300].numpy().copy(),
-        "x_test": digits.x_test[:120].numpy().copy(), "y_test": digits.y_test[:120].numpy().copy(),
+        "x_train": digits.x_train[:300].numpy().copy(),
+        "y_train": digits.y_train[:300].numpy().copy(),
+        "x_test": digits.x_test[:120].numpy().copy(),
+        "y_test": digits.y_test[:120].numpy().copy(),
     }
     np.savez(folder / "data.npz", **arrays)
     return {
@@ -99,9 +101,14 @@ def _npz(files: dict, path: Path, **changes: np.ndarray | None) -> Path:
     return path
 
 
-def _with(files: dict, tmp: Path, key: str, change: Callable[[np.ndarray], np.ndarray]) -> list[str]:
+def _with(
+    files: dict, tmp: Path, key: str, change: Callable[[np.ndarray], np.ndarray]
+) -> list[str]:
     """Arguments auditing the honest model on data whose array ``key`` is changed by ``change``."""
-    return [str(files["pt"]), str(_npz(files, tmp / "bad.npz", **{key: change(files["arrays"][key].copy())}))]
+    return [
+        str(files["pt"]),
+        str(_npz(files, tmp / "bad.npz", **{key: change(files["arrays"][key].copy())})),
+    ]
 
 
 def _file(path: Path, content: bytes) -> str:
@@ -141,66 +148,170 @@ def _damaged_torchscript(files: dict, tmp: Path) -> Path:
 
 #: name -> (arguments built from the fixture files and a scratch folder, what the one error line must say).
 BAD_INPUTS: dict[str, tuple[Callable[[dict, Path], list[str]], str]] = {
-    "missing model": (lambda f, t: [str(t / "absent.pt"), str(f["data"])], r"MODEL \S*absent\.pt: no such file"),
+    "missing model": (
+        lambda f, t: [str(t / "absent.pt"), str(f["data"])],
+        r"MODEL \S*absent\.pt: no such file",
+    ),
     "model is a folder": (lambda f, t: [str(t), str(f["data"])], r"MODEL \S+: not a regular file"),
-    "corrupt model": (lambda f, t: [_file(t / "junk.pt", b"not a model " * 40), str(f["data"])],
-                      r"MODEL \S*junk\.pt: not a TorchScript file or torch\.export program"),
-    "truncated torch.export program": (lambda f, t: [_file(t / "cut.pt2", f["pt2"].read_bytes()[:2000]), str(f["data"])],
-                                       r"MODEL \S*cut\.pt2: not a TorchScript file or torch\.export program"),
-    "damaged TorchScript code": (lambda f, t: [str(_damaged_torchscript(f, t)), str(f["data"])],
-                                 r"MODEL \S*damaged\.pt: cannot be loaded as a TorchScript file"),
-    "torch.save pickle": (lambda f, t: [_pickle(t / "weights.pt", f["model"].state_dict()), str(f["data"])],
-                          r"MODEL \S*weights\.pt: a torch\.save pickle"),
-    "missing data": (lambda f, t: [str(f["pt"]), str(t / "absent.npz")], r"DATA \S*absent\.npz: no such file"),
-    "corrupt data": (lambda f, t: [str(f["pt"]), _file(t / "junk.npz", b"not an archive " * 40)],
-                     r"DATA \S*junk\.npz: not a readable \.npz archive"),
-    "an .npy, not an .npz": (lambda f, t: [str(f["pt"]), _file(t / "x.npy", _npy_bytes(f["arrays"]["x_test"]))],
-                             r"DATA \S*x\.npy: a single \.npy array"),
-    "missing array": (lambda f, t: [str(f["pt"]), str(_npz(f, t / "bad.npz", y_test=None))],
-                      r"DATA \S*bad\.npz: missing array\(s\) y_test"),
-    "mismatched lengths": (lambda f, t: _with(f, t, "y_train", lambda y: y[:-1]),
-                           r"x_train has 300 rows but y_train has 299 labels"),
-    "values above 1": (lambda f, t: _with(f, t, "x_test", lambda x: x * 2.0), r"x_test has values outside \[0, 1\]"),
-    "negative values": (lambda f, t: _with(f, t, "x_train", lambda x: x - 0.5), r"x_train has values outside \[0, 1\]"),
-    "a NaN input": (lambda f, t: _with(f, t, "x_train", lambda x: _set(x, 7, np.nan)), r"x_train has values outside"),
-    "label out of range": (lambda f, t: _with(f, t, "y_test", lambda y: _set(y, 3, 10)),
-                           r"y_test has labels outside \[0, 10\) \(the model returns 10 logits\)"),
-    "negative label": (lambda f, t: _with(f, t, "y_train", lambda y: _set(y, 0, -1)), r"y_train has labels outside \[0, 10\)"),
-    "float labels": (lambda f, t: _with(f, t, "y_train", lambda y: y.astype(np.float64)),
-                     r"y_train must be 1-D integer labels, got dtype float64"),
-    "inputs shaped differently": (lambda f, t: _with(f, t, "x_test", lambda x: x.reshape(len(x), 64)),
-                                  r"x_train rows are \(1, 8, 8\), x_test \(64,\)"),
-    "a one-row split": (lambda f, t: [str(f["pt"]), str(_npz(f, t / "bad.npz", x_test=f["arrays"]["x_test"][:1],
-                                                               y_test=f["arrays"]["y_test"][:1]))],
-                        r"x_test must be a batch \(N, \.\.\.\) of at least 2 rows"),
-    "output not a batch of logits": (lambda f, t: [str(_script(_Sum(), t / "sum.pt")), str(f["data"])],
-                                     r"MODEL must return a batch of logits \(N, C\); on 1 input\(s\) it returned shape \(1,\)"),
-    "one output column": (lambda f, t: [str(_script(_One(), t / "one.pt")), str(f["data"])],
-                          r"MODEL must return finite logits for C >= 2 classes"),
-    "probabilities": (lambda f, t: [str(_script(nn.Sequential(f["model"], nn.Softmax(1)), t / "p.pt")), str(f["data"])],
-                      r"MODEL returns probabilities"),
-    "model for other inputs": (lambda f, t: [str(_script(models.mlp(10, 3, seed=0), t / "small.pt")), str(f["data"])],
-                               r"MODEL fails on a batch of 1 DATA input\(s\) shaped \(1, 8, 8\): RuntimeError"),
+    "corrupt model": (
+        lambda f, t: [_file(t / "junk.pt", b"not a model " * 40), str(f["data"])],
+        r"MODEL \S*junk\.pt: not a TorchScript file or torch\.export program",
+    ),
+    "truncated torch.export program": (
+        lambda f, t: [_file(t / "cut.pt2", f["pt2"].read_bytes()[:2000]), str(f["data"])],
+        r"MODEL \S*cut\.pt2: not a TorchScript file or torch\.export program",
+    ),
+    "damaged TorchScript code": (
+        lambda f, t: [str(_damaged_torchscript(f, t)), str(f["data"])],
+        r"MODEL \S*damaged\.pt: cannot be loaded as a TorchScript file",
+    ),
+    "torch.save pickle": (
+        lambda f, t: [_pickle(t / "weights.pt", f["model"].state_dict()), str(f["data"])],
+        r"MODEL \S*weights\.pt: a torch\.save pickle",
+    ),
+    "missing data": (
+        lambda f, t: [str(f["pt"]), str(t / "absent.npz")],
+        r"DATA \S*absent\.npz: no such file",
+    ),
+    "corrupt data": (
+        lambda f, t: [str(f["pt"]), _file(t / "junk.npz", b"not an archive " * 40)],
+        r"DATA \S*junk\.npz: not a readable \.npz archive",
+    ),
+    "an .npy, not an .npz": (
+        lambda f, t: [str(f["pt"]), _file(t / "x.npy", _npy_bytes(f["arrays"]["x_test"]))],
+        r"DATA \S*x\.npy: a single \.npy array",
+    ),
+    "missing array": (
+        lambda f, t: [str(f["pt"]), str(_npz(f, t / "bad.npz", y_test=None))],
+        r"DATA \S*bad\.npz: missing array\(s\) y_test",
+    ),
+    "mismatched lengths": (
+        lambda f, t: _with(f, t, "y_train", lambda y: y[:-1]),
+        r"x_train has 300 rows but y_train has 299 labels",
+    ),
+    "values above 1": (
+        lambda f, t: _with(f, t, "x_test", lambda x: x * 2.0),
+        r"x_test has values outside \[0, 1\]",
+    ),
+    "negative values": (
+        lambda f, t: _with(f, t, "x_train", lambda x: x - 0.5),
+        r"x_train has values outside \[0, 1\]",
+    ),
+    "a NaN input": (
+        lambda f, t: _with(f, t, "x_train", lambda x: _set(x, 7, np.nan)),
+        r"x_train has values outside",
+    ),
+    "label out of range": (
+        lambda f, t: _with(f, t, "y_test", lambda y: _set(y, 3, 10)),
+        r"y_test has labels outside \[0, 10\) \(the model returns 10 logits\)",
+    ),
+    "negative label": (
+        lambda f, t: _with(f, t, "y_train", lambda y: _set(y, 0, -1)),
+        r"y_train has labels outside \[0, 10\)",
+    ),
+    "float labels": (
+        lambda f, t: _with(f, t, "y_train", lambda y: y.astype(np.float64)),
+        r"y_train must be 1-D integer labels, got dtype float64",
+    ),
+    "inputs shaped differently": (
+        lambda f, t: _with(f, t, "x_test", lambda x: x.reshape(len(x), 64)),
+        r"x_train rows are \(1, 8, 8\), x_test \(64,\)",
+    ),
+    "a one-row split": (
+        lambda f, t: [
+            str(f["pt"]),
+            str(
+                _npz(
+                    f,
+                    t / "bad.npz",
+                    x_test=f["arrays"]["x_test"][:1],
+                    y_test=f["arrays"]["y_test"][:1],
+                )
+            ),
+        ],
+        r"x_test must be a batch \(N, \.\.\.\) of at least 2 rows",
+    ),
+    "output not a batch of logits": (
+        lambda f, t: [str(_script(_Sum(), t / "sum.pt")), str(f["data"])],
+        r"MODEL must return a batch of logits \(N, C\); on 1 input\(s\) it returned shape \(1,\)",
+    ),
+    "one output column": (
+        lambda f, t: [str(_script(_One(), t / "one.pt")), str(f["data"])],
+        r"MODEL must return finite logits for C >= 2 classes",
+    ),
+    "probabilities": (
+        lambda f, t: [
+            str(_script(nn.Sequential(f["model"], nn.Softmax(1)), t / "p.pt")),
+            str(f["data"]),
+        ],
+        r"MODEL returns probabilities",
+    ),
+    "model for other inputs": (
+        lambda f, t: [str(_script(models.mlp(10, 3, seed=0), t / "small.pt")), str(f["data"])],
+        r"MODEL fails on a batch of 1 DATA input\(s\) shaped \(1, 8, 8\): RuntimeError",
+    ),
     "export with a fixed batch": (
-        lambda f, t: [str(_export(f["model"], torch.from_numpy(f["arrays"]["x_test"]), t / "fixed.pt2", dynamic=False)),
-                      str(f["data"])], r"MODEL fails on a batch of 1 .*export it with a dynamic batch dimension"),
-    "argparse: missing DATA": (lambda f, t: [str(f["pt"])], r"the following arguments are required: DATA"),
-    "argparse: unknown option": (lambda f, t: [str(f["pt"]), str(f["data"]), "--colour"],
-                                 r"unrecognized arguments: --colour"),
-    "argparse: unknown format": (lambda f, t: [str(f["pt"]), str(f["data"]), "--format", "pdf"], r"invalid choice: 'pdf'"),
-    "argparse: eps not a number": (lambda f, t: [str(f["pt"]), str(f["data"]), "--eps", "big"], r"invalid float value"),
-    "eps out of range": (lambda f, t: [str(f["pt"]), str(f["data"]), "--eps", "1.5"], r"eps must be in \(0, 1\]"),
-    "unknown exposure": (lambda f, t: [str(f["pt"]), str(f["data"]), "--exposure", "weights"], r"exposure must be one of"),
-    "negative seed": (lambda f, t: [str(f["pt"]), str(f["data"]), "--seed", "-1"], r"seed must be an integer"),
-    "--out in a missing folder": (lambda f, t: [str(f["pt"]), str(f["data"]), "--out", str(t / "no" / "r.md")],
-                                  r"--out \S+r\.md: not a writable file path"),
+        lambda f, t: [
+            str(
+                _export(
+                    f["model"],
+                    torch.from_numpy(f["arrays"]["x_test"]),
+                    t / "fixed.pt2",
+                    dynamic=False,
+                )
+            ),
+            str(f["data"]),
+        ],
+        r"MODEL fails on a batch of 1 .*export it with a dynamic batch dimension",
+    ),
+    "argparse: missing DATA": (
+        lambda f, t: [str(f["pt"])],
+        r"the following arguments are required: DATA",
+    ),
+    "argparse: unknown option": (
+        lambda f, t: [str(f["pt"]), str(f["data"]), "--colour"],
+        r"unrecognized arguments: --colour",
+    ),
+    "argparse: unknown format": (
+        lambda f, t: [str(f["pt"]), str(f["data"]), "--format", "pdf"],
+        r"invalid choice: 'pdf'",
+    ),
+    "argparse: eps not a number": (
+        lambda f, t: [str(f["pt"]), str(f["data"]), "--eps", "big"],
+        r"invalid float value",
+    ),
+    "eps out of range": (
+        lambda f, t: [str(f["pt"]), str(f["data"]), "--eps", "1.5"],
+        r"eps must be in \(0, 1\]",
+    ),
+    "unknown exposure": (
+        lambda f, t: [str(f["pt"]), str(f["data"]), "--exposure", "weights"],
+        r"exposure must be one of",
+    ),
+    "negative seed": (
+        lambda f, t: [str(f["pt"]), str(f["data"]), "--seed", "-1"],
+        r"seed must be an integer",
+    ),
+    "--out in a missing folder": (
+        lambda f, t: [str(f["pt"]), str(f["data"]), "--out", str(t / "no" / "r.md")],
+        r"--out \S+r\.md: not a writable file path",
+    ),
     "--out onto the data": (
         lambda f, t: [str(f["pt"]), str(_npz(f, t / "d.npz")), "--out", str(t / "d.npz")],
-        r"--out \S*d\.npz: would overwrite an input file"),
+        r"--out \S*d\.npz: would overwrite an input file",
+    ),
 }
 #: The bad inputs issue 13 names, repeated through a real process in the slow tier.
-PROCESS_CASES = ["missing model", "corrupt data", "missing array", "mismatched lengths", "values above 1",
-                 "label out of range", "output not a batch of logits", "argparse: unknown option"]
+PROCESS_CASES = [
+    "missing model",
+    "corrupt data",
+    "missing array",
+    "mismatched lengths",
+    "values above 1",
+    "label out of range",
+    "output not a batch of logits",
+    "argparse: unknown option",
+]
 
 
 def _inprocess(args: list[str], capsys) -> tuple[int, str, str]:
@@ -222,12 +333,19 @@ def _command(runner: str) -> list[str]:
 
 def _process(runner: str, args: list[str], cwd: Path) -> tuple[int, str, str]:
     """(exit status, stdout, stderr) of the command run as a real process on this worktree's package."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([*_command(runner), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    done = subprocess.run(
+        [*_command(runner), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
     return done.returncode, done.stdout, done.stderr
 
 
-def _check_bad_input(status: int, out: str, err: str, match: str, tmp: Path, before: set[Path]) -> None:
+def _check_bad_input(
+    status: int, out: str, err: str, match: str, tmp: Path, before: set[Path]
+) -> None:
     """Exit 2, nothing on stdout, one stderr line naming the problem, and no file written."""
     lines = err.strip().splitlines()
     assert status == 2, err
@@ -267,7 +385,9 @@ def _severities(report: dict) -> dict[str, str]:
 def test_honest_model_passes_in_both_formats_with_the_same_findings(files, tmp_path, capsys):
     reports = {}
     for kind in ("pt", "pt2"):
-        status, report, err = _json_run(files, tmp_path, capsys, str(files[kind]), str(files["data"]), "--eps", "0.02", *QUICK)
+        status, report, err = _json_run(
+            files, tmp_path, capsys, str(files[kind]), str(files["data"]), "--eps", "0.02", *QUICK
+        )
         assert status == 0, err
         assert "high" not in _severities(report).values()
         assert len(report["findings"]) == 5 and report["name"] == files[kind].name
@@ -284,7 +404,9 @@ def test_exit_status_follows_fail_on_and_the_worst_finding(files, tmp_path, caps
     args = [str(files["pt2"]), str(files["data"]), "--eps", "0.3", *QUICK]
     status, report, err = _json_run(files, tmp_path, capsys, *args)
     severities = _severities(report)
-    assert severities["adversarial_testing"] == "high", "an undefended MLP at eps = 0.3 must rate high"
+    assert severities["adversarial_testing"] == "high", (
+        "an undefended MLP at eps = 0.3 must rate high"
+    )
     assert status == 1 and "FAIL" in err and "adversarial_testing" in err.splitlines()[-1]
     medium = any(s in ("medium", "high") for s in severities.values())
     assert _json_run(files, tmp_path, capsys, *args, "--fail-on", "medium")[0] == int(medium) == 1
@@ -292,7 +414,9 @@ def test_exit_status_follows_fail_on_and_the_worst_finding(files, tmp_path, caps
 
 
 def test_markdown_report_goes_to_stdout_and_progress_to_stderr(files, capsys):
-    status, out, err = _inprocess([str(files["pt"]), str(files["data"]), "--eps", "0.02", *QUICK], capsys)
+    status, out, err = _inprocess(
+        [str(files["pt"]), str(files["data"]), "--eps", "0.02", *QUICK], capsys
+    )
     assert status == 0, err
     assert out.startswith("### Audit of model.pt") and out.count("\n| ") == 6
     assert "gdsec-audit" not in out and "auditing at eps = 0.02" in err
@@ -304,16 +428,24 @@ def test_standard_budget_adds_eps_to_the_grid_and_quick_audits_eps_alone():
 
     standard, default = config("--eps", "0.15"), cli.AuditConfig()
     assert standard.eps_grid == tuple(sorted({*default.eps_grid, 0.15})) and standard.eps == 0.15
-    assert standard.public()["n_eval"] == default.public()["n_eval"], "standard keeps the default budgets"
-    assert config("--eps", "0.1").eps_grid == default.eps_grid, "a budget already in the grid is not repeated"
-    assert standard.budget == cli.AuditConfig().budget and standard.reference_seeds == default.reference_seeds
+    assert standard.public()["n_eval"] == default.public()["n_eval"], (
+        "standard keeps the default budgets"
+    )
+    assert config("--eps", "0.1").eps_grid == default.eps_grid, (
+        "a budget already in the grid is not repeated"
+    )
+    assert (
+        standard.budget == cli.AuditConfig().budget
+        and standard.reference_seeds == default.reference_seeds
+    )
     quick = config("--eps", "0.15", "--budget", "quick")
     assert quick.eps_grid == (0.15,) and quick.n_eval == 64 and quick.reference_seeds == 1
 
 
 def test_json_goes_to_stdout_with_the_eps_evidence(files, capsys):
-    status, out, err = _inprocess([str(files["pt2"]), str(files["data"]), "--eps", "0.15", *QUICK,
-                                   "--format", "json"], capsys)
+    status, out, err = _inprocess(
+        [str(files["pt2"]), str(files["data"]), "--eps", "0.15", *QUICK, "--format", "json"], capsys
+    )
     report = json.loads(out)
     assert status in (0, 1) and report["settings"]["eps_grid"] == [0.15], err
     assert "0.15" in report["findings"][1]["evidence"]["robust_accuracy_by_eps"]
@@ -321,11 +453,27 @@ def test_json_goes_to_stdout_with_the_eps_evidence(files, capsys):
 
 def test_html_report_is_a_whole_document(files, tmp_path, capsys):
     out = tmp_path / "report.html"
-    status, stdout, err = _inprocess([str(files["pt"]), str(files["data"]), "--eps", "0.02", *QUICK,
-                                      "--format", "html", "--out", str(out)], capsys)
+    status, stdout, err = _inprocess(
+        [
+            str(files["pt"]),
+            str(files["data"]),
+            "--eps",
+            "0.02",
+            *QUICK,
+            "--format",
+            "html",
+            "--out",
+            str(out),
+        ],
+        capsys,
+    )
     text = out.read_text()
     assert status == 0 and stdout == "", err
-    assert text.startswith("<!DOCTYPE html>") and text.count("<tr") == 6 and text.rstrip().endswith("</html>")
+    assert (
+        text.startswith("<!DOCTYPE html>")
+        and text.count("<tr") == 6
+        and text.rstrip().endswith("</html>")
+    )
     assert f"report in {out}" in err
 
 
@@ -334,9 +482,17 @@ def test_a_failed_write_leaves_no_file(files, tmp_path, capsys, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(cli.os, "replace", refuse)
-    status, out, err = _inprocess([str(files["pt2"]), str(files["data"]), *QUICK, "--out", str(tmp_path / "r.md")], capsys)
-    assert status == 2 and out == "" and err.strip().splitlines()[-1] == "gdsec-audit: error: disk full"
-    assert list(tmp_path.iterdir()) == [], "neither the report nor its temporary file may be left behind"
+    status, out, err = _inprocess(
+        [str(files["pt2"]), str(files["data"]), *QUICK, "--out", str(tmp_path / "r.md")], capsys
+    )
+    assert (
+        status == 2
+        and out == ""
+        and err.strip().splitlines()[-1] == "gdsec-audit: error: disk full"
+    )
+    assert list(tmp_path.iterdir()) == [], (
+        "neither the report nor its temporary file may be left behind"
+    )
 
 
 def test_a_failing_audit_exits_3_with_one_line(files, tmp_path, capsys, monkeypatch):
@@ -344,15 +500,22 @@ def test_a_failing_audit_exits_3_with_one_line(files, tmp_path, capsys, monkeypa
         raise RuntimeError("boom\nsecond line of a long torch error")
 
     monkeypatch.setattr(cli, "audit", broken)
-    status, out, err = _inprocess([str(files["pt"]), str(files["data"]), "--out", str(tmp_path / "r.md")], capsys)
+    status, out, err = _inprocess(
+        [str(files["pt"]), str(files["data"]), "--out", str(tmp_path / "r.md")], capsys
+    )
     assert status == 3 and out == "" and not (tmp_path / "r.md").exists()
-    assert err.strip().splitlines()[-1] == "gdsec-audit: error: the audit failed (RuntimeError: boom)"
+    assert (
+        err.strip().splitlines()[-1] == "gdsec-audit: error: the audit failed (RuntimeError: boom)"
+    )
 
 
 def test_pickles_in_model_or_data_never_run(files, tmp_path, capsys):
     marker = tmp_path / "pwned"
     torch.save({"weights": _Payload(marker)}, tmp_path / "evil.pt")
-    np.savez(tmp_path / "evil.npz", **{**files["arrays"], "x_train": np.array([_Payload(marker)], dtype=object)})
+    np.savez(
+        tmp_path / "evil.npz",
+        **{**files["arrays"], "x_train": np.array([_Payload(marker)], dtype=object)},
+    )
     assert cli.main([str(tmp_path / "evil.pt"), str(files["data"])]) == 2
     assert cli.main([str(files["pt"]), str(tmp_path / "evil.npz")]) == 2
     assert not marker.exists()
@@ -360,22 +523,26 @@ def test_pickles_in_model_or_data_never_run(files, tmp_path, capsys):
 
 
 def test_loaders_return_the_saved_model_and_data(files):
-    data = cli.load_data(files["data"])
+    data = loading.load_data(files["data"])
     assert data.x_train.dtype == torch.float32 and data.y_test.dtype == torch.int64
     assert np.array_equal(data.x_test.numpy(), files["arrays"]["x_test"])
     with torch.no_grad():
         expected = files["model"](data.x_test)
         for kind in ("pt", "pt2"):
-            model = cli.load_model(files[kind])
+            model = loading.load_model(files[kind])
             model.eval()  # an exported program refuses eval() unless the loader lifted that restriction
             model.train(False)
             torch.testing.assert_close(model(data.x_test), expected)
 
 
 def test_a_model_saved_in_training_mode_is_probed_and_audited_in_eval_mode(files, tmp_path, capsys):
-    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10), nn.BatchNorm1d(10)).train()  # batch norm fails on one row
+    model = nn.Sequential(
+        nn.Flatten(), nn.Linear(64, 10), nn.BatchNorm1d(10)
+    ).train()  # batch norm fails on one row
     path = _script(model, tmp_path / "bn.pt")
-    status, out, err = _inprocess([str(path), str(files["data"]), *QUICK, "--fail-on", "never"], capsys)
+    status, out, err = _inprocess(
+        [str(path), str(files["data"]), *QUICK, "--fail-on", "never"], capsys
+    )
     assert status == 0 and out.startswith("### Audit of bn.pt"), err
 
 
@@ -388,8 +555,16 @@ def test_help_and_version_exit_0(capsys):
 
 @pytest.mark.integration
 def test_the_module_runs_as_a_process(files, tmp_path):
-    status, out, err = _process("module", [str(files["pt"]), str(tmp_path / "absent.npz")], tmp_path)
-    assert status == 2 and out == "" and err.strip().count("\n") == 0 and "DATA" in err and "no such file" in err
+    status, out, err = _process(
+        "module", [str(files["pt"]), str(tmp_path / "absent.npz")], tmp_path
+    )
+    assert (
+        status == 2
+        and out == ""
+        and err.strip().count("\n") == 0
+        and "DATA" in err
+        and "no such file" in err
+    )
 
 
 @pytest.mark.slow
@@ -397,11 +572,26 @@ def test_the_module_runs_as_a_process(files, tmp_path):
 @pytest.mark.parametrize("kind", ["pt", "pt2"])
 def test_process_end_to_end(runner, kind, files, tmp_path):
     out = tmp_path / "report.json"
-    status, stdout, err = _process(runner, [str(files[kind]), str(files["data"]), "--eps", "0.02", *QUICK,
-                                            "--format", "json", "--out", str(out)], tmp_path)
+    status, stdout, err = _process(
+        runner,
+        [
+            str(files[kind]),
+            str(files["data"]),
+            "--eps",
+            "0.02",
+            *QUICK,
+            "--format",
+            "json",
+            "--out",
+            str(out),
+        ],
+        tmp_path,
+    )
     assert status == 0 and stdout == "" and "Traceback" not in err, err
     assert len(json.loads(out.read_text())["findings"]) == 5
-    status, stdout, err = _process(runner, [str(files[kind]), str(files["data"]), "--eps", "0.3", *QUICK], tmp_path)
+    status, stdout, err = _process(
+        runner, [str(files[kind]), str(files["data"]), "--eps", "0.3", *QUICK], tmp_path
+    )
     assert status == 1 and stdout.startswith("### Audit of") and "FAIL" in err, err
 
 

@@ -12,8 +12,11 @@ CUDA_NAMES = re.compile(r"^(nvidia-|cuda|cupy|triton|torch-cuda|jax\[cuda)", re.
 
 
 def _lines(path: Path) -> list[str]:
-    return [line.split(" #")[0].strip() for line in path.read_text().splitlines()
-            if line.strip() and not line.lstrip().startswith("#")]
+    return [
+        line.split(" #")[0].strip()
+        for line in path.read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
 
 
 def _pins(lines: list[str]) -> dict[str, str]:
@@ -30,7 +33,9 @@ def test_binder_has_the_same_pins_with_cpu_torch() -> None:
     binder = _pins(_lines(ROOT / "binder" / "requirements.txt"))
     assert "torch" in main and "+" not in main["torch"]
     assert binder["torch"] == f"{main['torch']}+cpu"
-    assert {k: v for k, v in binder.items() if k != "torch"} == {k: v for k, v in main.items() if k != "torch"}
+    assert {k: v for k, v in binder.items() if k != "torch"} == {
+        k: v for k, v in main.items() if k != "torch"
+    }
 
 
 def test_binder_installs_nothing_else() -> None:
@@ -40,7 +45,12 @@ def test_binder_installs_nothing_else() -> None:
     assert "-e ." in binder, "the course package (-e .) is missing"
     unpinned = [line for line in binder if not PIN.match(line) and line not in {CPU_INDEX, "-e ."}]
     assert not unpinned, f"unexpected lines in binder/requirements.txt: {unpinned}"
-    extra = set(binder) - set(main) - {CPU_INDEX} - {line for line in binder if line.startswith("torch==")}
+    extra = (
+        set(binder)
+        - set(main)
+        - {CPU_INDEX}
+        - {line for line in binder if line.startswith("torch==")}
+    )
     assert not extra, extra
 
 

@@ -37,7 +37,9 @@ def test_book_builds_with_zero_warnings(built_book):
     assert not warnings, "the build printed warnings:\n" + "\n".join(warnings[:30])
     assert "build succeeded" in output
     reports = built_book["html"] / "reports"
-    assert not reports.exists() or not any(reports.iterdir()), "execution reports mean a notebook failed"
+    assert not reports.exists() or not any(reports.iterdir()), (
+        "execution reports mean a notebook failed"
+    )
 
 
 @pytest.mark.slow
@@ -49,7 +51,9 @@ def test_every_chapter_page_was_executed(built_book):
         assert page.exists(), f"{page} was not built"
         text = page.read_text()
         assert "cell_output" in text, f"{notebook.name} has no outputs on its page"
-        assert "FloatProgress" not in text and "HBox(children" not in text, f"progress bar text leaked into {page.name}"
+        assert "FloatProgress" not in text and "HBox(children" not in text, (
+            f"progress bar text leaked into {page.name}"
+        )
         assert "Traceback" not in text, f"{page.name} shows a traceback"
 
 
@@ -63,10 +67,17 @@ def _broken_book(root):
     notebook = {
         "cells": [
             {"cell_type": "markdown", "metadata": {}, "source": ["# Broken on purpose"]},
-            {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
-             "source": ["raise RuntimeError('this notebook is broken on purpose')"]},
+            {
+                "cell_type": "code",
+                "metadata": {},
+                "execution_count": None,
+                "outputs": [],
+                "source": ["raise RuntimeError('this notebook is broken on purpose')"],
+            },
         ],
-        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        "metadata": {
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+        },
         "nbformat": 4,
         "nbformat_minor": 5,
     }
@@ -84,14 +95,26 @@ def test_a_failing_notebook_fails_the_build(tmp_path):
 
 def _normalise(text: str) -> str:
     """Lower case, one space between words, typographic quotes and dashes as ASCII, no hyphen breaks."""
-    text = text.replace("\u2019", "'").replace("\u2018", "'").replace("\u201c", '"').replace("\u201d", '"')
-    text = text.replace("\u2013", "-").replace("\u2014", "-").replace("\u2212", "-").replace("\ufb01", "fi")
+    text = (
+        text.replace("\u2019", "'")
+        .replace("\u2018", "'")
+        .replace("\u201c", '"')
+        .replace("\u201d", '"')
+    )
+    text = (
+        text.replace("\u2013", "-")
+        .replace("\u2014", "-")
+        .replace("\u2212", "-")
+        .replace("\ufb01", "fi")
+    )
     text = re.sub(r"-\n\s*(?=[a-z])", "", text).replace("--", "-")
     return " ".join(text.lower().split())
 
 
 def _poppler(tool: str, *args: str) -> str:
-    return subprocess.run([tool, *args], capture_output=True, text=True, check=True, timeout=120).stdout
+    return subprocess.run(
+        [tool, *args], capture_output=True, text=True, check=True, timeout=120
+    ).stdout
 
 
 @pytest.fixture(scope="module")
@@ -114,11 +137,17 @@ def built_pdf(built_book: dict) -> dict:
         result["text"] = _poppler("pdftotext", "-layout", str(pdf), "-")
         result["info"] = _poppler("pdfinfo", str(pdf))
         listing = _poppler("pdfimages", "-list", str(pdf)).splitlines()[2:]
-        result["images"] = [line for line in listing if len(line.split()) > 2 and line.split()[2] == "image"]
+        result["images"] = [
+            line for line in listing if len(line.split()) > 2 and line.split()[2] == "image"
+        ]
         pages = re.search(r"^Pages:\s+(\d+)", result["info"], re.MULTILINE)
         result["pages"] = int(pages.group(1)) if pages else 0
-        report = {"seconds": round(seconds, 1), "pages": result["pages"], "images": len(result["images"]),
-                  "bytes": pdf.stat().st_size}
+        report = {
+            "seconds": round(seconds, 1),
+            "pages": result["pages"],
+            "images": len(result["images"]),
+            "bytes": pdf.stat().st_size,
+        }
         (artifact_dir("pdf") / "report.json").write_text(json.dumps(report, indent=1))
         print(f"\nPDF build: {report}")
     return result
@@ -132,35 +161,57 @@ def test_pdf_builds_from_the_execution_cache(built_pdf: dict) -> None:
     assert built_pdf["pdf"].is_file(), f"no {PDF_NAME} after the build:\n{output[-3000:]}"
     warnings = [line for line in output.splitlines() if SPHINX_WARNING.search(line)]
     assert not warnings, "the PDF build printed warnings:\n" + "\n".join(warnings[:30])
-    assert "Executing notebook" not in output, "the PDF build executed notebooks again instead of using the cache"
+    assert "Executing notebook" not in output, (
+        "the PDF build executed notebooks again instead of using the cache"
+    )
     assert built_pdf["pages"] >= 50, built_pdf["info"]
 
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("book")
-def test_pdf_has_every_chapter_with_figures_numbers_and_citations(built_pdf: dict, built_book: dict) -> None:
+def test_pdf_has_every_chapter_with_figures_numbers_and_citations(
+    built_pdf: dict, built_book: dict
+) -> None:
     if "text" not in built_pdf:
         pytest.fail(f"no PDF to check:\n{built_pdf['output'][-3000:]}")
     text = _normalise(built_pdf["text"])
     problems = []
     for notebook in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         cells = json.loads(notebook.read_text())["cells"]
-        heading = next(line for cell in cells if cell["cell_type"] == "markdown"
-                       for line in "".join(cell["source"]).splitlines() if line.startswith("# "))
+        heading = next(
+            line
+            for cell in cells
+            if cell["cell_type"] == "markdown"
+            for line in "".join(cell["source"]).splitlines()
+            if line.startswith("# ")
+        )
         title = re.sub(r"^#\s+\d+\.\s*", "", heading).strip()
         if _normalise(title) not in text:
             problems.append(f"chapter title {title!r} not in the PDF")
     # glued numbers: what the HTML chapter pages pasted must be in the PDF too
     pasted = []
     for page in sorted((built_book["html"] / "notebooks").glob("[0-9][0-9]_*.html")):
-        pasted += [html_lib.unescape(v) for v in re.findall(r'<span class="pasted-text">([^<]+)</span>', page.read_text())]
-    assert len(pasted) >= 50, f"only {len(pasted)} glued numbers in the HTML chapters: the check would be weak"
+        pasted += [
+            html_lib.unescape(v)
+            for v in re.findall(r'<span class="pasted-text">([^<]+)</span>', page.read_text())
+        ]
+    assert len(pasted) >= 50, (
+        f"only {len(pasted)} glued numbers in the HTML chapters: the check would be weak"
+    )
     found = sum(_normalise(value) in text for value in pasted)
     if found < MIN_FOUND * len(pasted):
-        problems.append(f"only {found} of {len(pasted)} glued numbers of the HTML chapters are in the PDF")
+        problems.append(
+            f"only {found} of {len(pasted)} glued numbers of the HTML chapters are in the PDF"
+        )
     # citations: the bibliography lists every entry of references.bib (``:all:``)
-    titles = [re.sub(r"[{}]", "", t) for t in re.findall(r"^\s*title\s*=\s*[{\"](.+?)[}\"],?\s*$",
-                                                        (ROOT / "book" / "references.bib").read_text(), re.MULTILINE)]
+    titles = [
+        re.sub(r"[{}]", "", t)
+        for t in re.findall(
+            r"^\s*title\s*=\s*[{\"](.+?)[}\"],?\s*$",
+            (ROOT / "book" / "references.bib").read_text(),
+            re.MULTILINE,
+        )
+    ]
     assert len(titles) >= 10, titles
     cited = sum(_normalise(t)[:40] in text for t in titles)
     if cited < MIN_FOUND * len(titles):
@@ -169,9 +220,13 @@ def test_pdf_has_every_chapter_with_figures_numbers_and_citations(built_pdf: dic
     figures = set()
     for page in sorted((built_book["html"] / "notebooks").glob("[0-9][0-9]_*.html")):
         figures |= set(re.findall(r'<img[^>]*src="\.\./(_images/[^"]+\.png)"', page.read_text()))
-    assert len(figures) >= 10, f"only {len(figures)} figures in the HTML chapters: the check would be weak"
+    assert len(figures) >= 10, (
+        f"only {len(figures)} figures in the HTML chapters: the check would be weak"
+    )
     if len(built_pdf["images"]) < len(figures):
-        problems.append(f"{len(built_pdf['images'])} images in the PDF for {len(figures)} figures in the HTML chapters")
+        problems.append(
+            f"{len(built_pdf['images'])} images in the PDF for {len(figures)} figures in the HTML chapters"
+        )
     assert not problems, "\n".join(problems)
 
 
@@ -183,4 +238,6 @@ def test_html_book_links_the_pdf(built_pdf: dict, built_book: dict) -> None:
     links = re.findall(r'href="([^"]*' + re.escape(PDF_NAME) + r')"', intro)
     assert links, "the intro page has no link to the PDF"
     target = (html / "book" / links[0]).resolve()
-    assert target == (html / PDF_NAME).resolve() and target.is_file(), f"{links[0]} does not lead to the copied PDF"
+    assert target == (html / PDF_NAME).resolve() and target.is_file(), (
+        f"{links[0]} does not lead to the copied PDF"
+    )

@@ -73,7 +73,9 @@ def toc_documents(toc_file: Path) -> list[str]:
     return [str(Path(doc).with_suffix("")) for doc in found]
 
 
-REDIRECT = re.compile(r"""<meta\s+http-equiv=["']refresh["']\s+content=["'][^"']*url=([^"']+)["']""", re.IGNORECASE)
+REDIRECT = re.compile(
+    r"""<meta\s+http-equiv=["']refresh["']\s+content=["'][^"']*url=([^"']+)["']""", re.IGNORECASE
+)
 
 
 def html_pages(html: Path) -> list[str]:
@@ -199,14 +201,21 @@ def _exercise_controls(page) -> list[dict]:
         control = page.locator(f'[data-gdsec-control="{index}"]')
         control.scroll_into_view_if_needed()
         before = page.evaluate(VIEW_STATE_JS, index)
-        record = {"index": index, "kind": kind, "has_view": before["box"], "initially_loaded": before["loaded"]}
+        record = {
+            "index": index,
+            "kind": kind,
+            "has_view": before["box"],
+            "initially_loaded": before["loaded"],
+        }
         if kind == "slider":
             handle = control.locator(".noUi-handle").first
             handle.focus()
             handle.press("ArrowRight")
             after = _wait_for_change(page, index, before)
-            record["keyboard"] = {"changed": after["images"] != before["images"] and after["loaded"],
-                                  "readout": [before["readout"], after["readout"]]}
+            record["keyboard"] = {
+                "changed": after["images"] != before["images"] and after["loaded"],
+                "readout": [before["readout"], after["readout"]],
+            }
             # then drag the handle to the far end away from where it is now
             track = control.locator(".noUi-target").first.bounding_box()
             knob = handle.bounding_box()
@@ -218,8 +227,10 @@ def _exercise_controls(page) -> list[dict]:
             page.mouse.move(end_x, start[1], steps=12)
             page.mouse.up()
             dragged = _wait_for_change(page, index, after)
-            record["drag"] = {"changed": dragged["images"] != after["images"] and dragged["loaded"],
-                              "readout": [after["readout"], dragged["readout"]]}
+            record["drag"] = {
+                "changed": dragged["images"] != after["images"] and dragged["loaded"],
+                "readout": [after["readout"], dragged["readout"]],
+            }
         else:
             buttons = control.locator("button")
             target = None
@@ -232,8 +243,10 @@ def _exercise_controls(page) -> list[dict]:
             else:
                 target.click()
                 after = _wait_for_change(page, index, before)
-                record["click"] = {"changed": after["images"] != before["images"] and after["loaded"],
-                                   "readout": [before["readout"], after["readout"]]}
+                record["click"] = {
+                    "changed": after["images"] != before["images"] and after["loaded"],
+                    "readout": [before["readout"], after["readout"]],
+                }
         results.append(record)
     return results
 
@@ -243,11 +256,22 @@ def _visit(context, base: str, page_path: str, shots: Path, axe: str) -> dict:
     page = context.new_page()
     log = {"requests": [], "failed": [], "http_errors": [], "console_errors": [], "page_errors": []}
     page.on("request", lambda request: log["requests"].append(request.url))
-    page.on("requestfailed", lambda request: log["failed"].append(f"{request.url} ({request.failure})"))
-    page.on("response", lambda response: response.status >= 400
-            and log["http_errors"].append(f"{response.status} {response.url}"))
-    page.on("console", lambda message: message.type == "error"
-            and log["console_errors"].append(message.text[:500]))
+    page.on(
+        "requestfailed", lambda request: log["failed"].append(f"{request.url} ({request.failure})")
+    )
+    page.on(
+        "response",
+        lambda response: (
+            response.status >= 400
+            and log["http_errors"].append(f"{response.status} {response.url}")
+        ),
+    )
+    page.on(
+        "console",
+        lambda message: (
+            message.type == "error" and log["console_errors"].append(message.text[:500])
+        ),
+    )
     page.on("pageerror", lambda error: log["page_errors"].append(str(error)[:500]))
     try:
         page.goto(urljoin(base, page_path), wait_until="load", timeout=PAGE_TIMEOUT_MS)
@@ -261,7 +285,14 @@ def _visit(context, base: str, page_path: str, shots: Path, axe: str) -> dict:
         page.wait_for_load_state("networkidle", timeout=PAGE_TIMEOUT_MS)
     finally:
         page.close()
-    return {"page": page_path, **log, **facts, "controls": controls, "screenshot": str(shot), "axe": violations}
+    return {
+        "page": page_path,
+        **log,
+        **facts,
+        "controls": controls,
+        "screenshot": str(shot),
+        "axe": violations,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -336,15 +367,27 @@ def visits(browser, served: str, site: dict, axe: str) -> dict[str, dict]:
         "requests": sum(len(v["requests"]) for v in results.values()),
         "failed_requests": sum(len(v["failed"]) + len(v["http_errors"]) for v in results.values()),
         "blocked_external_requests": sum(len(v["blocked"]) for v in results.values()),
-        "javascript_errors": sum(len(v["console_errors"]) + len(v["page_errors"]) for v in results.values()),
+        "javascript_errors": sum(
+            len(v["console_errors"]) + len(v["page_errors"]) for v in results.values()
+        ),
         "widget_controls_exercised": sum(len(v["controls"]) for v in results.values()),
-        "axe_blocking_violations": sum(len(x["nodes"]) for v in results.values() for x in v["axe"]
-                                       if x["impact"] in BLOCKING_IMPACTS),
-        "chapters_without_widget_controls": [p for p, v in results.items()
-                                             if p.startswith("notebooks/") and not v["controls"]],
+        "axe_blocking_violations": sum(
+            len(x["nodes"])
+            for v in results.values()
+            for x in v["axe"]
+            if x["impact"] in BLOCKING_IMPACTS
+        ),
+        "chapters_without_widget_controls": [
+            p for p, v in results.items() if p.startswith("notebooks/") and not v["controls"]
+        ],
     }
-    report = {"summary": summary, "pages": {k: {kk: vv for kk, vv in v.items() if kk not in {"prose", "body_text"}}
-                                            for k, v in results.items()}}
+    report = {
+        "summary": summary,
+        "pages": {
+            k: {kk: vv for kk, vv in v.items() if kk not in {"prose", "body_text"}}
+            for k, v in results.items()
+        },
+    }
     (shots / "report.json").write_text(json.dumps(report, indent=1))
     print(f"\nbrowser-book summary: {summary}")
     return results
@@ -365,15 +408,25 @@ def test_redirect_stubs_lead_to_pages(site: dict) -> None:
 
 
 def test_pages_load_offline_without_failed_or_external_requests(visits: dict) -> None:
-    problems = {page: {"failed": v["failed"], "http_errors": v["http_errors"], "left_the_machine": v["blocked"]}
-                for page, v in visits.items() if v["failed"] or v["http_errors"] or v["blocked"]}
+    problems = {
+        page: {
+            "failed": v["failed"],
+            "http_errors": v["http_errors"],
+            "left_the_machine": v["blocked"],
+        }
+        for page, v in visits.items()
+        if v["failed"] or v["http_errors"] or v["blocked"]
+    }
     assert not problems, json.dumps(problems, indent=1)
     assert all(v["requests"] for v in visits.values())
 
 
 def test_no_javascript_errors(visits: dict) -> None:
-    errors = {page: v["console_errors"] + v["page_errors"] for page, v in visits.items()
-              if v["console_errors"] or v["page_errors"]}
+    errors = {
+        page: v["console_errors"] + v["page_errors"]
+        for page, v in visits.items()
+        if v["console_errors"] or v["page_errors"]
+    }
     assert not errors, json.dumps(errors, indent=1)
 
 
@@ -390,20 +443,30 @@ def test_figures_have_images_and_alt_text(visits: dict) -> None:
                 problems.append(f"{page}: image not loaded {image['src']}")
             alt = (image["alt"] or "").strip()
             if not alt or PATH_LIKE_ALT.match(alt):
-                problems.append(f"{page}: image {image['src'][:60]} has alt text {image['alt']!r}, not a description")
+                problems.append(
+                    f"{page}: image {image['src'][:60]} has alt text {image['alt']!r}, not a description"
+                )
     assert not problems, "\n".join(problems)
     if any(p.startswith("notebooks/") for p in visits):
-        assert widget_images, "no explorer view found on any chapter page: the widget alt check would be vacuous"
+        assert widget_images, (
+            "no explorer view found on any chapter page: the widget alt check would be vacuous"
+        )
 
 
 def _blocking(violations: list[dict]) -> list[str]:
-    return [f"{v['id']} ({v['impact']}, {len(v['nodes'])}x): {v['help']}; e.g. {v['nodes'][0]['target']} "
-            f"{v['nodes'][0]['html'][:120]}" for v in violations if v["impact"] in BLOCKING_IMPACTS]
+    return [
+        f"{v['id']} ({v['impact']}, {len(v['nodes'])}x): {v['help']}; e.g. {v['nodes'][0]['target']} "
+        f"{v['nodes'][0]['html'][:120]}"
+        for v in violations
+        if v["impact"] in BLOCKING_IMPACTS
+    ]
 
 
 def test_no_serious_accessibility_violations(visits: dict) -> None:
     found = {page: _blocking(v["axe"]) for page, v in visits.items() if _blocking(v["axe"])}
-    assert not found, "axe-core (WCAG 2.1 A/AA) critical or serious violations:\n" + json.dumps(found, indent=1)
+    assert not found, "axe-core (WCAG 2.1 A/AA) critical or serious violations:\n" + json.dumps(
+        found, indent=1
+    )
 
 
 def test_axe_reports_a_planted_violation(browser, served: str, site: dict, axe: str) -> None:
@@ -420,7 +483,9 @@ def test_axe_reports_a_planted_violation(browser, served: str, site: dict, axe: 
           (document.querySelector('main') || document.body).appendChild(button);
         }""")
         ids = {v["id"] for v in axe_violations(page, axe) if v["impact"] in BLOCKING_IMPACTS}
-        assert {"image-alt", "button-name"} <= ids, f"axe missed the planted image without alt and unnamed button: {ids}"
+        assert {"image-alt", "button-name"} <= ids, (
+            f"axe missed the planted image without alt and unnamed button: {ids}"
+        )
     finally:
         context.close()
 
@@ -438,18 +503,28 @@ def test_math_is_typeset(visits: dict) -> None:
         if raw:
             problems.append(f"{page}: raw TeX left in the text: {raw.group(0)[:80]!r}")
     assert not problems, "\n".join(problems)
-    assert any(v["math_nodes"] for v in visits.values()), "no page has math: the check would be vacuous"
+    assert any(v["math_nodes"] for v in visits.values()), (
+        "no page has math: the check would be vacuous"
+    )
 
 
 def test_no_progress_bar_text(visits: dict) -> None:
-    leaks = [page for page, v in visits.items()
-             if v["progress_widgets"] or "FloatProgress" in v["body_text"] or "HBox(children=" in v["body_text"]]
+    leaks = [
+        page
+        for page, v in visits.items()
+        if v["progress_widgets"]
+        or "FloatProgress" in v["body_text"]
+        or "HBox(children=" in v["body_text"]
+    ]
     assert not leaks, f"progress-bar widget text on {leaks}"
 
 
 def test_saved_widget_views_render(visits: dict) -> None:
-    broken = {page: f"{v['widgets_rendered']} of {v['widget_views']} rendered"
-              for page, v in visits.items() if v["widgets_rendered"] < v["widget_views"]}
+    broken = {
+        page: f"{v['widgets_rendered']} of {v['widget_views']} rendered"
+        for page, v in visits.items()
+        if v["widgets_rendered"] < v["widget_views"]
+    }
     assert not broken, broken
 
 
@@ -466,8 +541,10 @@ def test_kernel_free_widgets_change_the_view(visits: dict, site: dict) -> None:
                 if action in control:
                     exercised += 1
                     if not control[action]["changed"]:
-                        problems.append(f"{label}: {action} did not change the image "
-                                        f"(readout {control[action]['readout']})")
+                        problems.append(
+                            f"{label}: {action} did not change the image "
+                            f"(readout {control[action]['readout']})"
+                        )
     assert not problems, "a control that moves but changes nothing:\n" + "\n".join(problems)
     chapters = [doc for doc in site["toc"] if doc.startswith("notebooks/")]
     if chapters:
@@ -511,9 +588,14 @@ def test_search_finds_a_term(browser, served: str, site: dict) -> None:
         page.goto(urljoin(served, f"search.html?q={SEARCH_TERM}"), wait_until="load")
         results = page.locator("#search-results ul.search li")
         results.first.wait_for(state="attached", timeout=PAGE_TIMEOUT_MS)
-        hrefs = [results.nth(i).locator("a").first.get_attribute("href") or "" for i in range(results.count())]
+        hrefs = [
+            results.nth(i).locator("a").first.get_attribute("href") or ""
+            for i in range(results.count())
+        ]
         documents = {doc for doc in site["toc"]}
-        linked = [h for h in hrefs if h.split("?")[0].split("#")[0].removesuffix(".html") in documents]
+        linked = [
+            h for h in hrefs if h.split("?")[0].split("#")[0].removesuffix(".html") in documents
+        ]
         assert linked, f"search for {SEARCH_TERM!r} found {hrefs}, none a page of the book"
         assert not blocked, blocked
     finally:
@@ -521,7 +603,11 @@ def test_search_finds_a_term(browser, served: str, site: dict) -> None:
 
 
 def _chapter_pages(site: dict) -> list[str]:
-    return [f"{doc}.html" for doc in site["toc"] if doc.startswith("notebooks/") and f"{doc}.html" in site["pages"]]
+    return [
+        f"{doc}.html"
+        for doc in site["toc"]
+        if doc.startswith("notebooks/") and f"{doc}.html" in site["pages"]
+    ]
 
 
 def test_explorer_controls_work_from_the_keyboard(browser, served: str, site: dict) -> None:
@@ -549,13 +635,19 @@ def test_explorer_controls_work_from_the_keyboard(browser, served: str, site: di
                 break
         assert reached, "no slider handle reached with Tab on any chapter page"
         page_path, before = reached
-        assert before["name"] and before["name"] != "value", f"{page_path}: the focused slider has no name: {before}"
+        assert before["name"] and before["name"] != "value", (
+            f"{page_path}: the focused slider has no name: {before}"
+        )
         page.keyboard.press("ArrowRight")
         page.wait_for_timeout(300)
         after = page.evaluate("""() => ({now: document.activeElement.getAttribute('aria-valuenow'),
                                           text: document.activeElement.getAttribute('aria-valuetext')})""")
-        assert after["now"] != before["now"], f"{page_path}: ArrowRight did not move the slider ({before} -> {after})"
-        assert after["text"] != before["text"], f"{page_path}: the slider's spoken value did not follow ({before} -> {after})"
+        assert after["now"] != before["now"], (
+            f"{page_path}: ArrowRight did not move the slider ({before} -> {after})"
+        )
+        assert after["text"] != before["text"], (
+            f"{page_path}: the slider's spoken value did not follow ({before} -> {after})"
+        )
         assert not blocked, blocked
     finally:
         context.close()
@@ -590,8 +682,12 @@ def _margin_brightness(png: bytes, inset: float) -> float:
     if width <= 2 * (low + 3) or height <= 2 * (low + 3):
         return 0.0
     pixels = image.load()
-    ring = sorted(pixels[x, y] for x in range(low, width - low) for y in range(low, height - low)
-                  if x < low + 3 or y < low + 3 or x >= width - low - 3 or y >= height - low - 3)
+    ring = sorted(
+        pixels[x, y]
+        for x in range(low, width - low)
+        for y in range(low, height - low)
+        if x < low + 3 or y < low + 3 or x >= width - low - 3 or y >= height - low - 3
+    )
     return float(ring[len(ring) // 2])
 
 
@@ -612,12 +708,16 @@ def test_figures_are_readable_in_dark_mode(browser, served: str, site: dict) -> 
         page.evaluate(PLANT_TRANSPARENT_JS)
         planted_image = page.locator("#gdsec-planted")
         planted = _margin_brightness(planted_image.screenshot(), planted_image.evaluate(INSET_JS))
-        assert planted < LIGHT_BACKDROP, f"a transparent figure on the dark page measured {planted:.0f}: vacuous check"
+        assert planted < LIGHT_BACKDROP, (
+            f"a transparent figure on the dark page measured {planted:.0f}: vacuous check"
+        )
         for page_path in site["pages"]:
             page.goto(urljoin(served, page_path), wait_until="load", timeout=PAGE_TIMEOUT_MS)
             page.evaluate(SETTLE_JS)
             theme = page.evaluate("() => document.documentElement.dataset.theme")
-            assert theme == "dark", f"{page_path}: the theme did not switch to dark mode ({theme!r})"
+            assert theme == "dark", (
+                f"{page_path}: the theme did not switch to dark mode ({theme!r})"
+            )
             images = page.locator("main img")
             for index in range(images.count()):
                 image = images.nth(index)
@@ -630,7 +730,9 @@ def test_figures_are_readable_in_dark_mode(browser, served: str, site: dict) -> 
                 if brightness < LIGHT_BACKDROP:
                     name = f"{page_path.replace('/', '__').removesuffix('.html')}-{index}.png"
                     (shots / name).write_bytes(png)
-                    problems.append(f"{page_path} image #{index}: margin brightness {brightness:.0f} < {LIGHT_BACKDROP} ({name})")
+                    problems.append(
+                        f"{page_path} image #{index}: margin brightness {brightness:.0f} < {LIGHT_BACKDROP} ({name})"
+                    )
         assert checked, "no figure checked in dark mode: the check would be vacuous"
         assert not problems, "figures unreadable on the dark page:\n" + "\n".join(problems)
         assert not blocked, blocked
@@ -647,14 +749,22 @@ def test_every_chapter_offers_its_notebook(site: dict, served: str) -> None:
     problems = []
     for page_path in chapters:
         text = (site["html"] / page_path).read_text(errors="replace")
-        tags = [tag for tag in re.findall(r"<a\b[^>]*>", text) if "btn-download-source-button" in tag]
-        links = [m.group(1) for tag in tags for m in [re.search(r'href="([^"]+\.ipynb)"', tag)] if m]
+        tags = [
+            tag for tag in re.findall(r"<a\b[^>]*>", text) if "btn-download-source-button" in tag
+        ]
+        links = [
+            m.group(1) for tag in tags for m in [re.search(r'href="([^"]+\.ipynb)"', tag)] if m
+        ]
         local = [link for link in links if not link.startswith(("http:", "https:"))]
         if not local:
             problems.append(f"{page_path}: no download button for the .ipynb")
             continue
         with urlopen(urljoin(urljoin(served, page_path), local[0]), timeout=30) as response:
             notebook = json.loads(response.read())
-        if Path(local[0]).stem != Path(page_path).stem or not notebook.get("cells") or notebook.get("nbformat") != 4:
+        if (
+            Path(local[0]).stem != Path(page_path).stem
+            or not notebook.get("cells")
+            or notebook.get("nbformat") != 4
+        ):
             problems.append(f"{page_path}: {local[0]} is not this chapter's notebook")
     assert not problems, problems

@@ -23,7 +23,9 @@ def test_load_digits_is_deterministic_and_seeded():
     assert not torch.equal(a.x_train, c.x_train)
 
 
-@pytest.mark.parametrize("kwargs", [{"test_size": 0.0}, {"test_size": 1.0}, {"seed": -1}, {"test_size": "a"}])
+@pytest.mark.parametrize(
+    "kwargs", [{"test_size": 0.0}, {"test_size": 1.0}, {"seed": -1}, {"test_size": "a"}]
+)
 def test_load_digits_rejects(kwargs):
     with pytest.raises(ValueError):
         data.load_digits(**kwargs)
@@ -78,8 +80,20 @@ def test_model_arguments_are_validated():
         (lambda: [models.mlp(seed=0), "model"], r"models\[1\] must be a torch.nn.Module"),
         (lambda: [models.mlp(seed=0), models.mlp(hidden=8, seed=0)], "one architecture; model 1"),
         (lambda: [models.mlp(seed=0), models.logistic_regression(seed=0)], "one architecture"),
-        (lambda: [torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Dropout(), torch.nn.Linear(64, 10))], "dropout"),
-        (lambda: [torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10).requires_grad_(False))], "trainable"),
+        (
+            lambda: [
+                torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Dropout(), torch.nn.Linear(64, 10))
+            ],
+            "dropout",
+        ),
+        (
+            lambda: [
+                torch.nn.Sequential(
+                    torch.nn.Flatten(), torch.nn.Linear(64, 10).requires_grad_(False)
+                )
+            ],
+            "trainable",
+        ),
     ],
 )
 def test_check_same_architecture_names_the_argument(build, message):
@@ -106,7 +120,11 @@ def test_eval_mode_restores_the_mode_even_on_error():
 
 def test_eval_mode_gives_every_submodule_its_own_mode_back():
     inner = models.mlp(4, 3, hidden=5, seed=0).eval()
-    wrapper = torch.nn.Sequential(inner)  # a fresh wrapper is in training mode, the model it wraps is not
+    wrapper = torch.nn.Sequential(
+        inner
+    )  # a fresh wrapper is in training mode, the model it wraps is not
     with models.eval_mode(wrapper):
         assert not wrapper.training and not inner.training
-    assert wrapper.training and not inner.training, "leaving the block must not switch the wrapped model to training"
+    assert wrapper.training and not inner.training, (
+        "leaving the block must not switch the wrapped model to training"
+    )

@@ -8,13 +8,19 @@ import torch
 
 from gdsec import distributed
 
-pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed missing")
+pytestmark = pytest.mark.skipif(
+    not torch.distributed.is_available(), reason="torch.distributed missing"
+)
 
 
 @pytest.mark.slow
 def test_robust_hook_keeps_ddp_training_sane_where_averaging_fails() -> None:
     results = distributed.run_ddp(
-        aggregators=("mean", "coordinate_median"), world_size=3, malicious_rank=0, steps=40, timeout=150.0
+        aggregators=("mean", "coordinate_median"),
+        world_size=3,
+        malicious_rank=0,
+        steps=40,
+        timeout=150.0,
     )
     assert set(results) == {"mean", "coordinate_median"}
     assert all(len(accs) == 3 for accs in results.values())

@@ -52,7 +52,9 @@ def test_curvature_where_the_most_negative_eigenvalue_dominates(digits):
         opt.step()
     model.zero_grad(set_to_none=True)
     exact = torch.linalg.eigvalsh(hessian.full_hessian(model, x, y))
-    assert -exact[0] > 100 * exact[-1] > 0  # the premise: |lambda_min| is by far the largest magnitude
+    assert (
+        -exact[0] > 100 * exact[-1] > 0
+    )  # the premise: |lambda_min| is by far the largest magnitude
     result = hessian.curvature(model, x, y, steps=300, tol=1e-10)
     assert result.converged
     assert abs(result.lambda_min - exact[0].item()) < 1e-6 * abs(exact[0].item())
@@ -65,7 +67,9 @@ def test_non_convergence_is_reported_and_runs_are_seeded(tiny):
     short = hessian.curvature(model, x, y, steps=2)
     assert not short.converged and short.steps == 2
     full = hessian.curvature(model, x, y, steps=300)
-    assert full.converged and 2 < full.steps <= 50  # stops on its residual, long before the 275 dimensions
+    assert (
+        full.converged and 2 < full.steps <= 50
+    )  # stops on its residual, long before the 275 dimensions
     assert hessian.curvature(model, x, y, seed=3) == hessian.curvature(model, x, y, seed=3)
 
 
@@ -84,12 +88,46 @@ def test_full_hessian_is_symmetric_and_leaves_grads(tiny):
         (lambda: hessian.hessian_extremes(*_quadratic([1.0]), steps=0), "steps"),
         (lambda: hessian.hessian_extremes(*_quadratic([1.0]), tol=-1.0), "tol"),
         (lambda: hessian.hessian_extremes(*_quadratic([1.0]), seed=-1), "seed"),
-        (lambda: hessian.sharpness("model", torch.zeros(1, 64), torch.zeros(1, dtype=torch.long)), "model"),
-        (lambda: hessian.sharpness(models.mlp(seed=0), torch.zeros(1, 64), torch.zeros(2, dtype=torch.long)), "y"),
-        (lambda: hessian.curvature(models.mlp(seed=0), torch.zeros(0, 64), torch.zeros(0, dtype=torch.long)), "x"),
-        (lambda: hessian.full_hessian("not a model", torch.zeros(1, 64), torch.zeros(1, dtype=torch.long)), "model"),
-        (lambda: hessian.full_hessian(models.mlp(hidden=128, seed=0), torch.zeros(1, 1, 8, 8), torch.zeros(1, dtype=torch.long)), "5000"),
-        (lambda: hessian.full_hessian(models.mlp(hidden=2, seed=0), torch.zeros(1, 1, 8, 8), torch.zeros(2, dtype=torch.long)), "y"),
+        (
+            lambda: hessian.sharpness(
+                "model", torch.zeros(1, 64), torch.zeros(1, dtype=torch.long)
+            ),
+            "model",
+        ),
+        (
+            lambda: hessian.sharpness(
+                models.mlp(seed=0), torch.zeros(1, 64), torch.zeros(2, dtype=torch.long)
+            ),
+            "y",
+        ),
+        (
+            lambda: hessian.curvature(
+                models.mlp(seed=0), torch.zeros(0, 64), torch.zeros(0, dtype=torch.long)
+            ),
+            "x",
+        ),
+        (
+            lambda: hessian.full_hessian(
+                "not a model", torch.zeros(1, 64), torch.zeros(1, dtype=torch.long)
+            ),
+            "model",
+        ),
+        (
+            lambda: hessian.full_hessian(
+                models.mlp(hidden=128, seed=0),
+                torch.zeros(1, 1, 8, 8),
+                torch.zeros(1, dtype=torch.long),
+            ),
+            "5000",
+        ),
+        (
+            lambda: hessian.full_hessian(
+                models.mlp(hidden=2, seed=0),
+                torch.zeros(1, 1, 8, 8),
+                torch.zeros(2, dtype=torch.long),
+            ),
+            "y",
+        ),
     ],
 )
 def test_hessian_rejects(call, message):

@@ -81,7 +81,9 @@ def _free_port() -> int:
 
 def _wait_for_server(url: str, token: str, process: subprocess.Popen, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
-    request = urllib.request.Request(url + "api/status", headers={"Authorization": f"token {token}"})
+    request = urllib.request.Request(
+        url + "api/status", headers={"Authorization": f"token {token}"}
+    )
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"jupyter lab exited with {process.returncode}")
@@ -110,10 +112,14 @@ def _stop(process: subprocess.Popen) -> None:
 def _shutdown_kernels(url: str, token: str) -> None:
     headers = {"Authorization": f"token {token}"}
     try:
-        with urllib.request.urlopen(urllib.request.Request(url + "api/kernels", headers=headers), timeout=10) as r:
+        with urllib.request.urlopen(
+            urllib.request.Request(url + "api/kernels", headers=headers), timeout=10
+        ) as r:
             kernels = json.load(r)
         for kernel in kernels:
-            request = urllib.request.Request(url + f"api/kernels/{kernel['id']}", headers=headers, method="DELETE")
+            request = urllib.request.Request(
+                url + f"api/kernels/{kernel['id']}", headers=headers, method="DELETE"
+            )
             urllib.request.urlopen(request, timeout=10).close()
     except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError):
         pass
@@ -127,26 +133,49 @@ def lab(tmp_path: Path):
     if shutil.which("jupyter") is None and not Path(sys.executable).with_name("jupyter").exists():
         missing("jupyter is not installed")
     work = tmp_path / "course"
-    shutil.copytree(ROOT / "notebooks", work / "notebooks",
-                    ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
-    state = {name: tmp_path / name.lower() for name in
-             ("JUPYTER_CONFIG_DIR", "JUPYTER_RUNTIME_DIR", "JUPYTERLAB_SETTINGS_DIR", "JUPYTERLAB_WORKSPACES_DIR")}
+    shutil.copytree(
+        ROOT / "notebooks",
+        work / "notebooks",
+        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"),
+    )
+    state = {
+        name: tmp_path / name.lower()
+        for name in (
+            "JUPYTER_CONFIG_DIR",
+            "JUPYTER_RUNTIME_DIR",
+            "JUPYTERLAB_SETTINGS_DIR",
+            "JUPYTERLAB_WORKSPACES_DIR",
+        )
+    }
     for folder in state.values():
         folder.mkdir()
     env = {key: value for key, value in os.environ.items() if key not in {"CI", "GDSEC_WIDGETS"}}
     env.update({key: str(value) for key, value in state.items()})
     env["GDSEC_WIDGETS"] = "live"
-    env.pop("MPLBACKEND", None)  # conftest sets Agg for the test process; the kernel uses the inline backend
+    env.pop(
+        "MPLBACKEND", None
+    )  # conftest sets Agg for the test process; the kernel uses the inline backend
     token, port = secrets.token_hex(16), _free_port()
     command = [
-        sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
-        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work}", "--ServerApp.port_retries=0",
-        "--LabApp.expose_app_in_browser=True", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        sys.executable,
+        "-m",
+        "jupyter",
+        "lab",
+        "--no-browser",
+        "--allow-root",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={work}",
+        "--ServerApp.port_retries=0",
+        "--LabApp.expose_app_in_browser=True",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         "--LabApp.news_url=None",
     ]
     log = open(tmp_path / "jupyterlab.log", "w")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(command, cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                               stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        command, cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+    )
     url = f"http://127.0.0.1:{port}/"
     try:
         _wait_for_server(url, token, process)
@@ -214,7 +243,9 @@ def test_learning_rate_slider_redraws_in_the_kernel(lab: tuple[str, str]) -> Non
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
 
         def route(route) -> None:
-            if route.request.url.startswith(url) or route.request.url.startswith(("data:", "blob:")):
+            if route.request.url.startswith(url) or route.request.url.startswith(
+                ("data:", "blob:")
+            ):
                 route.continue_()
             else:
                 blocked.append(route.request.url)
@@ -226,7 +257,9 @@ def test_learning_rate_slider_redraws_in_the_kernel(lab: tuple[str, str]) -> Non
         page.on("pageerror", lambda error: page_errors.append(str(error)[:300]))
         page.goto(f"{url}lab/tree/{NOTEBOOK}?token={token}", wait_until="load", timeout=90_000)
         page.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]').wait_for(timeout=90_000)
-        page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget", timeout=30_000)
+        page.wait_for_function(
+            "() => window.jupyterapp && window.jupyterapp.shell.currentWidget", timeout=30_000
+        )
         state = _run_all(page)
         assert state["errors"] == 0, f"{state['errors']} cells raised an error"
         page.screenshot(path=str(shots / "after-run-all.png"))
@@ -234,7 +267,9 @@ def test_learning_rate_slider_redraws_in_the_kernel(lab: tuple[str, str]) -> Non
         sliders = page.evaluate(FIND_SLIDERS_JS, SLIDER_LABEL)
         assert sliders, f"no slider labelled {SLIDER_LABEL!r} in the outputs"
         live = [i for i, s in enumerate(sliders) if s["editable"]]
-        assert live, f"the {SLIDER_LABEL!r} slider shows its precomputed face, not the live one: {sliders}"
+        assert live, (
+            f"the {SLIDER_LABEL!r} slider shows its precomputed face, not the live one: {sliders}"
+        )
         index = live[0]
         slider = page.locator(f'[data-gdsec-live="{index}"]')
         slider.scroll_into_view_if_needed()
@@ -257,7 +292,9 @@ def test_learning_rate_slider_redraws_in_the_kernel(lab: tuple[str, str]) -> Non
         knob = handle.bounding_box()
         page.mouse.move(knob["x"] + knob["width"] / 2, knob["y"] + knob["height"] / 2)
         page.mouse.down()
-        page.mouse.move(track["x"] + 0.75 * track["width"], knob["y"] + knob["height"] / 2, steps=15)
+        page.mouse.move(
+            track["x"] + 0.75 * track["width"], knob["y"] + knob["height"] / 2, steps=15
+        )
         page.mouse.up()
         third = _wait_for_new_image(page, index, second, REDRAW_TIMEOUT_S)
         value_after_drag = float(readout.text_content())

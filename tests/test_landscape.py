@@ -41,7 +41,10 @@ def test_critical_lr_is_two_over_L(curvature):
         (lambda: landscape.quadratic((1.0, -1.0)), "curvatures"),
         (lambda: landscape.evaluate_grid(landscape.quadratic(), (1.0, 0.0), (0.0, 1.0)), "xlim"),
         (lambda: landscape.critical_lr(landscape.quadratic(), (1.0, 1.0), low=0.0), "low"),
-        (lambda: landscape.critical_lr(landscape.quadratic((1.0, 10.0)), (1.0, 1.0), low=0.5), "low"),
+        (
+            lambda: landscape.critical_lr(landscape.quadratic((1.0, 10.0)), (1.0, 1.0), low=0.5),
+            "low",
+        ),
     ],
 )
 def test_landscape_rejects(call, message):
@@ -61,7 +64,9 @@ def test_descend_many_marks_divergence_and_supports_optimizers():
     surf = landscape.surface("bowl")
     ends = landscape.descend_many(surf.fn, torch.tensor([[1.0, 1.0]]), lr=0.3, steps=100)
     assert torch.isnan(ends).all()
-    adam_end = landscape.descend_many(surf.fn, torch.tensor([[1.0, 1.0]]), optimizer="adam", lr=0.05, steps=400)
+    adam_end = landscape.descend_many(
+        surf.fn, torch.tensor([[1.0, 1.0]]), optimizer="adam", lr=0.05, steps=400
+    )
     assert adam_end.abs().max() < 0.05
 
 
@@ -69,8 +74,12 @@ def test_step_size_decides_which_himmelblau_minima_are_reachable():
     surf = landscape.surface("himmelblau")
     axis = torch.linspace(-4.5, 4.5, 15, dtype=torch.float64)
     starts = torch.cartesian_prod(axis, axis)
-    small = landscape.nearest_minimum(surf, landscape.descend_many(surf.fn, starts, lr=0.05, steps=300))
-    large = landscape.nearest_minimum(surf, landscape.descend_many(surf.fn, starts, lr=0.2, steps=300))
+    small = landscape.nearest_minimum(
+        surf, landscape.descend_many(surf.fn, starts, lr=0.05, steps=300)
+    )
+    large = landscape.nearest_minimum(
+        surf, landscape.descend_many(surf.fn, starts, lr=0.2, steps=300)
+    )
     assert set(small.tolist()) == {0, 1, 2, 3}
     assert 2 not in set(large.tolist()) and 3 not in set(large.tolist())
 
@@ -78,9 +87,13 @@ def test_step_size_decides_which_himmelblau_minima_are_reachable():
 def test_noise_escapes_saddle_plain_descent_does_not():
     surf = landscape.surface("saddle")
     at_saddle = torch.zeros(50, 2, dtype=torch.float64)
-    plain = landscape.nearest_minimum(surf, landscape.descend_many(surf.fn, at_saddle, lr=0.1, steps=100), tol=0.1)
+    plain = landscape.nearest_minimum(
+        surf, landscape.descend_many(surf.fn, at_saddle, lr=0.1, steps=100), tol=0.1
+    )
     noisy = landscape.nearest_minimum(
-        surf, landscape.descend_many(surf.fn, at_saddle, lr=0.1, steps=100, grad_noise=0.05, seed=1), tol=0.1
+        surf,
+        landscape.descend_many(surf.fn, at_saddle, lr=0.1, steps=100, grad_noise=0.05, seed=1),
+        tol=0.1,
     )
     assert (plain == -1).all()
     assert (noisy >= 0).float().mean() > 0.9
@@ -92,22 +105,37 @@ def test_critical_point_kind_and_eigenvalues():
     assert landscape.critical_point_kind(saddle, (1.0, 0.0)) == "minimum"
     assert landscape.critical_point_kind(lambda w: -(w**2).sum(), (0.0, 0.0)) == "maximum"
     assert landscape.critical_point_kind(lambda w: w[0] ** 2 + 0 * w[1], (0.0, 0.0)) == "degenerate"
-    assert torch.allclose(hessian.hessian_eigenvalues(saddle, (0.0, 0.0)), torch.tensor([-1.0, 1.0], dtype=torch.float64))
+    assert torch.allclose(
+        hessian.hessian_eigenvalues(saddle, (0.0, 0.0)),
+        torch.tensor([-1.0, 1.0], dtype=torch.float64),
+    )
 
 
 @pytest.mark.parametrize(
     "call",
     [
-        lambda: landscape.descend_many(landscape.surface("bowl").fn, torch.zeros(3), lr=0.1, steps=5),
-        lambda: landscape.descend_many(landscape.surface("bowl").fn, torch.zeros(2, 2), lr=-0.1, steps=5),
-        lambda: landscape.descend_many(landscape.surface("bowl").fn, torch.zeros(2, 2), lr=0.1, steps=0),
-        lambda: landscape.descend_many(landscape.surface("bowl").fn, torch.full((1, 2), float("nan")), lr=0.1, steps=5),
-        lambda: landscape.descend_many(landscape.surface("bowl").fn, torch.zeros(1, 2), optimizer="lbfgs", lr=0.1, steps=5),
+        lambda: landscape.descend_many(
+            landscape.surface("bowl").fn, torch.zeros(3), lr=0.1, steps=5
+        ),
+        lambda: landscape.descend_many(
+            landscape.surface("bowl").fn, torch.zeros(2, 2), lr=-0.1, steps=5
+        ),
+        lambda: landscape.descend_many(
+            landscape.surface("bowl").fn, torch.zeros(2, 2), lr=0.1, steps=0
+        ),
+        lambda: landscape.descend_many(
+            landscape.surface("bowl").fn, torch.full((1, 2), float("nan")), lr=0.1, steps=5
+        ),
+        lambda: landscape.descend_many(
+            landscape.surface("bowl").fn, torch.zeros(1, 2), optimizer="lbfgs", lr=0.1, steps=5
+        ),
         lambda: landscape.nearest_minimum(landscape.surface("bowl"), torch.zeros(3), tol=0.1),
         lambda: landscape.nearest_minimum(landscape.surface("bowl"), torch.zeros(1, 2), tol=0.0),
         lambda: landscape.critical_point_kind(landscape.surface("bowl").fn, (float("nan"), 0.0)),
         lambda: hessian.hessian_eigenvalues(landscape.surface("bowl").fn, ()),
-        lambda: landscape.descend_many(landscape.surface("bowl").fn, torch.zeros(1, 2), lr=0.1, steps=5, momentum=0.9),
+        lambda: landscape.descend_many(
+            landscape.surface("bowl").fn, torch.zeros(1, 2), lr=0.1, steps=5, momentum=0.9
+        ),
     ],
 )
 def test_descent_helpers_reject_bad_arguments(call):
@@ -126,7 +154,9 @@ def test_trap_explorer_faces_and_trajectory_plot():
     fig = plot_trajectory("saddle", "on the ridge", "sgd", 0.1, steps=40)
     assert "saddle" in fig.axes[0].get_title()
     plt.close(fig)
-    box = trap_explorer(surfaces=("saddle",), optimizers=("sgd",), lrs=(0.05, 0.1), steps=20, live=False)
+    box = trap_explorer(
+        surfaces=("saddle",), optimizers=("sgd",), lrs=(0.05, 0.1), steps=20, live=False
+    )
     stack = next(c for c in box.children if isinstance(c, widgets.Stack))
     images = _images(stack)
     assert len(images) == 4 and len(set(images)) == 4
@@ -168,13 +198,17 @@ def _blend(start, end, t):
     return blend
 
 
-def test_segment_loss_ends_are_the_models_and_points_between_interpolate_weights(digits, digits_mlp):
+def test_segment_loss_ends_are_the_models_and_points_between_interpolate_weights(
+    digits, digits_mlp
+):
     start, end = _two_mlps(digits_mlp)
     x, y = digits.x_train[:300], digits.y_train[:300]
     ts = [-0.5, 0.0, 0.5, 1.0, 1.5]
     losses = landscape.segment_loss(start, end, x, y, ts)
     with torch.no_grad():
-        expected = [torch.nn.functional.cross_entropy(_blend(start, end, t)(x), y).item() for t in ts]
+        expected = [
+            torch.nn.functional.cross_entropy(_blend(start, end, t)(x), y).item() for t in ts
+        ]
         own = [torch.nn.functional.cross_entropy(m(x), y).item() for m in (start, end)]
     assert losses.shape == (5,) and losses.dtype == torch.float64
     assert torch.allclose(losses, torch.tensor(expected, dtype=torch.float64), atol=1e-5)
@@ -187,16 +221,26 @@ def test_segment_loss_leaves_both_models_alone(digits, digits_mlp):
     start.train()
     end.eval()
     before = [p.detach().clone() for p in (*start.parameters(), *end.parameters())]
-    landscape.segment_loss(start, end, digits.x_train[:200], digits.y_train[:200], torch.linspace(0, 1, 5))
+    landscape.segment_loss(
+        start, end, digits.x_train[:200], digits.y_train[:200], torch.linspace(0, 1, 5)
+    )
     assert start.training and not end.training
     assert all(p.grad is None for p in (*start.parameters(), *end.parameters()))
-    assert all(torch.equal(a, b.detach()) for a, b in zip(before, (*start.parameters(), *end.parameters()), strict=True))
+    assert all(
+        torch.equal(a, b.detach())
+        for a, b in zip(before, (*start.parameters(), *end.parameters()), strict=True)
+    )
 
 
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda s, e, x, y: landscape.segment_loss(s, models.mlp(64, 10, hidden=16), x, y, [0.0]), "end"),
+        (
+            lambda s, e, x, y: landscape.segment_loss(
+                s, models.mlp(64, 10, hidden=16), x, y, [0.0]
+            ),
+            "end",
+        ),
         (lambda s, e, x, y: landscape.segment_loss(s, e, x, y, []), "ts"),
         (lambda s, e, x, y: landscape.segment_loss(s, e, x, y, [[0.0, 1.0]]), "ts"),
         (lambda s, e, x, y: landscape.segment_loss(s, e, x, y, [0.0, float("nan")]), "ts"),

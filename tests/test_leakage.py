@@ -64,8 +64,12 @@ def test_dlg_is_deterministic_given_the_seed(digits, victim):
 
 def test_dlg_uses_given_labels_and_cosine_distance(digits, victim):
     x, y = digits.x_test[:1], digits.y_test[:1]
-    target = [2.5 * g for g in leakage.client_gradients(victim, x, y)]  # a rescaled gradient, as clipping makes
-    x_rec, y_rec = leakage.dlg(victim, target, (1, 1, 8, 8), n_classes=10, labels=y, distance="cosine")
+    target = [
+        2.5 * g for g in leakage.client_gradients(victim, x, y)
+    ]  # a rescaled gradient, as clipping makes
+    x_rec, y_rec = leakage.dlg(
+        victim, target, (1, 1, 8, 8), n_classes=10, labels=y, distance="cosine"
+    )
     assert torch.equal(y_rec, y)
     assert leakage.reconstruction_errors(x_rec, x).item() < 1e-3
 
@@ -80,14 +84,23 @@ def test_dlg_works_on_tabular_inputs():
 
 def test_infer_labels_is_exact_for_single_examples(digits, victim):
     for i in range(40):
-        target = leakage.client_gradients(victim, digits.x_test[i : i + 1], digits.y_test[i : i + 1])
+        target = leakage.client_gradients(
+            victim, digits.x_test[i : i + 1], digits.y_test[i : i + 1]
+        )
         assert leakage.infer_labels(target, n_classes=10).item() == digits.y_test[i].item()
 
 
 def test_infer_labels_without_a_bias_uses_weight_rows(digits):
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16), torch.nn.Sigmoid(), torch.nn.Linear(16, 10, bias=False))
+    model = torch.nn.Sequential(
+        torch.nn.Flatten(),
+        torch.nn.Linear(64, 16),
+        torch.nn.Sigmoid(),
+        torch.nn.Linear(16, 10, bias=False),
+    )
     x, y = digits.x_test[:1], digits.y_test[:1]
-    assert leakage.infer_labels(leakage.client_gradients(model, x, y), n_classes=10).item() == y.item()
+    assert (
+        leakage.infer_labels(leakage.client_gradients(model, x, y), n_classes=10).item() == y.item()
+    )
 
 
 @pytest.mark.parametrize(
@@ -116,7 +129,9 @@ def test_dlg_rejects_bad_gradients_and_shapes(digits, victim):
     with pytest.raises(ValueError, match="target_grads"):
         leakage.dlg(victim, [target[0].T, *target[1:]], (1, 1, 8, 8), n_classes=10)
     with pytest.raises(ValueError, match="target_grads"):
-        leakage.dlg(victim, [torch.full_like(target[0], math.nan), *target[1:]], (1, 1, 8, 8), n_classes=10)
+        leakage.dlg(
+            victim, [torch.full_like(target[0], math.nan), *target[1:]], (1, 1, 8, 8), n_classes=10
+        )
     with pytest.raises(ValueError, match="target_grads"):
         leakage.dlg(victim, "gradients", (1, 1, 8, 8), n_classes=10)
     with pytest.raises(ValueError, match="x_shape"):
@@ -158,9 +173,13 @@ def test_global_pruning_ranks_entries_across_tensors():
     grads = [torch.tensor([1.0, -2.0, 3.0]), torch.tensor([10.0, -20.0])]
     saved = [g.clone() for g in grads]
     pruned = leakage.prune_gradients(grads, 0.4, scope="global")
-    assert torch.equal(pruned[0], torch.tensor([0.0, 0.0, 3.0])) and torch.equal(pruned[1], grads[1])
+    assert torch.equal(pruned[0], torch.tensor([0.0, 0.0, 3.0])) and torch.equal(
+        pruned[1], grads[1]
+    )
     per_tensor = leakage.prune_gradients(grads, 0.4)
-    assert torch.equal(per_tensor[0], torch.tensor([0.0, -2.0, 3.0])) and torch.equal(per_tensor[1], torch.tensor([0.0, -20.0]))
+    assert torch.equal(per_tensor[0], torch.tensor([0.0, -2.0, 3.0])) and torch.equal(
+        per_tensor[1], torch.tensor([0.0, -20.0])
+    )
     assert leakage.prune_gradients(grads, 0.0, scope="global")[0].equal(grads[0])
     assert all(torch.equal(a, b) for a, b in zip(grads, saved, strict=True))
     with pytest.raises(ValueError, match="scope"):
@@ -178,8 +197,12 @@ def test_dp_gradients_match_opacus_clipping(digits, victim):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         private, dp_optimizer, _ = PrivacyEngine(accountant="rdp").make_private(
-            module=work, optimizer=optimizer, data_loader=loader, noise_multiplier=0.0,
-            max_grad_norm=0.05, poisson_sampling=False,
+            module=work,
+            optimizer=optimizer,
+            data_loader=loader,
+            noise_multiplier=0.0,
+            max_grad_norm=0.05,
+            poisson_sampling=False,
         )
         torch.nn.functional.cross_entropy(private(x), y).backward()
         dp_optimizer.pre_step()
@@ -210,13 +233,20 @@ def test_one_unamplified_release_costs_what_the_gaussian_mechanism_costs():
     orders = [1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64))
     for sigma in (0.1, 1.0, 4.0):
         closed = min(
-            a / (2 * sigma**2) + math.log((a - 1) / a) - (math.log(1e-5) + math.log(a)) / (a - 1) for a in orders
+            a / (2 * sigma**2) + math.log((a - 1) / a) - (math.log(1e-5) + math.log(a)) / (a - 1)
+            for a in orders
         )
-        assert math.isclose(leakage.dp_epsilon(sigma, sample_rate=1.0, steps=1), closed, rel_tol=1e-6)
+        assert math.isclose(
+            leakage.dp_epsilon(sigma, sample_rate=1.0, steps=1), closed, rel_tol=1e-6
+        )
     # Subsampling amplifies only with enough noise: at sigma = 4, 176 secret steps at q = 1/22 cost less
     # than one release the attacker knows about; at sigma = 0.1 the composition costs far more.
-    assert leakage.dp_epsilon(4.0, sample_rate=1 / 22, steps=176) < 0.8 * leakage.dp_epsilon(4.0, sample_rate=1.0, steps=1)
-    assert leakage.dp_epsilon(0.1, sample_rate=1 / 22, steps=176) > 10 * leakage.dp_epsilon(0.1, sample_rate=1.0, steps=1)
+    assert leakage.dp_epsilon(4.0, sample_rate=1 / 22, steps=176) < 0.8 * leakage.dp_epsilon(
+        4.0, sample_rate=1.0, steps=1
+    )
+    assert leakage.dp_epsilon(0.1, sample_rate=1 / 22, steps=176) > 10 * leakage.dp_epsilon(
+        0.1, sample_rate=1.0, steps=1
+    )
 
 
 def test_dp_train_reports_epsilon_silently_and_leaves_no_hooks(digits):
@@ -224,16 +254,27 @@ def test_dp_train_reports_epsilon_silently_and_leaves_no_hooks(digits):
     before = [p.detach().clone() for p in model.parameters()]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = leakage.dp_train(model, digits.x_train[:256], digits.y_train[:256], noise_multiplier=1.0, epochs=1, batch_size=32)
+        result = leakage.dp_train(
+            model,
+            digits.x_train[:256],
+            digits.y_train[:256],
+            noise_multiplier=1.0,
+            epochs=1,
+            batch_size=32,
+        )
     assert not [w for w in caught if "opacus" in str(w.filename) or "hook" in str(w.message)]
     assert 0 < result.epsilon < math.inf and result.steps >= 1
-    assert math.isclose(result.epsilon, leakage.dp_epsilon(1.0, sample_rate=result.sample_rate, steps=result.steps))
+    assert math.isclose(
+        result.epsilon, leakage.dp_epsilon(1.0, sample_rate=result.sample_rate, steps=result.steps)
+    )
     assert any(not torch.equal(a, b) for a, b in zip(model.parameters(), before, strict=True))
     assert not model.training
     assert all(not hasattr(p, "grad_sample") or p.grad_sample is None for p in model.parameters())
     assert not model._forward_hooks and all(not m._forward_hooks for m in model.modules())
     with pytest.raises(ValueError, match="batch_size"):
-        leakage.dp_train(model, digits.x_train[:10], digits.y_train[:10], noise_multiplier=1.0, batch_size=20)
+        leakage.dp_train(
+            model, digits.x_train[:10], digits.y_train[:10], noise_multiplier=1.0, batch_size=20
+        )
 
 
 def test_psnr_by_hand():
@@ -242,7 +283,9 @@ def test_psnr_by_hand():
     x_rec[0, 0, 0, 0] = 0.2  # MSE 0.04 / 4 = 0.01 -> 10 log10(1 / 0.01) = 20 dB
     values = leakage.psnr(x_rec, x)
     assert math.isclose(values[0].item(), 20.0, rel_tol=1e-6) and values[1].item() == math.inf
-    assert math.isclose(leakage.psnr(x_rec, x, data_range=2.0)[0].item(), 20.0 + 20 * math.log10(2), rel_tol=1e-6)
+    assert math.isclose(
+        leakage.psnr(x_rec, x, data_range=2.0)[0].item(), 20.0 + 20 * math.log10(2), rel_tol=1e-6
+    )
     assert leakage.psnr(x_rec.flatten(1), x.flatten(1))[0].item() == pytest.approx(20.0)
     with pytest.raises(ValueError, match="x_rec"):
         leakage.psnr(x_rec[:1], x)
@@ -272,8 +315,13 @@ def test_ssim_averages_every_window_position_and_channel():
     g = torch.Generator().manual_seed(0)
     a, b = torch.rand(2, 2, 8, 8, generator=g), torch.rand(2, 2, 8, 8, generator=g)
     by_window = [
-        leakage.ssim(a[n : n + 1, c, i : i + 3, j : j + 3], b[n : n + 1, c, i : i + 3, j : j + 3], window=3)
-        for n in range(2) for c in range(2) for i in range(6) for j in range(6)
+        leakage.ssim(
+            a[n : n + 1, c, i : i + 3, j : j + 3], b[n : n + 1, c, i : i + 3, j : j + 3], window=3
+        )
+        for n in range(2)
+        for c in range(2)
+        for i in range(6)
+        for j in range(6)
     ]
     expected = torch.cat(by_window).reshape(2, 72).mean(1)
     assert torch.allclose(leakage.ssim(a, b, window=3), expected, atol=1e-12)
@@ -287,14 +335,18 @@ def test_ssim_averages_every_window_position_and_channel():
 
 def test_reconstruction_quality_matches_before_scoring(digits):
     x = digits.x_test[:3]
-    noisy = (x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
+    noisy = (x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))).clamp(
+        0, 1
+    )
     shuffled = leakage.reconstruction_quality(noisy[[2, 0, 1]], x)
     aligned = leakage.reconstruction_quality(noisy, x)
     assert all(torch.allclose(a, b) for a, b in zip(shuffled, aligned, strict=True))
     assert torch.allclose(aligned.psnr, 10 * torch.log10(1 / aligned.mse))
     assert (aligned.ssim < 1).all() and (aligned.ssim > 0.5).all() and (aligned.psnr > 20).all()
     unmatched = leakage.reconstruction_quality(noisy[[2, 0, 1]], x, match=False)
-    assert (unmatched.psnr < aligned.psnr - 5).all() and torch.allclose(unmatched.psnr, leakage.psnr(noisy[[2, 0, 1]], x))
+    assert (unmatched.psnr < aligned.psnr - 5).all() and torch.allclose(
+        unmatched.psnr, leakage.psnr(noisy[[2, 0, 1]], x)
+    )
     with pytest.raises(ValueError, match="match"):
         leakage.reconstruction_quality(noisy, x, match="yes")
     blank = leakage.reconstruction_quality(torch.zeros_like(x), x)
@@ -313,7 +365,9 @@ def test_client_gradients_validate_and_restore_mode(digits, victim):
 
 def test_leakage_explorer_precomputes_views(digits, victim):
     x, y = _distinct(digits, 2)
-    box = leakage_explorer(victim, x, y, noise_levels=(0.0, 0.1), batch_sizes=(1, 2), steps=3, live=False)
+    box = leakage_explorer(
+        victim, x, y, noise_levels=(0.0, 0.1), batch_sizes=(1, 2), steps=3, live=False
+    )
     stacks = [w for w in box.children if w.__class__.__name__ == "Stack"]
     assert len(stacks) == 1 and len(stacks[0].children) == 2
     with pytest.raises(ValueError, match="batch_sizes"):
@@ -337,5 +391,11 @@ def test_public_names_live_in_one_submodule_each_and_import_from_the_package():
 
     modules = (defences, gradients, metrics, reconstruction)
     homes = {name: [m for m in modules if name in m.__all__] for name in leakage.__all__}
-    assert all(len(found) == 1 and getattr(leakage, name) is getattr(found[0], name) for name, found in homes.items())
-    assert "max_norm" in leakage.DPTraining._fields and "max_grad_norm" not in leakage.DPTraining._fields
+    assert all(
+        len(found) == 1 and getattr(leakage, name) is getattr(found[0], name)
+        for name, found in homes.items()
+    )
+    assert (
+        "max_norm" in leakage.DPTraining._fields
+        and "max_grad_norm" not in leakage.DPTraining._fields
+    )

@@ -28,8 +28,14 @@ def _offline_prefix() -> list[str]:
     """The command prefix that runs a command with no network but loopback, or [] if impossible."""
     if not (shutil.which("unshare") and shutil.which("ip")):
         return []
-    probe = subprocess.run(["unshare", "-n", "ip", "link", "set", "lo", "up"], capture_output=True, check=False)
-    return ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$0" "$@"'] if probe.returncode == 0 else []
+    probe = subprocess.run(
+        ["unshare", "-n", "ip", "link", "set", "lo", "up"], capture_output=True, check=False
+    )
+    return (
+        ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$0" "$@"']
+        if probe.returncode == 0
+        else []
+    )
 
 
 OFFLINE = _offline_prefix()
@@ -53,12 +59,27 @@ def test_notebook_runs_offline(notebook, tmp_path):
         pytest.fail("CI must run notebooks without network: `unshare -n` and `ip` are required")
     env = _notebook_env()
     command = [
-        sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
-        "-m", "",  # lifts pyproject's -m unit: nbval's cells carry no tier marker
-        "--nbval", "--nbval-current-env", "--nbval-cell-timeout=300", str(notebook),
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:xdist",
+        "-m",
+        "",  # lifts pyproject's -m unit: nbval's cells carry no tier marker
+        "--nbval",
+        "--nbval-current-env",
+        "--nbval-cell-timeout=300",
+        str(notebook),
     ]
-    done = subprocess.run(OFFLINE + command, cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
-    assert done.returncode == 0, f"{notebook.name} failed under nbval:\n{done.stdout[-6000:]}\n{done.stderr[-2000:]}"
+    done = subprocess.run(
+        OFFLINE + command, cwd=tmp_path, env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, (
+        f"{notebook.name} failed under nbval:\n{done.stdout[-6000:]}\n{done.stderr[-2000:]}"
+    )
     if not OFFLINE:
         pytest.skip("ran with network access: unshare -n is not available here")
 
@@ -69,18 +90,26 @@ def test_offline_namespace_really_has_no_network():
             pytest.fail("unshare -n is required in CI")
         pytest.skip("unshare -n is not available here")
     code = "import socket; s = socket.socket(); s.settimeout(3); s.connect(('1.1.1.1', 80))"
-    done = subprocess.run(OFFLINE + [sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        OFFLINE + [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
     assert done.returncode != 0 and "unreachable" in done.stderr.lower()
 
 
 def test_notebook_kernels_run_on_the_chosen_cpu_path():
     env = _notebook_env()
     code = "import torch; print(torch.backends.cpu.get_cpu_capability())"
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
     if os.environ.get("GDSEC_NBVAL_CPU_CAPABILITY", "default") == "native":
-        pytest.skip("GDSEC_NBVAL_CPU_CAPABILITY=native: the notebooks run on this machine's own path")
+        pytest.skip(
+            "GDSEC_NBVAL_CPU_CAPABILITY=native: the notebooks run on this machine's own path"
+        )
     wanted = env["ATEN_CPU_CAPABILITY"]
-    assert done.stdout.strip().lower() == wanted.lower(), f"asked for {wanted}, torch runs {done.stdout.strip()}"
+    assert done.stdout.strip().lower() == wanted.lower(), (
+        f"asked for {wanted}, torch runs {done.stdout.strip()}"
+    )
 
 
 def test_chapters_exist():

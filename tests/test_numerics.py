@@ -16,7 +16,15 @@ def _trained(x, y, on_nonfinite="continue", **guards):
     """The digits MLP trained by the one training loop with ``guards``, carrying on through NaN."""
     model = models.mlp(seed=0)
     log = train.train(
-        model, x, y, lr=0.1, epochs=8, batch_size=32, seed=0, progress=False, on_nonfinite=on_nonfinite,
+        model,
+        x,
+        y,
+        lr=0.1,
+        epochs=8,
+        batch_size=32,
+        seed=0,
+        progress=False,
+        on_nonfinite=on_nonfinite,
         guards=train.Guards(**guards),
     )
     return model, log
@@ -38,7 +46,12 @@ def test_row_gradient_norms_match_one_row_at_a_time_and_leave_model_alone(digits
     model.train()
     for layer in (0, 2):
         rows = numerics.row_gradient_norms(model, x[:6], y[:6], layer=layer)
-        alone = torch.tensor([numerics.layer_gradient_norms(model, x[i : i + 1], y[i : i + 1])[layer] for i in range(6)])
+        alone = torch.tensor(
+            [
+                numerics.layer_gradient_norms(model, x[i : i + 1], y[i : i + 1])[layer]
+                for i in range(6)
+            ]
+        )
         assert rows.shape == (6,) and torch.allclose(rows, alone, rtol=1e-4)
     assert model.training and all(p.grad is None for p in model.parameters())
 
@@ -48,7 +61,9 @@ def test_scaled_inputs_vanish_on_rows_a_trained_relu_net_gets_right(digits):
     model, _ = _trained(x, y)
     with torch.no_grad():
         right = model(1000 * x).argmax(1) == y
-    growth = numerics.row_gradient_norms(model, 1000 * x, y) / numerics.row_gradient_norms(model, x, y)
+    growth = numerics.row_gradient_norms(model, 1000 * x, y) / numerics.row_gradient_norms(
+        model, x, y
+    )
     assert 0.8 < right.float().mean() < 1.0
     assert (growth[right] < 1e-3).float().mean() > 0.95 and growth[~right].min() > 100
 
@@ -79,10 +94,14 @@ def test_corrupt_rows_changes_exactly_the_chosen_rows(digits, kind):
     assert not numerics.valid_rows(corrupted)[index].any()
     others = torch.ones(len(x), dtype=torch.bool)
     others[index] = False
-    assert torch.equal(corrupted[others], x[others]) and numerics.valid_rows(corrupted)[others].all()
+    assert (
+        torch.equal(corrupted[others], x[others]) and numerics.valid_rows(corrupted)[others].all()
+    )
     assert torch.isfinite(x).all()  # input untouched
     again, index_again = numerics.corrupt_rows(x, fraction=0.05, kind=kind, seed=3)
-    assert torch.equal(index, index_again) and torch.equal(torch.nan_to_num(again), torch.nan_to_num(corrupted))
+    assert torch.equal(index, index_again) and torch.equal(
+        torch.nan_to_num(again), torch.nan_to_num(corrupted)
+    )
 
 
 def test_valid_rows_accepts_non_finite_input_and_flags_it():
@@ -104,10 +123,18 @@ def test_guards_each_stop_their_own_attack(digits):
     clean_model, clean_log = _trained(x, y)
     clean_acc = train.accuracy(clean_model, x_test, y_test)
     assert clean_acc > 0.8 and clean_log.steps == 8 * 13
-    assert clean_log.rejected_rows == clean_log.clipped_steps == clean_log.spike_skips == clean_log.nonfinite_skips == 0
+    assert (
+        clean_log.rejected_rows
+        == clean_log.clipped_steps
+        == clean_log.spike_skips
+        == clean_log.nonfinite_skips
+        == 0
+    )
 
     x_nan, _ = numerics.corrupt_rows(x, fraction=0.02, kind="nan", seed=0)
-    x_big, _ = numerics.corrupt_rows(x, fraction=0.01, kind="scale", scale=1e3, seed=0)  # 4 rows: at 2 % clipping saves 2 seeds in 5
+    x_big, _ = numerics.corrupt_rows(
+        x, fraction=0.01, kind="scale", scale=1e3, seed=0
+    )  # 4 rows: at 2 % clipping saves 2 seeds in 5
 
     unguarded, _ = _trained(x_nan, y)
     assert not numerics.parameters_finite(unguarded)
@@ -124,7 +151,9 @@ def test_guards_each_stop_their_own_attack(digits):
     validated, _ = _trained(x_big, y, validate_inputs=True)
     assert train.accuracy(validated, x_test, y_test) > clean_acc - 0.05
     clipped, clip_log = _trained(x_big, y, max_norm=5.0)
-    assert train.accuracy(clipped, x_test, y_test) > wrecked_acc + 0.4 and clip_log.clipped_steps > 0
+    assert (
+        train.accuracy(clipped, x_test, y_test) > wrecked_acc + 0.4 and clip_log.clipped_steps > 0
+    )
     _, spike_log = _trained(x_big, y, spike_factor=10.0)
     assert spike_log.spike_skips > 0
     passthrough, _ = _trained(x_big, y, on_nonfinite="skip")

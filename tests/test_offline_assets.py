@@ -29,12 +29,16 @@ import gdsec_buildinfo  # noqa: E402
 import gdsec_latex  # noqa: E402
 import gdsec_vendor  # noqa: E402
 
-EXTERNAL = re.compile(r"""<(script|link|img|iframe|source|video|audio)\b[^>]*?\b(src|href)=["'](https?:)?//""",
-                      re.IGNORECASE)
+EXTERNAL = re.compile(
+    r"""<(script|link|img|iframe|source|video|audio)\b[^>]*?\b(src|href)=["'](https?:)?//""",
+    re.IGNORECASE,
+)
 
 
 def _pages(html: Path) -> list[Path]:
-    return [p for p in sorted(html.rglob("*.html")) if not p.relative_to(html).parts[0].startswith("_")]
+    return [
+        p for p in sorted(html.rglob("*.html")) if not p.relative_to(html).parts[0].startswith("_")
+    ]
 
 
 def _fetched(built_book: dict) -> bool:
@@ -76,17 +80,27 @@ def test_vendored_assets_are_in_the_site(built_book: dict) -> None:
     fonts = set(re.findall(r"[0-9a-f]{20}\.(?:woff2|woff|ttf|eot|svg)", bundle))
     assert fonts, "the html-manager bundle names no icon fonts: the font check would be vacuous"
     assert all((vendor / "html-manager" / font).is_file() for font in fonts), fonts
-    pages_with_widgets = [p for p in _pages(built_book["html"]) if "widget-state+json" in p.read_text(errors="replace")]
+    pages_with_widgets = [
+        p
+        for p in _pages(built_book["html"])
+        if "widget-state+json" in p.read_text(errors="replace")
+    ]
     for page in pages_with_widgets:
         text = page.read_text(errors="replace")
-        assert "gdsec-vendor/html-manager/embed-amd.js" in text and "cdn.jsdelivr" not in text, page.name
+        assert "gdsec-vendor/html-manager/embed-amd.js" in text and "cdn.jsdelivr" not in text, (
+            page.name
+        )
 
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("book")
 def test_no_progress_bar_in_any_page(built_book: dict) -> None:
-    leaks = [p.name for p in _pages(built_book["html"])
-             if "FloatProgress" in p.read_text(errors="replace") or "HBox(children=" in p.read_text(errors="replace")]
+    leaks = [
+        p.name
+        for p in _pages(built_book["html"])
+        if "FloatProgress" in p.read_text(errors="replace")
+        or "HBox(children=" in p.read_text(errors="replace")
+    ]
     assert not leaks, f"progress-bar widgets leaked into {leaks}"
 
 
@@ -95,8 +109,13 @@ def test_vendored_files_are_not_committed() -> None:
     assert "node_modules/" in ignored and "book/_vendor/" in ignored
     if not (ROOT / ".git").exists():
         pytest.skip("not a git checkout")
-    tracked = subprocess.run(["git", "ls-files", "book/_vendor", "node_modules"], cwd=ROOT,
-                             capture_output=True, text=True, check=False).stdout.split()
+    tracked = subprocess.run(
+        ["git", "ls-files", "book/_vendor", "node_modules"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
     assert not tracked, tracked
 
 
@@ -114,14 +133,29 @@ def _tarball(path: Path, members: dict[str, bytes]) -> Path:
 
 def test_extract_copies_only_the_needed_files(tmp_path: Path) -> None:
     package = next(p for p in gdsec_vendor.PACKAGES if p.name.endswith("html-manager"))
-    tarball = _tarball(tmp_path / "hm.tgz", {
-        "package/dist/embed-amd.js": b"define()", "package/dist/0123456789abcdef0123.woff2": b"font",
-        "package/dist/embed-amd.js.map": b"{}", "package/dist/embed.js": b"x", "package/src/index.ts": b"ts",
-        "package/LICENSE": b"BSD", "package/dist/../../escape.js": b"no",
-    })
+    tarball = _tarball(
+        tmp_path / "hm.tgz",
+        {
+            "package/dist/embed-amd.js": b"define()",
+            "package/dist/0123456789abcdef0123.woff2": b"font",
+            "package/dist/embed-amd.js.map": b"{}",
+            "package/dist/embed.js": b"x",
+            "package/src/index.ts": b"ts",
+            "package/LICENSE": b"BSD",
+            "package/dist/../../escape.js": b"no",
+        },
+    )
     assert gdsec_vendor.extract(package, tarball, tmp_path / "out") == 3
-    copied = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*") if p.is_file())
-    assert copied == ["html-manager/0123456789abcdef0123.woff2", "html-manager/LICENSE", "html-manager/embed-amd.js"]
+    copied = sorted(
+        p.relative_to(tmp_path / "out").as_posix()
+        for p in (tmp_path / "out").rglob("*")
+        if p.is_file()
+    )
+    assert copied == [
+        "html-manager/0123456789abcdef0123.woff2",
+        "html-manager/LICENSE",
+        "html-manager/embed-amd.js",
+    ]
     assert not (tmp_path / "escape.js").exists()
 
 
@@ -141,14 +175,21 @@ def test_tampered_tarball_is_rejected(tmp_path: Path, monkeypatch: pytest.Monkey
     package = gdsec_vendor.PACKAGES[0]
     cache = tmp_path / "cache"
     cache.mkdir()
-    _tarball(cache / gdsec_vendor._tarball_name(package), {"package/require.js": b"alert('not requirejs')"})
+    _tarball(
+        cache / gdsec_vendor._tarball_name(package),
+        {"package/require.js": b"alert('not requirejs')"},
+    )
     with pytest.raises((RuntimeError, subprocess.CalledProcessError)):
         gdsec_vendor.fetch(package, cache)
 
 
 def test_failed_fetch_keeps_cdn_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _failing_npm(tmp_path, monkeypatch)
-    config = SimpleNamespace(html_static_path=[], nb_ipywidgets_js={"https://cdn/x.js": {}}, mathjax_path="https://cdn/m.js")
+    config = SimpleNamespace(
+        html_static_path=[],
+        nb_ipywidgets_js={"https://cdn/x.js": {}},
+        mathjax_path="https://cdn/m.js",
+    )
     gdsec_vendor.use_local_assets(SimpleNamespace(confdir=str(tmp_path)), config)
     assert config.nb_ipywidgets_js == {"https://cdn/x.js": {}}
     assert config.mathjax_path == "https://cdn/m.js" and config.html_static_path == []
@@ -156,22 +197,31 @@ def test_failed_fetch_keeps_cdn_defaults(tmp_path: Path, monkeypatch: pytest.Mon
 
 def _tiny_project(folder: Path) -> Path:
     folder.mkdir(parents=True)
-    (folder / "conf.py").write_text(textwrap.dedent(f"""
+    (folder / "conf.py").write_text(
+        textwrap.dedent(f"""
         import sys
-        sys.path.insert(0, {str(ROOT / 'book' / '_ext')!r})
+        sys.path.insert(0, {str(ROOT / "book" / "_ext")!r})
         extensions = ["myst_parser", "gdsec_book"]
         myst_enable_extensions = ["dollarmath"]
-    """))
+    """)
+    )
     (folder / "index.md").write_text("# Tiny\n\nThe rule $w \\leftarrow w - \\eta g$.\n")
     return folder
 
 
-def test_build_without_npm_succeeds_with_cdn_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_build_without_npm_succeeds_with_cdn_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     stub = _failing_npm(tmp_path, monkeypatch)
     project = _tiny_project(tmp_path / "project")
     env = {**os.environ, "PATH": f"{stub}{os.pathsep}{os.environ['PATH']}"}
-    process = subprocess.run([sys.executable, "-m", "sphinx", "-W", "-b", "html", str(project), str(project / "_build")],
-                             capture_output=True, text=True, env=env, timeout=300)
+    process = subprocess.run(
+        [sys.executable, "-m", "sphinx", "-W", "-b", "html", str(project), str(project / "_build")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert process.returncode == 0, process.stdout + process.stderr
     assert "could not fetch the offline assets" in process.stdout
     assert "WARNING" not in process.stdout + process.stderr
@@ -183,11 +233,16 @@ def test_build_without_npm_succeeds_with_cdn_defaults(tmp_path: Path, monkeypatc
 
 
 def test_body_fixes_name_toggles_by_their_text_and_give_citations_list_items() -> None:
-    body = ('<summary aria-label="Toggle hidden content"><p>Show code cell source</p></summary>'
-            '<div role="list" class="citation-list"><div class="citation" id="id29" role="doc-biblioentry">x</div></div>')
+    body = (
+        '<summary aria-label="Toggle hidden content"><p>Show code cell source</p></summary>'
+        '<div role="list" class="citation-list"><div class="citation" id="id29" role="doc-biblioentry">x</div></div>'
+    )
     fixed = gdsec_a11y.fix_body(body)
     assert "<summary><p>Show code cell source</p></summary>" in fixed
-    assert '<div class="citation" id="id29" role="listitem">' in fixed and "doc-biblioentry" not in fixed
+    assert (
+        '<div class="citation" id="id29" role="listitem">' in fixed
+        and "doc-biblioentry" not in fixed
+    )
     assert gdsec_a11y.fix_body(fixed) == fixed
 
 
@@ -209,13 +264,21 @@ def test_build_info_names_python_torch_and_machine() -> None:
     assert int(info["gdsec_cores"]) >= 1 and info["gdsec_cpu"] and info["gdsec_memory"]
     config = SimpleNamespace(myst_substitutions={"gdsec_python": "kept"})
     gdsec_buildinfo._add_substitutions(None, config)
-    assert config.myst_substitutions["gdsec_python"] == "kept" and "gdsec_torch" in config.myst_substitutions
+    assert (
+        config.myst_substitutions["gdsec_python"] == "kept"
+        and "gdsec_torch" in config.myst_substitutions
+    )
 
 
 def test_latex_settings_avoid_xindy_and_ship_bbm() -> None:
-    config = SimpleNamespace(latex_additional_files=[], latex_use_xindy=True, latex_elements={"preamble": "% x"})
+    config = SimpleNamespace(
+        latex_additional_files=[], latex_use_xindy=True, latex_elements={"preamble": "% x"}
+    )
     gdsec_latex._configure(None, config)
     assert config.latex_use_xindy is False
     assert [Path(f).name for f in config.latex_additional_files] == ["bbm.sty"]
     assert all(Path(f).is_file() for f in config.latex_additional_files)
-    assert config.latex_elements["preamble"].startswith("% x") and "\\renewcommand{\\*}" in config.latex_elements["preamble"]
+    assert (
+        config.latex_elements["preamble"].startswith("% x")
+        and "\\renewcommand{\\*}" in config.latex_elements["preamble"]
+    )

@@ -107,7 +107,9 @@ def test_unknown_hyperparameters_raise_value_error_naming_them(name):
     with pytest.raises(ValueError, match="weight_decay"):
         optim.step(name, torch.zeros(1), torch.zeros(1), {}, lr=0.1, weight_decay=0.1)
     with pytest.raises(ValueError, match="gamma"):
-        optim.minimize(landscape.quadratic(), (1.0, 1.0), optimizer=name, lr=0.1, steps=2, gamma=1.0)
+        optim.minimize(
+            landscape.quadratic(), (1.0, 1.0), optimizer=name, lr=0.1, steps=2, gamma=1.0
+        )
     for key in optim.HYPERPARAMETERS[name]:  # every declared key is accepted by both
         value = 0.5 if key != "eps" else 1e-8
         optim.torch_optimizer(name, params, lr=0.1, weight_decay=0.01, **{key: value})
@@ -116,8 +118,16 @@ def test_unknown_hyperparameters_raise_value_error_naming_them(name):
 
 def test_weight_decay_reaches_torch_optimizer():
     params = [torch.nn.Parameter(torch.zeros(1))]
-    assert optim.torch_optimizer("sgd", params, lr=0.1, weight_decay=0.25).param_groups[0]["weight_decay"] == 0.25
-    assert optim.torch_optimizer("momentum", params, lr=0.1, beta=0.5).param_groups[0]["momentum"] == 0.5
+    assert (
+        optim.torch_optimizer("sgd", params, lr=0.1, weight_decay=0.25).param_groups[0][
+            "weight_decay"
+        ]
+        == 0.25
+    )
+    assert (
+        optim.torch_optimizer("momentum", params, lr=0.1, beta=0.5).param_groups[0]["momentum"]
+        == 0.5
+    )
 
 
 def test_nesterov_looks_ahead_by_beta_v_and_converges_on_an_ill_conditioned_bowl():
@@ -140,8 +150,15 @@ def test_nesterov_looks_ahead_by_beta_v_and_converges_on_an_ill_conditioned_bowl
 def test_momentum_rate_is_the_measured_contraction(lr, beta, curvature):
     rate = optim.momentum_rate(lr, beta, curvature)
     assume(0.3 < rate < 0.999)  # faster reaches exact zero in the window; divergence: the next test
-    path = optim.minimize(landscape.quadratic((curvature,)), (1.0,), optimizer="momentum", lr=lr, beta=beta,
-                          steps=400, blowup=1e300)
+    path = optim.minimize(
+        landscape.quadratic((curvature,)),
+        (1.0,),
+        optimizer="momentum",
+        lr=lr,
+        beta=beta,
+        steps=400,
+        blowup=1e300,
+    )
     assert len(path) == 401
     tail = path[200:, 0].abs()
     measured = float(tail.max() / path[100:200, 0].abs().max()) ** (1 / 100)
@@ -158,10 +175,17 @@ def test_momentum_rate_closed_forms_and_stability_region():
         assert optim.momentum_rate(lr, beta, curvature) == pytest.approx(math.sqrt(beta), rel=1e-6)
     for beta in (0.0, 0.5, 0.9):
         edge = 2 * (1 + beta)
-        assert optim.momentum_rate(0.999 * edge, beta, 1.0) < 1 < optim.momentum_rate(1.001 * edge, beta, 1.0)
+        assert (
+            optim.momentum_rate(0.999 * edge, beta, 1.0)
+            < 1
+            < optim.momentum_rate(1.001 * edge, beta, 1.0)
+        )
 
 
-@pytest.mark.parametrize("kwargs, message", [({"lr": 0.0}, "lr"), ({"beta": 1.0}, "beta"), ({"curvature": -1.0}, "curvature")])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"lr": 0.0}, "lr"), ({"beta": 1.0}, "beta"), ({"curvature": -1.0}, "curvature")],
+)
 def test_momentum_rate_rejects(kwargs, message):
     args = {"lr": 0.1, "beta": 0.5, "curvature": 1.0, **kwargs}
     with pytest.raises(ValueError, match=message):
@@ -169,14 +193,20 @@ def test_momentum_rate_rejects(kwargs, message):
 
 
 def test_lr_schedules():
-    assert torch.equal(optim.lr_schedule("constant", lr=0.1, steps=4), torch.full((4,), 0.1, dtype=torch.float64))
+    assert torch.equal(
+        optim.lr_schedule("constant", lr=0.1, steps=4), torch.full((4,), 0.1, dtype=torch.float64)
+    )
     inverse = optim.lr_schedule("inverse", lr=0.1, steps=100_000, tau=10.0)
     assert inverse[0] == pytest.approx(0.1) and inverse[10] == pytest.approx(0.05)
     # Robbins-Monro: the sum grows like log(t) without bound, the sum of squares converges
     assert inverse[:100_000].sum() > inverse[:1000].sum() + 0.9 * 0.1 * 10 * math.log(100)
     assert (inverse**2).sum() < 0.1**2 * 10 * 1.1 + 0.01
     cosine = optim.lr_schedule("cosine", lr=0.2, steps=100)
-    assert cosine[0] == pytest.approx(0.2) and cosine[50] == pytest.approx(0.1) and 0 < cosine[-1] < 1e-3
+    assert (
+        cosine[0] == pytest.approx(0.2)
+        and cosine[50] == pytest.approx(0.1)
+        and 0 < cosine[-1] < 1e-3
+    )
     assert (cosine[1:] < cosine[:-1]).all()
     step = optim.lr_schedule("step", lr=1.0, steps=9)
     assert step.tolist() == pytest.approx([1.0] * 3 + [0.1] * 3 + [0.01] * 3)

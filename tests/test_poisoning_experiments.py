@@ -17,7 +17,9 @@ from gdsec.widgets.poisoning import FRACTIONS, poisoning_explorer
 @pytest.fixture(scope="module")
 def small(digits: data.Split) -> data.Split:
     """A quarter of the digits, so that each run trains in well under a second."""
-    return data.Split(digits.x_train[:400], digits.y_train[:400], digits.x_test[:150], digits.y_test[:150])
+    return data.Split(
+        digits.x_train[:400], digits.y_train[:400], digits.x_test[:150], digits.y_test[:150]
+    )
 
 
 FAST = experiments.PoisoningRecipe(epochs=4)
@@ -32,7 +34,9 @@ def test_measure_is_pure_and_repeatable(small: data.Split) -> None:
     assert a.clean_accuracy == b.clean_accuracy and a.attack_success == b.attack_success
     with torch.no_grad():
         next(a.model.parameters()).add_(1.0)
-    assert experiments.measure(small, "backdoor", 0.2, recipe=FAST).clean_accuracy == b.clean_accuracy
+    assert (
+        experiments.measure(small, "backdoor", 0.2, recipe=FAST).clean_accuracy == b.clean_accuracy
+    )
     assert len(a.index) == round(0.2 * 400) and torch.all(a.y_train[a.index] == FAST.target)
     assert a.target == FAST.target
 
@@ -56,9 +60,14 @@ def test_measure_seeds_matches_measure_run_by_run(small: data.Split) -> None:
         assert torch.equal(got.index, alone.index) and torch.equal(got.y_train, alone.y_train)
         assert abs(got.clean_accuracy - alone.clean_accuracy) <= 1 / 150
         assert abs(got.attack_success - alone.attack_success) <= 1 / 100
-    assert batched[0].clean_accuracy != batched[1].clean_accuracy or batched[0].attack_success != batched[1].attack_success
+    assert (
+        batched[0].clean_accuracy != batched[1].clean_accuracy
+        or batched[0].attack_success != batched[1].attack_success
+    )
     with pytest.raises(ValueError, match="seeds"):
-        experiments.measure_seeds(small, [("backdoor", 0.2, 3), ("label flip", 0.1, 3)], recipe=FAST)
+        experiments.measure_seeds(
+            small, [("backdoor", 0.2, 3), ("label flip", 0.1, 3)], recipe=FAST
+        )
     with pytest.raises(ValueError, match="runs"):
         experiments.measure_seeds(small, [("backdoor", 0.2)], recipe=FAST)
     with pytest.raises(ValueError, match="kind"):
@@ -66,14 +75,20 @@ def test_measure_seeds_matches_measure_run_by_run(small: data.Split) -> None:
 
 
 def test_accuracy_curve_continues_training(small: data.Split) -> None:
-    curve = experiments.accuracy_curve(small, [0.0, 0.5], seeds=[0, 1], checkpoints=[1, 2, 3, 4], recipe=FAST)
+    curve = experiments.accuracy_curve(
+        small, [0.0, 0.5], seeds=[0, 1], checkpoints=[1, 2, 3, 4], recipe=FAST
+    )
     assert curve.shape == (2, 4)
-    one = experiments.measure(small, "label flip", 0.0, recipe=dataclasses.replace(FAST, epochs=1), seed=0)
+    one = experiments.measure(
+        small, "label flip", 0.0, recipe=dataclasses.replace(FAST, epochs=1), seed=0
+    )
     four = experiments.measure(small, "label flip", 0.0, recipe=FAST, seed=0)
     assert abs(curve[0, 0].item() - one.clean_accuracy) <= 1 / 150
     assert four.clean_accuracy > one.clean_accuracy + 0.05
     # training continues from checkpoint to checkpoint: after four one-epoch segments it is a four-epoch model
-    assert abs(curve[0, -1].item() - four.clean_accuracy) < 0.5 * (four.clean_accuracy - one.clean_accuracy)
+    assert abs(curve[0, -1].item() - four.clean_accuracy) < 0.5 * (
+        four.clean_accuracy - one.clean_accuracy
+    )
     assert curve[1, -1] < curve[0, -1], "half the labels flipped cost accuracy"
     with pytest.raises(ValueError, match="checkpoints"):
         experiments.accuracy_curve(small, [0.0], seeds=[0], checkpoints=[4, 1], recipe=FAST)
@@ -83,7 +98,13 @@ def test_accuracy_curve_continues_training(small: data.Split) -> None:
 
 def test_recipe_is_frozen_and_checked() -> None:
     recipe = experiments.PoisoningRecipe()
-    assert (recipe.hidden, recipe.lr, recipe.epochs, recipe.batch_size, recipe.target) == (32, 0.1, 15, 32, 0)
+    assert (recipe.hidden, recipe.lr, recipe.epochs, recipe.batch_size, recipe.target) == (
+        32,
+        0.1,
+        15,
+        32,
+        0,
+    )
     with pytest.raises(dataclasses.FrozenInstanceError):
         recipe.lr = 1.0  # type: ignore[misc]
     with pytest.raises(ValueError, match="epochs"):
@@ -94,8 +115,12 @@ def test_recipe_is_frozen_and_checked() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"kind": "poison"}, "kind"), ({"fraction": 1.5}, "fraction"), ({"recipe": {"lr": 0.1}}, "recipe"),
-     ({"split": (1, 2)}, "split")],
+    [
+        ({"kind": "poison"}, "kind"),
+        ({"fraction": 1.5}, "fraction"),
+        ({"recipe": {"lr": 0.1}}, "recipe"),
+        ({"split": (1, 2)}, "split"),
+    ],
 )
 def test_measure_rejects_bad_arguments(small: data.Split, kwargs: dict, match: str) -> None:
     args = {"split": small, "kind": "backdoor", "fraction": 0.1} | kwargs
@@ -112,8 +137,11 @@ def _images(widget: widgets.Widget) -> list[widgets.Image]:
 @pytest.fixture(scope="module")
 def grid_runs(small: data.Split) -> dict:
     clean = experiments.measure(small, "label flip", 0.0, recipe=FAST)
-    return {(kind, f): experiments.measure(small, kind, f, recipe=FAST) if f else clean
-            for kind in experiments.POISON_KINDS for f in FRACTIONS}
+    return {
+        (kind, f): experiments.measure(small, kind, f, recipe=FAST) if f else clean
+        for kind in experiments.POISON_KINDS
+        for f in FRACTIONS
+    }
 
 
 @pytest.mark.integration

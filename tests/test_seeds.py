@@ -26,7 +26,9 @@ def _mlp(seed: int) -> nn.Module:
 
 def _gap(a: nn.Module, b: nn.Module) -> float:
     """Largest absolute difference between two models' parameters."""
-    return max((p - q).abs().max().item() for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    return max(
+        (p - q).abs().max().item() for p, q in zip(a.parameters(), b.parameters(), strict=True)
+    )
 
 
 def _reference(model_fn, x, y, seed, **kwargs) -> nn.Module:
@@ -35,7 +37,9 @@ def _reference(model_fn, x, y, seed, **kwargs) -> nn.Module:
     return model
 
 
-@pytest.mark.parametrize("optimizer, lr", [("sgd", 0.5), ("momentum", 0.1), ("adam", 1e-2), ("rmsprop", 1e-3)])
+@pytest.mark.parametrize(
+    "optimizer, lr", [("sgd", 0.5), ("momentum", 0.1), ("adam", 1e-2), ("rmsprop", 1e-3)]
+)
 @pytest.mark.parametrize("batch_size", [32, None], ids=["minibatch", "fullbatch"])
 def test_each_seed_matches_train_train(small, optimizer, lr, batch_size):
     x, y = small
@@ -67,7 +71,9 @@ def _row_linear(seed: int) -> nn.Module:
 def test_other_models_match_train_train(small, model_fn):
     x, y = small[0][:96], small[1][:96]
     kwargs = dict(optimizer="adam", lr=1e-2, epochs=3, batch_size=16, weight_decay=1e-3)
-    for seed, model in zip([1, 2], train_seeds(model_fn, x, y, seeds=[1, 2], **kwargs), strict=True):
+    for seed, model in zip(
+        [1, 2], train_seeds(model_fn, x, y, seeds=[1, 2], **kwargs), strict=True
+    ):
         assert _gap(model, _reference(model_fn, x, y, seed, **kwargs)) < TOL
 
 
@@ -75,11 +81,15 @@ def test_unsupported_layers_fall_back_to_vmap_and_still_match(small):
     def with_layer_norm(seed: int) -> nn.Module:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.LayerNorm(16), nn.ReLU(), nn.Linear(16, 10))
+            return nn.Sequential(
+                nn.Flatten(), nn.Linear(64, 16), nn.LayerNorm(16), nn.ReLU(), nn.Linear(16, 10)
+            )
 
     x, y = small
     kwargs = dict(optimizer="momentum", lr=0.05, epochs=2, batch_size=25)
-    for seed, model in zip([4, 5], train_seeds(with_layer_norm, x, y, seeds=[4, 5], **kwargs), strict=True):
+    for seed, model in zip(
+        [4, 5], train_seeds(with_layer_norm, x, y, seeds=[4, 5], **kwargs), strict=True
+    ):
         assert _gap(model, _reference(with_layer_norm, x, y, seed, **kwargs)) < TOL
 
 
@@ -122,10 +132,14 @@ def test_data_may_differ_per_seed(small):
 def test_returns_independent_eval_models_and_leaves_inputs_alone(small):
     x, y = small
     x_before, y_before = x.clone(), y.clone()
-    trained = train_seeds(_mlp, x, y, seeds=[0, 1], optimizer="sgd", lr=0.1, epochs=1, batch_size=50)
+    trained = train_seeds(
+        _mlp, x, y, seeds=[0, 1], optimizer="sgd", lr=0.1, epochs=1, batch_size=50
+    )
     assert torch.equal(x, x_before) and torch.equal(y, y_before)
     assert all(isinstance(m, nn.Sequential) and not m.training for m in trained)
-    assert all(p.grad is None and p.is_leaf and p.requires_grad for m in trained for p in m.parameters())
+    assert all(
+        p.grad is None and p.is_leaf and p.requires_grad for m in trained for p in m.parameters()
+    )
     before = trained[1][1].weight.detach().clone()
     with torch.no_grad():
         trained[0][1].weight.add_(1.0)
@@ -136,14 +150,18 @@ def test_non_finite_loss_raises(small):
     x, y = small
     huge = x * 3e38  # finite inputs whose logits overflow: only seed 5's loss is not finite
     with pytest.raises(FloatingPointError, match=r"seeds \[5\]"):
-        train_seeds(_mlp, [x, huge], y, seeds=[4, 5], optimizer="sgd", lr=0.1, epochs=1, batch_size=20)
+        train_seeds(
+            _mlp, [x, huge], y, seeds=[4, 5], optimizer="sgd", lr=0.1, epochs=1, batch_size=20
+        )
 
 
 def _call(small, **overrides):
     x, y = small
     kwargs = dict(seeds=[0, 1], optimizer="sgd", lr=0.1, epochs=1, batch_size=50)
     kwargs.update(overrides)
-    return train_seeds(kwargs.pop("model_fn", _mlp), kwargs.pop("x", x), kwargs.pop("y", y), **kwargs)
+    return train_seeds(
+        kwargs.pop("model_fn", _mlp), kwargs.pop("x", x), kwargs.pop("y", y), **kwargs
+    )
 
 
 @pytest.mark.parametrize(
@@ -163,8 +181,18 @@ def _call(small, **overrides):
         (dict(epochs=0), "epochs must be"),
         (dict(batch_size=201), "batch_size must be"),
         (dict(model_fn=3), "model_fn must be callable"),
-        (dict(model_fn=lambda seed: models.mlp(64, 10, hidden=8 + seed, seed=seed)), "model_fn must be models of one architecture"),
-        (dict(model_fn=lambda seed: nn.Sequential(nn.Flatten(), nn.Dropout(0.5), nn.Linear(64, 10))), "dropout"),
+        (
+            dict(model_fn=lambda seed: models.mlp(64, 10, hidden=8 + seed, seed=seed)),
+            "model_fn must be models of one architecture",
+        ),
+        (
+            dict(
+                model_fn=lambda seed: nn.Sequential(
+                    nn.Flatten(), nn.Dropout(0.5), nn.Linear(64, 10)
+                )
+            ),
+            "dropout",
+        ),
         (dict(model_fn=lambda seed: "model"), "model_fn must return a torch.nn.Module"),
     ],
 )
@@ -199,15 +227,24 @@ def test_check_seeds_accepts_ranges_and_lists():
 def test_summarise_is_mean_sample_std_and_range():
     summary = summarise([0.90, 0.94, 0.92, 0.96])
     assert summary == pytest.approx(Summary(0.93, math.sqrt(0.002 / 3), 0.90, 0.96, 4))
-    assert summarise(torch.tensor([1.0, 3.0])) == pytest.approx(Summary(2.0, math.sqrt(2.0), 1.0, 3.0, 2))
+    assert summarise(torch.tensor([1.0, 3.0])) == pytest.approx(
+        Summary(2.0, math.sqrt(2.0), 1.0, 3.0, 2)
+    )
     assert summarise(range(5)).std == pytest.approx(math.sqrt(2.5))
 
 
 @pytest.mark.parametrize(
     "values, message",
-    [([], "at least 2"), ([0.5], "at least 2"), ([0.5, float("nan")], r"values\[1\]"), ([0.5, True], r"values\[1\]"),
-     (["0.5", "0.7"], r"values\[0\]"), (0.5, "sequence of numbers"), ("0.5", "sequence of numbers"),
-     (torch.ones(2, 2), "1-D")],
+    [
+        ([], "at least 2"),
+        ([0.5], "at least 2"),
+        ([0.5, float("nan")], r"values\[1\]"),
+        ([0.5, True], r"values\[1\]"),
+        (["0.5", "0.7"], r"values\[0\]"),
+        (0.5, "sequence of numbers"),
+        ("0.5", "sequence of numbers"),
+        (torch.ones(2, 2), "1-D"),
+    ],
 )
 def test_summarise_rejects_bad_values(values, message):
     with pytest.raises(ValueError, match=message):
@@ -229,8 +266,14 @@ def test_wilson_interval_matches_scipy_and_known_values():
 
 @pytest.mark.parametrize(
     "args, message",
-    [((5, 0), "n must be"), ((-1, 10), "successes must be"), ((11, 10), "successes must be"),
-     ((1.5, 10), "successes must be"), ((1, 10, 0.0), "z must be"), ((1, 10, float("inf")), "z must be")],
+    [
+        ((5, 0), "n must be"),
+        ((-1, 10), "successes must be"),
+        ((11, 10), "successes must be"),
+        ((1.5, 10), "successes must be"),
+        ((1, 10, 0.0), "z must be"),
+        ((1, 10, float("inf")), "z must be"),
+    ],
 )
 def test_wilson_interval_rejects_bad_counts(args, message):
     with pytest.raises(ValueError, match=message):

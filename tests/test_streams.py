@@ -40,7 +40,11 @@ def _index(x: torch.Tensor) -> set[int]:
 
 def _flipped(seed: int) -> set[int]:
     _, y = _rows()
-    return set(torch.nonzero(poisoning.flip_labels(y, K / N, n_classes=2, seed=seed) != y).flatten().tolist())
+    return set(
+        torch.nonzero(poisoning.flip_labels(y, K / N, n_classes=2, seed=seed) != y)
+        .flatten()
+        .tolist()
+    )
 
 
 def _backdoored(seed: int) -> set[int]:
@@ -57,7 +61,19 @@ def _corrupted(seed: int) -> set[int]:
 def _crafted(seed: int) -> set[int]:
     x, y = _rows()
     model = nn.Sequential(nn.Linear(1, 2))
-    result = poisoning.craft_poison(model, x, y, x[:4], y[:4], n_classes=2, n_points=K, lr=0.1, epochs=1, ascent=poisoning.Ascent(steps=0), seed=seed)
+    result = poisoning.craft_poison(
+        model,
+        x,
+        y,
+        x[:4],
+        y[:4],
+        n_classes=2,
+        n_points=K,
+        lr=0.1,
+        epochs=1,
+        ascent=poisoning.Ascent(steps=0),
+        seed=seed,
+    )
     return {i for i, row in enumerate(x) if (result.x_poison[:, 0] == row[0]).any()}
 
 
@@ -69,7 +85,17 @@ def _first_batch(seed: int) -> set[int]:
         seen.append(xb.clone())
         return xb
 
-    train.train(nn.Linear(1, 2), x, y, lr=0.1, epochs=1, batch_size=BATCH, seed=seed, adversary=record, progress=False)
+    train.train(
+        nn.Linear(1, 2),
+        x,
+        y,
+        lr=0.1,
+        epochs=1,
+        batch_size=BATCH,
+        seed=seed,
+        adversary=record,
+        progress=False,
+    )
     return _index(seen[0])
 
 
@@ -90,8 +116,16 @@ def _noise_subset(seed: int) -> set[int]:
     return _index(next(batch for batch in model.inputs if len(batch) == BATCH))
 
 
-CHOOSERS = {"flip_labels": _flipped, "add_backdoor": _backdoored, "corrupt_rows": _corrupted, "craft_poison": _crafted}
-ORDERS = {"train first batch": (_first_batch, BATCH), "gradient_noise subset": (_noise_subset, BATCH)}
+CHOOSERS = {
+    "flip_labels": _flipped,
+    "add_backdoor": _backdoored,
+    "corrupt_rows": _corrupted,
+    "craft_poison": _crafted,
+}
+ORDERS = {
+    "train first batch": (_first_batch, BATCH),
+    "gradient_noise subset": (_noise_subset, BATCH),
+}
 PAIRS = [(a, b) for a in CHOOSERS for b in ORDERS] + [
     (a, b) for i, a in enumerate(CHOOSERS) for b in list(CHOOSERS)[i + 1 :]
 ]
@@ -168,7 +202,10 @@ def _stream_purposes() -> dict[str, set[str]]:
     found: dict[str, set[str]] = defaultdict(set)
     for path in sorted((ROOT / "gdsec").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Call) and getattr(node.func, "id", "") in {"random_stream", "seeded_global_rng"}:
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") in {
+                "random_stream",
+                "seeded_global_rng",
+            }:
                 purpose = ast.unparse(node.args[1]) if len(node.args) > 1 else "<missing>"
                 found[purpose].add(path.relative_to(ROOT).as_posix())
     return found
@@ -180,7 +217,9 @@ def test_every_purpose_belongs_to_one_module():
     # train_seeds must reproduce train's mini-batch order exactly, so the two share that one stream
     shared = {"'train.order'": {"gdsec/train/loop.py", "gdsec/seeds/training.py"}}
     for purpose, files in purposes.items():
-        assert len(files) == 1 or files == shared.get(purpose), f"purpose {purpose} is drawn in {sorted(files)}"
+        assert len(files) == 1 or files == shared.get(purpose), (
+            f"purpose {purpose} is drawn in {sorted(files)}"
+        )
 
 
 def test_no_generator_is_seeded_directly():
@@ -189,9 +228,13 @@ def test_no_generator_is_seeded_directly():
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             called = getattr(getattr(node, "func", None), "attr", "")
-            assert called != "manual_seed", f"{path}:{node.lineno}: draw from gdsec.streams.random_stream(seed, purpose)"
+            assert called != "manual_seed", (
+                f"{path}:{node.lineno}: draw from gdsec.streams.random_stream(seed, purpose)"
+            )
 
 
 def test_notebooks_draw_from_streams_too():
     for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
-        assert "manual_seed(" not in notebook.read_text(), f"{notebook.name}: use gdsec.streams.random_stream(seed, purpose)"
+        assert "manual_seed(" not in notebook.read_text(), (
+            f"{notebook.name}: use gdsec.streams.random_stream(seed, purpose)"
+        )

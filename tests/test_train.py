@@ -11,10 +11,14 @@ def split():
     return data.load_digits()
 
 
-@pytest.mark.parametrize("optimizer, lr", [("sgd", 0.1), ("momentum", 0.05), ("rmsprop", 0.01), ("adam", 0.01)])
+@pytest.mark.parametrize(
+    "optimizer, lr", [("sgd", 0.1), ("momentum", 0.05), ("rmsprop", 0.01), ("adam", 0.01)]
+)
 def test_every_optimizer_trains_logistic_regression(split, optimizer, lr):
     model = models.logistic_regression(seed=0)
-    history = train.train(model, split.x_train, split.y_train, optimizer=optimizer, lr=lr, epochs=5, batch_size=64)
+    history = train.train(
+        model, split.x_train, split.y_train, optimizer=optimizer, lr=lr, epochs=5, batch_size=64
+    )
     assert history.loss[-1] < history.loss[0]
     assert len(history.loss) == len(history.seconds) == 5
     assert len(history.step_loss) == 5 * ((len(split.x_train) + 63) // 64)
@@ -46,7 +50,13 @@ def test_adversary_hook_sees_every_batch_and_eval_data_is_recorded(split):
 
     model = models.logistic_regression(seed=0)
     history = train.train(
-        model, split.x_train, split.y_train, lr=0.1, epochs=2, batch_size=500, adversary=adversary,
+        model,
+        split.x_train,
+        split.y_train,
+        lr=0.1,
+        epochs=2,
+        batch_size=500,
+        adversary=adversary,
         eval_data=(split.x_test, split.y_test),
     )
     assert sum(seen) == 2 * len(split.x_train)
@@ -61,8 +71,17 @@ def test_adversary_gets_a_fresh_reproducible_seed_per_batch(split):
             seen.append(seed)
             return xb
 
-        train.train(models.logistic_regression(seed=0), split.x_train, split.y_train, lr=0.1, epochs=2,
-                    batch_size=500, seed=seed, adversary=adversary, progress=False)
+        train.train(
+            models.logistic_regression(seed=0),
+            split.x_train,
+            split.y_train,
+            lr=0.1,
+            epochs=2,
+            batch_size=500,
+            seed=seed,
+            adversary=adversary,
+            progress=False,
+        )
         return seen
 
     first, again, other = run(3), run(3), run(4)
@@ -73,7 +92,9 @@ def test_adversary_gets_a_fresh_reproducible_seed_per_batch(split):
 
 def test_train_raises_on_divergence_instead_of_nan(split):
     with pytest.raises(FloatingPointError, match="too large"):
-        train.train(models.mlp(seed=0), split.x_train, split.y_train, lr=1e12, epochs=3, progress=False)
+        train.train(
+            models.mlp(seed=0), split.x_train, split.y_train, lr=1e12, epochs=3, progress=False
+        )
 
 
 def test_unguarded_run_can_carry_on_through_nan(split):
@@ -82,8 +103,16 @@ def test_unguarded_run_can_carry_on_through_nan(split):
     with pytest.raises(ValueError, match="NaN"):
         train.train(models.mlp(seed=0), x, split.y_train[:256], lr=0.1, epochs=1, batch_size=32)
     model = models.mlp(seed=0)
-    history = train.train(model, x, split.y_train[:256], lr=0.1, epochs=2, batch_size=32, on_nonfinite="continue",
-                          progress=False)
+    history = train.train(
+        model,
+        x,
+        split.y_train[:256],
+        lr=0.1,
+        epochs=2,
+        batch_size=32,
+        on_nonfinite="continue",
+        progress=False,
+    )
     assert history.steps == 16 and any(v != v for v in history.step_loss)
     assert not all(torch.isfinite(p).all() for p in model.parameters())
 
@@ -92,15 +121,32 @@ def test_guards_are_counted_in_history_and_reported_to_the_callback(split):
     x, y = split.x_train[:256].clone(), split.y_train[:256]
     x[:8] *= 1e3  # one extreme batch of 8 rows at every position of the shuffled order
     records = []
-    history = train.train(models.mlp(seed=0), x, y, lr=0.1, epochs=2, batch_size=32, guards=train.Guards(max_norm=5.0),
-                          callback=records.append, progress=False)
+    history = train.train(
+        models.mlp(seed=0),
+        x,
+        y,
+        lr=0.1,
+        epochs=2,
+        batch_size=32,
+        guards=train.Guards(max_norm=5.0),
+        callback=records.append,
+        progress=False,
+    )
     assert [r.step for r in records] == list(range(16)) and {r.epoch for r in records} == {0, 1}
     assert history.clipped_steps == sum(r.clipped for r in records) > 0
     assert all(r.grad_norm > 5.0 for r in records if r.clipped)
     assert history.largest_grad_norm == max(r.grad_norm for r in records)
     assert [r.loss for r in records] == history.step_loss
-    validated = train.train(models.mlp(seed=0), x, y, lr=0.1, epochs=2, batch_size=32,
-                            guards=train.Guards(validate_inputs=True), progress=False)
+    validated = train.train(
+        models.mlp(seed=0),
+        x,
+        y,
+        lr=0.1,
+        epochs=2,
+        batch_size=32,
+        guards=train.Guards(validate_inputs=True),
+        progress=False,
+    )
     assert validated.rejected_rows == 2 * 8 and validated.clipped_steps == 0
 
 
@@ -108,8 +154,17 @@ def test_guarded_run_matches_plain_run_when_no_guard_fires(split):
     x, y = split.x_train[:256], split.y_train[:256]
     a, b = models.mlp(seed=0), models.mlp(seed=0)
     plain = train.train(a, x, y, lr=0.1, epochs=2, batch_size=32, progress=False)
-    guarded = train.train(b, x, y, lr=0.1, epochs=2, batch_size=32, progress=False, on_nonfinite="skip",
-                          guards=train.Guards(max_norm=1e6, spike_factor=1e6, validate_inputs=True))
+    guarded = train.train(
+        b,
+        x,
+        y,
+        lr=0.1,
+        epochs=2,
+        batch_size=32,
+        progress=False,
+        on_nonfinite="skip",
+        guards=train.Guards(max_norm=1e6, spike_factor=1e6, validate_inputs=True),
+    )
     assert plain.step_loss == guarded.step_loss
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
     assert not b.training and all(p.grad is None for p in b.parameters())
@@ -117,10 +172,24 @@ def test_guarded_run_matches_plain_run_when_no_guard_fires(split):
 
 def test_unknown_hyperparameter_is_an_error_not_plain_sgd(split):
     with pytest.raises(ValueError, match="momentum"):
-        train.train(models.logistic_regression(), split.x_train, split.y_train, lr=0.1, epochs=1, momentum=0.9)
+        train.train(
+            models.logistic_regression(),
+            split.x_train,
+            split.y_train,
+            lr=0.1,
+            epochs=1,
+            momentum=0.9,
+        )
     with pytest.raises(ValueError, match="beta2"):
-        train.train(models.logistic_regression(), split.x_train, split.y_train, optimizer="momentum", lr=0.1,
-                    epochs=1, beta2=0.9)
+        train.train(
+            models.logistic_regression(),
+            split.x_train,
+            split.y_train,
+            optimizer="momentum",
+            lr=0.1,
+            epochs=1,
+            beta2=0.9,
+        )
 
 
 @pytest.mark.parametrize(
@@ -141,6 +210,7 @@ def test_train_rejects_bad_arguments(split, kwargs, message):
     with pytest.raises(ValueError, match=message):
         train.train(models.logistic_regression(), split.x_train, split.y_train, **args)
 
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -159,11 +229,19 @@ def test_on_nonfinite_skip_skips_and_counts_the_nan_steps(split):
     x[5, 0, 3, 3] = float("nan")
     records = []
     model = models.mlp(seed=0)
-    history = train.train(model, x, split.y_train[:256], lr=0.1, epochs=2, batch_size=32, on_nonfinite="skip",
-                          callback=records.append, progress=False)
+    history = train.train(
+        model,
+        x,
+        split.y_train[:256],
+        lr=0.1,
+        epochs=2,
+        batch_size=32,
+        on_nonfinite="skip",
+        callback=records.append,
+        progress=False,
+    )
     assert history.nonfinite_skips == 2 == sum(r.skipped == "nonfinite" for r in records)
     assert all(torch.isfinite(p).all() for p in model.parameters())
-
 
 
 def test_train_rejects_bad_data(split):
@@ -196,7 +274,9 @@ def test_gradient_noise_falls_with_batch_size(split):
     model = models.logistic_regression(seed=0)
     small = train.gradient_noise(model, split.x_train, split.y_train, batch_size=2, draws=32)
     large = train.gradient_noise(model, split.x_train, split.y_train, batch_size=200, draws=32)
-    full = train.gradient_noise(model, split.x_train, split.y_train, batch_size=len(split.x_train), draws=2)
+    full = train.gradient_noise(
+        model, split.x_train, split.y_train, batch_size=len(split.x_train), draws=2
+    )
     assert small > 20 * large and full < 1e-10
     with pytest.raises(ValueError, match="draws"):
         train.gradient_noise(model, split.x_train, split.y_train, batch_size=2, draws=0)

@@ -23,7 +23,9 @@ def _linear(weight: list[list[float]], bias: list[float]) -> nn.Linear:
 
 def _hand_model() -> nn.Sequential:
     """h = relu([x1 - x2, x1 + x2]); z = [2 h1 + h2, -h1 + h2 - 0.5]."""
-    return nn.Sequential(_linear([[1, -1], [1, 1]], [0, 0]), nn.ReLU(), _linear([[2, 1], [-1, 1]], [0, -0.5]))
+    return nn.Sequential(
+        _linear([[1, -1], [1, 1]], [0, 0]), nn.ReLU(), _linear([[2, 1], [-1, 1]], [0, -0.5])
+    )
 
 
 def _in_box(x: torch.Tensor, eps: float, samples: int, seed: int, *, corners: bool) -> torch.Tensor:
@@ -38,7 +40,11 @@ def _in_l2_ball(x: torch.Tensor, eps: float, samples: int, seed: int) -> torch.T
     """Points on the L2 sphere of radius ``eps`` around each row, clipped to [0, 1] (still in the ball)."""
     gen = torch.Generator().manual_seed(seed)
     d = torch.randn((samples, *x.shape), generator=gen)
-    norms = d.reshape(samples, x.shape[0], -1).norm(dim=2).reshape(samples, x.shape[0], *[1] * (x.dim() - 1))
+    norms = (
+        d.reshape(samples, x.shape[0], -1)
+        .norm(dim=2)
+        .reshape(samples, x.shape[0], *[1] * (x.dim() - 1))
+    )
     return (x + eps * d / norms).clamp(0, 1)
 
 
@@ -82,7 +88,9 @@ def test_sampled_points_stay_inside_the_bounds(name: str, corners: bool, request
 
 
 @pytest.mark.parametrize("name", ["digits_mlp", "digits_cnn", "blobs"])
-def test_pgd_points_stay_inside_the_bounds_and_never_break_a_certified_row(name: str, request) -> None:
+def test_pgd_points_stay_inside_the_bounds_and_never_break_a_certified_row(
+    name: str, request
+) -> None:
     model, x, y = _models(name, request)
     eps = {"digits_mlp": 0.02, "digits_cnn": 0.005, "blobs": 0.05}[name]
     x_adv = attacks.pgd(model, x, y, eps, steps=20, seed=0)
@@ -109,7 +117,9 @@ def test_l2_bounds_are_sound_and_tighter_than_the_box(request) -> None:
 @pytest.fixture(scope="module")
 def logistic(digits) -> nn.Module:
     model = models.logistic_regression(seed=0)
-    train.train(model, digits.x_train, digits.y_train, optimizer="adam", lr=0.05, epochs=20, progress=False)
+    train.train(
+        model, digits.x_train, digits.y_train, optimizer="adam", lr=0.05, epochs=20, progress=False
+    )
     return model
 
 
@@ -128,7 +138,11 @@ def test_l2_bounds_of_a_first_affine_layer_are_attained(first: str) -> None:
     """Inside the box, the L2 upper bound of unit i is reached at x + eps * row_i / ||row_i||."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        layer = nn.Sequential(nn.Flatten(), nn.Linear(64, 5)) if first == "linear" else nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Flatten())
+        layer = (
+            nn.Sequential(nn.Flatten(), nn.Linear(64, 5))
+            if first == "linear"
+            else nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Flatten())
+        )
     x, eps = torch.full((1, 1, 8, 8), 0.5), 0.2
     upper = verify.interval_bounds(layer, x, eps, norm="2")[1][0]
     for unit in (0, 3, 7 if first == "conv" else 4, upper.numel() - 1):
@@ -177,7 +191,9 @@ def test_bounds_widen_and_certificates_shrink_with_eps(name: str, request) -> No
             assert (bound <= previous[2] + TOL).all()
         previous = (lower, upper, bound)
     assert verify.certified_accuracy(model, x, y, 0.0) > 0.9
-    assert verify.certified_accuracy(model, x, y, 0.05) < verify.certified_accuracy(model, x, y, 0.005)
+    assert verify.certified_accuracy(model, x, y, 0.05) < verify.certified_accuracy(
+        model, x, y, 0.005
+    )
 
 
 def test_hand_computed_two_layer_example() -> None:
@@ -190,7 +206,9 @@ def test_hand_computed_two_layer_example() -> None:
     # elision: z1 - z2 = 3 h1 + 0.5 >= 0.5, tighter than lower(z1) - upper(z2) = 0.1
     torch.testing.assert_close(verify.margin_lower_bound(model, x, y, 0.1), torch.tensor([0.5]))
     no_elision = nn.Sequential(*model, nn.Identity())
-    torch.testing.assert_close(verify.margin_lower_bound(no_elision, x, y, 0.1), torch.tensor([0.1]))
+    torch.testing.assert_close(
+        verify.margin_lower_bound(no_elision, x, y, 0.1), torch.tensor([0.1])
+    )
     assert verify.certified(model, x, torch.tensor([0]), 0.1).tolist() == [True]
     assert verify.certified(model, x, torch.tensor([1]), 0.1).tolist() == [False]
 
@@ -239,7 +257,9 @@ def test_ibp_training_is_deterministic_given_seed(digits) -> None:
         model = models.mlp(64, 10, hidden=16, seed=0)
         runs.append(verify.ibp_train(model, x, y, eps=0.05, epochs=3, seed=4))
     assert runs[0] == runs[1] and len(runs[0]) == 3
-    other = verify.ibp_train(models.mlp(64, 10, hidden=16, seed=0), x, y, eps=0.05, epochs=3, seed=5)
+    other = verify.ibp_train(
+        models.mlp(64, 10, hidden=16, seed=0), x, y, eps=0.05, epochs=3, seed=5
+    )
     assert other != runs[0]
 
 
@@ -261,7 +281,11 @@ def test_inputs_mode_and_grads_are_untouched(digits_cnn, rows) -> None:
 
 @pytest.mark.parametrize(
     ("layer", "named"),
-    [(nn.BatchNorm1d(64), "BatchNorm1d"), (nn.Dropout(0.1), "Dropout"), (masking.Temperature(10.0), "Temperature")],
+    [
+        (nn.BatchNorm1d(64), "BatchNorm1d"),
+        (nn.Dropout(0.1), "Dropout"),
+        (masking.Temperature(10.0), "Temperature"),
+    ],
 )
 def test_unsupported_layers_are_named(layer: nn.Module, named: str, rows) -> None:
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 64), layer, nn.Linear(64, 10))

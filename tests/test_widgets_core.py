@@ -26,7 +26,9 @@ def test_precomputed_face_nests_stacks_and_links_every_control(monkeypatch):
     monkeypatch.setattr(widgets, "jslink", recording_jslink)
     box = explorer(_render, {"a": [1, 2, 3], "b": ["x", "y"]}, live=False)
     slider, toggles, stack = box.children[:3]
-    assert isinstance(slider, widgets.SelectionSlider) and isinstance(toggles, widgets.ToggleButtons)
+    assert isinstance(slider, widgets.SelectionSlider) and isinstance(
+        toggles, widgets.ToggleButtons
+    )
     assert len(stack.children) == 3 and all(len(s.children) == 2 for s in stack.children)
     images = [bytes(img.value) for s in stack.children for img in s.children]
     assert len(set(images)) == 6 and all(v.startswith(b"\x89PNG") for v in images)

@@ -11,7 +11,9 @@ from gdsec.widgets.descent import learning_rate_explorer
 def test_curvature_control_changes_what_the_same_learning_rate_does():
     box = learning_rate_explorer(lrs=(0.05, 0.19), curvatures=(5.0, 20.0), steps=20, live=False)
     lr_control, curvature_control, stack = box.children[1], box.children[2], box.children[3]
-    assert "learning rate" in lr_control.description and "curvature" in curvature_control.description
+    assert (
+        "learning rate" in lr_control.description and "curvature" in curvature_control.description
+    )
     views = [[view.tooltip for view in inner.children] for inner in stack.children]
     assert len(views) == 2 and all(len(row) == 2 for row in views)
     # lr 0.19: below 2/5 = 0.4 it converges, above 2/20 = 0.1 it diverges

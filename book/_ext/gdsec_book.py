@@ -14,7 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 
-def _drop_duplicate_scripts(app: Any, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
+def _drop_duplicate_scripts(
+    app: Any, pagename: str, templatename: str, context: dict, doctree: Any
+) -> None:
     """Keep only the first copy of each inline script body on a page."""
     scripts = context.get("script_files")
     if not scripts:

@@ -48,7 +48,9 @@ def _cpu_path() -> str:
     except ImportError:
         return "unknown"
     forced = os.environ.get("ATEN_CPU_CAPABILITY")
-    return torch.backends.cpu.get_cpu_capability() + (" (forced by ATEN_CPU_CAPABILITY)" if forced else "")
+    return torch.backends.cpu.get_cpu_capability() + (
+        " (forced by ATEN_CPU_CAPABILITY)" if forced else ""
+    )
 
 
 def build_info() -> dict[str, str]:
@@ -58,7 +60,9 @@ def build_info() -> dict[str, str]:
         "gdsec_os": platform.platform(terse=True),
         "gdsec_cpu": _cpu_model(),
         "gdsec_cpu_path": _cpu_path(),
-        "gdsec_cores": str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()),
+        "gdsec_cores": str(
+            len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        ),
         "gdsec_memory": _memory_gib(),
         "gdsec_threads": os.environ.get("GDSEC_TORCH_THREADS", "1"),
     }

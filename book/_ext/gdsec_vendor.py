@@ -58,17 +58,20 @@ class Package(NamedTuple):
 
 PACKAGES: tuple[Package, ...] = (
     Package(
-        "requirejs", "2.3.7",
+        "requirejs",
+        "2.3.7",
         "sha512-DouTG8T1WanGok6Qjg2SXuCMzszOo0eHeH9hDZ5Y4x8Je+9JB38HdTLT4/VA8OaUhBa0JPVHJ0pyBkM1z+pDsw==",
         {"package/require.js": "requirejs/require.js"},
     ),
     Package(
-        "@jupyter-widgets/html-manager", "1.0.15",
+        "@jupyter-widgets/html-manager",
+        "1.0.15",
         "sha512-5thBIV6ymNgmPVOHvzx+gGy8ZSKmSazhtGw4/c4xJDVzRhG9PTeQsRjF3FUTopvFi//SABeNz1yp47bCrJ3CQA==",
         {"package/dist/": "html-manager/", "package/LICENSE": "html-manager/LICENSE"},
     ),
     Package(
-        "mathjax", "3.2.2",
+        "mathjax",
+        "3.2.2",
         "sha512-Bt+SSVU8eBG27zChVewOicYs7Xsdt40qm4+UpHyX7k0/O9NliPc+x77k1/FEsPsjKPZGJvtRZM1vO+geW0OhGw==",
         {
             "package/LICENSE": "mathjax/LICENSE",
@@ -147,14 +150,27 @@ def fetch(package: Package, cache: Path) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache) as scratch:
         subprocess.run(
-            [npm, "pack", f"{package.name}@{package.version}", "--pack-destination", scratch, "--silent"],
-            check=True, capture_output=True, text=True, timeout=NPM_TIMEOUT, cwd=scratch,
+            [
+                npm,
+                "pack",
+                f"{package.name}@{package.version}",
+                "--pack-destination",
+                scratch,
+                "--silent",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=NPM_TIMEOUT,
+            cwd=scratch,
         )
         packed = Path(scratch) / _tarball_name(package)
         if not packed.is_file():
             raise RuntimeError(f"npm pack did not produce {packed.name}")
         if _sri(packed) != package.integrity:
-            raise RuntimeError(f"{packed.name} does not match the pinned integrity {package.integrity}")
+            raise RuntimeError(
+                f"{packed.name} does not match the pinned integrity {package.integrity}"
+            )
         packed.replace(tarball)
     return tarball
 
@@ -162,11 +178,13 @@ def fetch(package: Package, cache: Path) -> Path:
 def _destination(member: str, package: Package) -> str | None:
     """Where a tarball member goes under the vendor folder, or None to skip it."""
     name = PurePosixPath(member).name
-    if name.endswith(SKIPPED_SUFFIXES) or (package.name.endswith("html-manager") and name in SKIPPED_NAMES):
+    if name.endswith(SKIPPED_SUFFIXES) or (
+        package.name.endswith("html-manager") and name in SKIPPED_NAMES
+    ):
         return None
     for prefix, target in package.members.items():
         if prefix.endswith("/") and member.startswith(prefix):
-            return target + member[len(prefix):]
+            return target + member[len(prefix) :]
         if member == prefix:
             return target
     return None
@@ -246,7 +264,9 @@ def use_local_assets(app: Any, config: Any) -> None:
     config.html_static_path = [*config.html_static_path, str(static)]
     config.nb_ipywidgets_js = {path: dict(attrs) for path, attrs in WIDGET_SCRIPTS.items()}
     config.mathjax_path = MATHJAX_SCRIPT
-    logger.info("gdsec_vendor: widgets and MathJax served from _static/%s (offline-ready)", STATIC_NAME)
+    logger.info(
+        "gdsec_vendor: widgets and MathJax served from _static/%s (offline-ready)", STATIC_NAME
+    )
 
 
 def setup(app: Any) -> dict[str, Any]:
