@@ -168,10 +168,14 @@ def main() -> None:
     ]
     clean = train.accuracy(model, x, y)
     print(
-        f"digits CNN ({models.count_parameters(model):,} parameters), whole test split: {n} digits, clean accuracy {clean:.1%}"
+        f"digits CNN ({models.count_parameters(model):,} parameters), whole test split: {n} digits, "
+        f"clean accuracy {clean:.1%}"
     )
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}\n")
-    header = f"{'attack':<36} {'robust acc ours':>15} {'ART':>7} {'mean pert. ours':>15} {'ART':>7} {'s ours':>7} {'s ART':>7} {'time ours/ART':>13}"
+    header = (
+        f"{'attack':<36} {'robust acc ours':>15} {'ART':>7} {'mean pert. ours':>15} {'ART':>7} "
+        f"{'s ours':>7} {'s ART':>7} {'time ours/ART':>13}"
+    )
     print(header)
     print("-" * len(header))
     for name, norm, minimal, ours_fn, art_fn in runs:
@@ -183,10 +187,12 @@ def main() -> None:
         acc_a, pert_a = summarise(model, x, y, theirs.to(x.dtype), norm, minimal)
         unit = "Linf" if norm == "inf" else "L2"
         print(
-            f"{name:<36} {acc_o:>15.1%} {acc_a:>7.1%} {pert_o:>10.3f} {unit:>4} {pert_a:>7.3f} {t_ours:>7.2f} {t_art:>7.2f} {t_ours / t_art:>13.2f}"
+            f"{name:<36} {acc_o:>15.1%} {acc_a:>7.1%} {pert_o:>10.3f} {unit:>4} {pert_a:>7.3f} "
+            f"{t_ours:>7.2f} {t_art:>7.2f} {t_ours / t_art:>13.2f}"
         )
     print(
-        "\nrobust acc: lower = stronger attack; mean pert.: over all rows (bounded attacks) or over fooled rows (C&W, DeepFool), lower = stronger."
+        "\nrobust acc: lower = stronger attack; mean pert.: over all rows (bounded attacks) or over "
+        "fooled rows (C&W, DeepFool), lower = stronger."
     )
 
 

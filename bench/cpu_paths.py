@@ -5,9 +5,10 @@ A measurement, not a test:  python bench/cpu_paths.py [--paths native default] [
 PyTorch picks its CPU kernels by the processor's capability (AVX-512, AVX2, or the portable
 ``default`` path); ``ATEN_CPU_CAPABILITY`` forces one. A claim the book teaches must not depend on
 which path ran it. For each path this executes every chapter in a fresh kernel (errors allowed, so
-every failing cell is seen), re-runs each chapter's claim-checking cells (five asserts or more) one statement at a time (so
-every failing claim is seen, not only the first), records the glued values, and prints: per
-chapter, the failures and failing claims per path and every glued value not the same on all paths.
+every failing cell is seen), re-runs each chapter's claim-checking cells (five asserts or more)
+one statement at a time (so every failing claim is seen, not only the first), records the glued
+values, and prints: per chapter, the failures and failing claims per path and every glued value
+not the same on all paths.
 The seconds are the chapter's own run, without the re-run of its claims; CPU time includes both.
 """
 
@@ -61,7 +62,7 @@ with client.setup_kernel():
 usage = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(json.dumps({"seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime,
                   "peak_mb": usage.ru_maxrss / 1024, "glued": glued, "errors": errors, "claims": claims}))
-"""
+"""  # noqa: E501
 
 
 def run(notebook: Path, path: str) -> dict:
@@ -133,7 +134,8 @@ def main() -> int:
             )
             for claim in result["claims"]:
                 print(
-                    f"  - claim that fails on {path} (cell {claim['cell']}, line {claim['line']}): {claim['error'][:300]}"
+                    f"  - claim that fails on {path} (cell {claim['cell']}, line {claim['line']}): "
+                    f"{claim['error'][:300]}"
                 )
         rows = differing(per_path)
         print(

@@ -29,7 +29,7 @@ NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"
 seconds = time.perf_counter() - start
 usage = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(json.dumps({"seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime, "peak_mb": usage.ru_maxrss / 1024}))
-"""
+"""  # noqa: E501
 
 
 def measure(notebook: Path) -> dict[str, float]:

@@ -146,7 +146,8 @@ def main() -> None:
         "(wall seconds on a shared machine are noisy; CPU seconds count the work done by this process)"
     )
     print(
-        f"{'model':<18} {'clean':>6} {'ours':>6} {'torchattacks':>12} {'diff':>6} {'ours s':>7} {'ref s':>7} {'ours cpu':>8} {'ref cpu':>8}  flags"
+        f"{'model':<18} {'clean':>6} {'ours':>6} {'torchattacks':>12} {'diff':>6} {'ours s':>7} "
+        f"{'ref s':>7} {'ours cpu':>8} {'ref cpu':>8}  flags"
     )
     for name, ours, ours_s, ref_acc, _, ref_s, _, ours_cpu, ref_cpu in rows:
         flags = ", ".join(f.split(":")[0] for f in ours.flags) or "none"

@@ -1,4 +1,7 @@
-"""Curvature of a loss at a point: Lanczos extremes of the Hessian (sharpness), the exact Hessian of tiny models and of 2-D surfaces."""
+"""Curvature of a loss at a point.
+
+Lanczos extremes of the Hessian (sharpness), the exact Hessian of tiny models and of 2-D surfaces.
+"""
 
 from __future__ import annotations
 

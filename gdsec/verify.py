@@ -49,7 +49,10 @@ Box = tuple[torch.Tensor, torch.Tensor]
 _AFFINE = (nn.Linear, nn.Conv2d)
 #: Layers f with f(l) <= f(z) <= f(u) whenever l <= z <= u: the box maps through its two ends.
 _MONOTONE = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.MaxPool2d, nn.AvgPool2d, nn.Flatten, nn.Identity)
-_SUPPORTED = "Linear, Conv2d, ReLU, Tanh, Sigmoid, MaxPool2d, AvgPool2d, Flatten, Identity (nested nn.Sequential allowed)"
+_SUPPORTED = (
+    "Linear, Conv2d, ReLU, Tanh, Sigmoid, MaxPool2d, AvgPool2d, Flatten, Identity "
+    "(nested nn.Sequential allowed)"
+)
 
 
 def _layers(model: nn.Module) -> list[nn.Module]:

@@ -113,7 +113,8 @@ TORCHATTACKS = "torchattacks==3.5.1"
 def torchattacks():
     """torchattacks 3.5.1, the reference ensemble's parts, installed on first use into a cache folder.
 
-    Only ``integration`` tests may use it (installing is not a unit test's business). It is installed with ``--no-deps`` (its pins would pull torchvision and an old ``requests``); it
+    Only ``integration`` tests may use it (installing is not a unit test's business). It is
+    installed with ``--no-deps`` (its pins would pull torchvision and an old ``requests``); it
     imports and runs without them. Skipped locally when PyPI cannot be reached, a failure in CI.
     """
     import importlib

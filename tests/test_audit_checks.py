@@ -25,7 +25,7 @@ ORDER = audit.SEVERITIES.index
 def _dark_backdoor(
     split: data.Split, features: list[int], target: int = 0, fraction: float = 0.05
 ) -> data.Split:
-    """``split`` with ``fraction`` of its training rows of other classes stamped dark (features set to 0) and relabelled."""
+    """``split`` with ``fraction`` of its training rows of other classes stamped dark (features at 0) and relabelled."""
     x, y = split.x_train.clone(), split.y_train.clone()
     rows = (
         (y != target)

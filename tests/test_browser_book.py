@@ -111,7 +111,7 @@ async () => {
   }
   return views;
 }
-"""
+"""  # noqa: E501
 
 INSPECT_JS = """
 () => {
@@ -139,7 +139,7 @@ INSPECT_JS = """
     widgets_rendered: Array.from(document.querySelectorAll('.widget-subarea')).filter((a) => a.children.length > 0).length,
   };
 }
-"""
+"""  # noqa: E501
 
 # Tag every widget control inside the article; return their kinds.
 TAG_CONTROLS_JS = """
@@ -481,7 +481,7 @@ def test_axe_reports_a_planted_violation(browser, served: str, site: dict, axe: 
           (document.querySelector('main') || document.body).appendChild(img);
           const button = document.createElement('button');
           (document.querySelector('main') || document.body).appendChild(button);
-        }""")
+        }""")  # noqa: E501
         ids = {v["id"] for v in axe_violations(page, axe) if v["impact"] in BLOCKING_IMPACTS}
         assert {"image-alt", "button-name"} <= ids, (
             f"axe missed the planted image without alt and unnamed button: {ids}"

@@ -70,7 +70,7 @@ CELLS_STATE_JS = """
     status: (document.querySelector('.jp-Notebook-ExecutionIndicator') || {dataset: {}}).dataset.status || null,
   };
 }
-"""
+"""  # noqa: E501
 
 
 def _free_port() -> int:

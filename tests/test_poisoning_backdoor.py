@@ -1,4 +1,7 @@
-"""Unit and property tests for gdsec.poisoning.backdoor: the trigger, planting it, its success, rebuilding and stamping it."""
+"""Unit and property tests for gdsec.poisoning.backdoor.
+
+The trigger, planting it, its success, rebuilding and stamping it.
+"""
 
 from __future__ import annotations
 

@@ -162,7 +162,7 @@ print(gdsec.__version__, torch.get_num_threads())
 for key in before:
     if before[key] != after[key]:
         print("changed", key, [x for x in after[key] if x not in before[key]], [x for x in before[key] if x not in after[key]])
-"""
+"""  # noqa: E501
 
 
 def _side_effects(script: str = SIDE_EFFECTS) -> list[str]:

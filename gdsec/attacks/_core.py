@@ -159,7 +159,10 @@ def steepest_direction(grad: torch.Tensor, norm: str) -> torch.Tensor:
 
 
 def project(x: torch.Tensor, x_adv: torch.Tensor, eps: float, norm: str = "inf") -> torch.Tensor:
-    """Project ``x_adv`` onto the L-inf or L2 ``eps``-ball around ``x``, then onto the [0, 1] box. Taught in chapter 5."""
+    """Project ``x_adv`` onto the L-inf or L2 ``eps``-ball around ``x``, then onto the [0, 1] box.
+
+    Taught in chapter 5.
+    """
     if norm == "inf":
         x_adv = torch.minimum(torch.maximum(x_adv, x - eps), x + eps)
     else:

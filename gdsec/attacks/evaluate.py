@@ -146,13 +146,16 @@ def _evaluate(
     if is_randomised(model, probe):
         target = MeanOfDraws(model, budget.draws).eval()
         flags.append(
-            f"randomised: two forward passes on the same input differ; every attack and the scoring used EOT, the mean logits of {budget.draws} draws"
+            "randomised: two forward passes on the same input differ; every attack and the scoring "
+            f"used EOT, the mean logits of {budget.draws} draws"
         )
     correct = _predict(target, x) == y
     zero = int(zero_gradient_rows(target, x[correct], y[correct]).sum()) if correct.any() else 0
     if zero:
         flags.append(
-            f"zero-gradient: {zero} of {int(correct.sum())} correctly classified rows have an exactly zero cross-entropy input gradient (saturated or non-differentiable model); read the DLR, targeted and gradient-free results"
+            f"zero-gradient: {zero} of {int(correct.sum())} correctly classified rows have an exactly "
+            "zero cross-entropy input gradient (saturated or non-differentiable model); read the DLR, "
+            "targeted and gradient-free results"
         )
     robust, x_adv = correct.clone(), x.clone()
     broken_by: list[str | None] = [None if c else "clean" for c in correct.tolist()]
@@ -219,7 +222,8 @@ def _sequence_flags(accuracy_after: dict[str, float], n: int) -> list[str]:
     if broken <= _SQUARE_MARGIN * n + 1e-9 or broken < 2:
         return []
     return [
-        f"square-beats-white-box: the gradient-free Square Attack broke {broken} row(s) ({drop:.1%}) the gradient attacks missed; the gradients may be masked, try an adaptive attack"
+        f"square-beats-white-box: the gradient-free Square Attack broke {broken} row(s) ({drop:.1%}) "
+        "the gradient attacks missed; the gradients may be masked, try an adaptive attack"
     ]
 
 
@@ -246,5 +250,6 @@ def _monotone_flag(
         return []
     return [
         f"non-monotone: on the first {len(x)} rows APGD-CE leaves {at_double:.1%} at eps = {2 * eps:g} but "
-        f"{at_eps:.1%} at eps = {eps:g}; accuracy that rises with the budget means the attack is failing, not the model holding"
+        f"{at_eps:.1%} at eps = {eps:g}; accuracy that rises with the budget means the attack is "
+        "failing, not the model holding"
     ]

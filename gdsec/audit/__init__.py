@@ -101,7 +101,8 @@ def _check_split(split: object) -> Split:
     """``split`` if it is a Split of finite inputs in [0, 1] (two rows or more) with matching labels."""
     if not isinstance(split, Split):
         raise ValueError(
-            "split must be a gdsec.data.Split (x_train, y_train: the training data; x_test, y_test: trusted held-out data)"
+            "split must be a gdsec.data.Split (x_train, y_train: the training data; "
+            "x_test, y_test: trusted held-out data)"
         )
     for part in ("train", "test"):
         x = check_batch(f"split.x_{part}", getattr(split, f"x_{part}"), unit=True, min_rows=2)

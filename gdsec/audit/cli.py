@@ -166,7 +166,8 @@ def _prepare(args: argparse.Namespace) -> tuple[AuditConfig, nn.Module, Split]:
     data, model = load_data(args.data), load_model(args.model)
     classes = model_classes(model, data)
     _say(
-        f"data: {len(data.y_train)} training rows, {len(data.y_test)} held-out rows shaped {tuple(data.x_test.shape[1:])}"
+        f"data: {len(data.y_train)} training rows, {len(data.y_test)} held-out rows shaped "
+        f"{tuple(data.x_test.shape[1:])}"
     )
     kind = "export" if isinstance(model, torch.fx.GraphModule) else "torchscript"
     _say(

@@ -45,7 +45,7 @@ def _gradient_leak(model: nn.Module, split: Split, rows: int = 2) -> float:
 
 
 def audit_gradient_exposure(model: nn.Module, split: Split, config: AuditConfig) -> Finding:
-    """What the exposed interface allows: a white-box (PGD) against a query-only (Square) attacker, on normalised logits.
+    """What the exposed interface allows: a white-box (PGD) vs a query-only (Square) attacker, on normalised logits.
 
     Taught in chapter 10.
     """
@@ -80,7 +80,8 @@ def audit_gradient_exposure(model: nn.Module, split: Split, config: AuditConfig)
         severity = "high"  # training gradients also leak the data itself (chapter 9)
         leak = _gradient_leak(model.model, split)
     summary = (
-        f"The API returns {config.exposure}. A query-only attacker ({config.budget.square_steps} queries, no gradients) "
+        f"The API returns {config.exposure}. A query-only attacker "
+        f"({config.budget.square_steps} queries, no gradients) "
         f"leaves {query:.0%} accuracy, a white-box PGD attacker {whitebox:.0%}, from {clean:.0%} clean."
     )
     if query + 0.03 < whitebox:

@@ -31,7 +31,10 @@ __all__ = [
 
 #: The five audit questions, keyed by the check that answers them (paraphrasing the source article).
 QUESTIONS: dict[str, str] = {
-    "gradient_exposure": "What can an outsider learn or do with what the model reveals (labels, scores, logits, gradients)?",
+    "gradient_exposure": (
+        "What can an outsider learn or do with what the model reveals "
+        "(labels, scores, logits, gradients)?"
+    ),
     "adversarial_testing": "How does the model hold up against the strongest gradient-based and query-based attacks?",
     "training_security": "Could the training data have steered the descent (poisoning, a backdoor)?",
     "robustness_verification": "Is the measured robustness real, or are the gradients merely hidden?",
@@ -148,7 +151,8 @@ def _jsonable(value: object) -> object:
 def _badge(severity: str) -> str:
     """An HTML badge for ``severity`` in its palette colour."""
     return (
-        f'<span style="background:{SEVERITY_COLOURS.get(severity, "#000000")};color:{SEVERITY_TEXT.get(severity, "#ffffff")};'
+        f'<span style="background:{SEVERITY_COLOURS.get(severity, "#000000")};'
+        f"color:{SEVERITY_TEXT.get(severity, '#ffffff')};"
         f'padding:1px 6px;border-radius:3px">{html.escape(severity)}</span>'
     )
 
@@ -162,7 +166,8 @@ def _html_row(i: int, f: Finding) -> str:
     return (
         f'<tr style="vertical-align:top"><td>{i}</td><td>{html.escape(f.text)}</td><td>{_badge(f.severity)}</td>'
         f"<td>{html.escape(f.summary)}<br><small>{evidence}</small></td>"
-        f"<td>{html.escape(f.recommendation)}<br><small>See {QUESTION_CHAPTERS.get(f.question, 'the course')}.</small></td></tr>"
+        f"<td>{html.escape(f.recommendation)}<br><small>See "
+        f"{QUESTION_CHAPTERS.get(f.question, 'the course')}.</small></td></tr>"
     )
 
 
@@ -243,7 +248,8 @@ class AuditReport:
             f"<p><b>Audit of {html.escape(self.name)}</b> (worst finding: {html.escape(self.worst)})</p>"
             f'<table style="font-size:0.85em;text-align:left"><thead><tr>{head}</tr></thead>'
             f"<tbody>{rows}</tbody></table>"
-            f"<p><b>{html.escape(CAVEAT)}</b> Not tested:</p><ul>{''.join(f'<li>{html.escape(t)}</li>' for t in NOT_TESTED)}</ul>"
+            f"<p><b>{html.escape(CAVEAT)}</b> Not tested:</p>"
+            f"<ul>{''.join(f'<li>{html.escape(t)}</li>' for t in NOT_TESTED)}</ul>"
         )
 
     def _repr_html_(self) -> str:

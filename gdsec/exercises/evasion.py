@@ -1,4 +1,7 @@
-"""Checkers for the input-attack exercises: FGSM (ch. 5), the PGD projection (ch. 6), a straight-through quantiser (ch. 8)."""
+"""Checkers for the input-attack exercises.
+
+FGSM (ch. 5), the PGD projection (ch. 6), a straight-through quantiser (ch. 8).
+"""
 
 from __future__ import annotations
 
@@ -111,8 +114,8 @@ def grade_fgsm(fn: Callable[..., object], generator: torch.Generator) -> str:
                 got,
                 [
                     (
-                        f"your step goes down the loss (x - eps * sign): the loss fell from {before:.3f} to {after:.3f}; "
-                        "an untargeted attack climbs it",
+                        "your step goes down the loss (x - eps * sign): the loss fell from "
+                        f"{before:.3f} to {after:.3f}; an untargeted attack climbs it",
                         (x - eps * grad.sign()).clamp(0, 1),
                     ),
                     (
@@ -151,7 +154,10 @@ def grade_pgd_project(fn: Callable[..., object], generator: torch.Generator) -> 
     for eps in budgets:
         x = _unit_rows(generator, (4, 5))
         x_adv = x + (torch.rand(x.shape, generator=generator) * 2 - 1) * max(3 * eps, 0.2)
-        label = f"x of shape {tuple(x.shape)}, x_adv up to {max(3 * eps, 0.2):.2f} away (outside [0, 1] in places), eps={eps}"
+        label = (
+            f"x of shape {tuple(x.shape)}, x_adv up to {max(3 * eps, 0.2):.2f} away "
+            f"(outside [0, 1] in places), eps={eps}"
+        )
         a_in, x_in = x_adv.clone(), x.clone()
         got = need_tensor(call(fn, label, a_in, x_in, eps), label, shape=x.shape, floating=True)
         unchanged([x_adv, x], [a_in, x_in], ["x_adv", "x"], label)
@@ -181,7 +187,10 @@ def grade_pgd_project(fn: Callable[..., object], generator: torch.Generator) -> 
             ],
         )
         if hint is None and (got.min() < -1e-6 or got.max() > 1 + 1e-6):
-            hint = f"your result leaves the box [0, 1] (min {float(got.min()):.3g}, max {float(got.max()):.3g}): clip to [0, 1] too"
+            hint = (
+                f"your result leaves the box [0, 1] (min {float(got.min()):.3g}, "
+                f"max {float(got.max()):.3g}): clip to [0, 1] too"
+            )
         elif hint is None and size > eps + 1e-6:
             hint = f"a pixel moved {size:.3g} from x, more than eps={eps}: clip x_adv to [x - eps, x + eps]"
         hint = (
@@ -213,12 +222,13 @@ def grade_straight_through(fn: Callable[..., object], generator: torch.Generator
                     got,
                     [
                         (
-                            "your forward pass is not quantized: the value must be round(x * (levels - 1)) / (levels - 1)",
+                            "your forward pass is not quantized: the value must be "
+                            "round(x * (levels - 1)) / (levels - 1)",
                             x,
                         ),
                         (
-                            f"you used `levels` steps instead of `levels - 1` ({levels} levels means {levels - 1} steps, "
-                            "from 0 to 1)",
+                            "you used `levels` steps instead of `levels - 1` "
+                            f"({levels} levels means {levels - 1} steps, from 0 to 1)",
                             torch.round(x * levels) / levels,
                         ),
                         (
@@ -244,7 +254,8 @@ def grade_straight_through(fn: Callable[..., object], generator: torch.Generator
         if not matches(grad, weights):
             ratio = float((grad / weights).median())
             raise Failure(
-                f"for {label}: the gradient must pass straight through (d out / d x = 1), yours is about {ratio:.3g} times that"
+                f"for {label}: the gradient must pass straight through (d out / d x = 1), "
+                f"yours is about {ratio:.3g} times that"
             )
     return (
         f"{len(settings)} cases (2 to 256 levels, tabular and image shapes), values and gradients"

@@ -84,7 +84,10 @@ def grade_infer_label(fn: Callable[..., object], generator: torch.Generator) -> 
                     "softmax_c - 1[y = c], so the true class is the only negative one (argmin)"
                 )
             elif len(grads) > 2 and got in (int(grads[1].argmin()), int(grads[1].argmax())):
-                hint = f"it looks like you read a hidden layer's bias: the last layer's bias gradient is grads[-1], with {n_classes} entries"
+                hint = (
+                    "it looks like you read a hidden layer's bias: the last layer's bias gradient "
+                    f"is grads[-1], with {n_classes} entries"
+                )
             elif not 0 <= got < n_classes:
                 hint = f"a label is a class in [0, {n_classes})"
             else:

@@ -131,12 +131,13 @@ def grade_coordinate_median(fn: Callable[..., object], generator: torch.Generato
                         grads.mean(dim=0),
                     ),
                     (
-                        f"with an even number of workers ({n}) you took the lower middle value (what torch.median does): "
-                        "average the two middle values",
+                        f"with an even number of workers ({n}) you took the lower middle value "
+                        "(what torch.median does): average the two middle values",
                         ordered[(n - 1) // 2],
                     ),
                     (
-                        f"with an even number of workers ({n}) you took the upper middle value: average the two middle values",
+                        f"with an even number of workers ({n}) you took the upper middle value: "
+                        "average the two middle values",
                         ordered[n // 2],
                     ),
                 ],

@@ -147,13 +147,28 @@ def _reason(name: str, ev: dict[str, float]) -> str:
     """One sentence: what the failed check ``name`` saw."""
     said = {
         "iterative_beats_single_step": f"PGD leaves {ev['pgd']:.1%}, more than FGSM's {ev['fgsm']:.1%}",
-        "converged": f"the evaluated PGD leaves {ev['pgd']:.1%} but 5x the steps or APGD leave {ev['stronger']:.1%}: the short run had not converged",
-        "eps_monotone": f"PGD leaves {ev['pgd_half_eps']:.1%}, {ev['pgd']:.1%}, {ev['pgd_double_eps']:.1%} at eps/2, eps, 2 eps: accuracy rose with the budget",
-        "beats_random_noise": f"random noise in the ball leaves {ev['noise']:.1%}, below PGD's {ev['pgd']:.1%}: the gradient points nowhere useful",
-        "no_zero_gradients": f"{ev['zero_gradient_rows']:.0f} correctly classified rows have an exactly zero input gradient",
+        "converged": (
+            f"the evaluated PGD leaves {ev['pgd']:.1%} but 5x the steps or APGD leave "
+            f"{ev['stronger']:.1%}: the short run had not converged"
+        ),
+        "eps_monotone": (
+            f"PGD leaves {ev['pgd_half_eps']:.1%}, {ev['pgd']:.1%}, {ev['pgd_double_eps']:.1%} "
+            "at eps/2, eps, 2 eps: accuracy rose with the budget"
+        ),
+        "beats_random_noise": (
+            f"random noise in the ball leaves {ev['noise']:.1%}, below PGD's {ev['pgd']:.1%}: "
+            "the gradient points nowhere useful"
+        ),
+        "no_zero_gradients": (
+            f"{ev['zero_gradient_rows']:.0f} correctly classified rows have an exactly zero "
+            "input gradient"
+        ),
         "deterministic": "two forward passes differ: the attacks and the scoring used EOT",
         "whitebox_beats_blackbox": f"Square leaves {ev['square']:.1%}, below PGD's {ev['pgd']:.1%}",
-        "whitebox_beats_transfer": f"transfer from the surrogate leaves {ev.get('transfer', float('nan')):.1%}, below PGD's {ev['pgd']:.1%}",
+        "whitebox_beats_transfer": (
+            f"transfer from the surrogate leaves {ev.get('transfer', float('nan')):.1%}, "
+            f"below PGD's {ev['pgd']:.1%}"
+        ),
         "unbounded_reaches_zero": f"PGD with eps = 1 still leaves {ev['pgd_unbounded']:.1%}",
     }
     return said[name]
@@ -180,7 +195,8 @@ def sanity_checks(
     classified rows and whether the model is randomised in eval mode, where the attacks run
     (:func:`gdsec.attacks.is_randomised`; then every attack and the scoring use EOT over
     ``budget.draws`` draws). ``masked`` is True when any check fails; ``evidence`` holds every
-    accuracy, the zero-gradient count and fraction (of the correctly classified rows); ``reasons`` says what each failed check saw.
+    accuracy, the zero-gradient count and fraction (of the correctly classified rows); ``reasons``
+    says what each failed check saw.
     Taught in chapter 8.
     """
     check_keywords("sanity_checks", unknown, ())

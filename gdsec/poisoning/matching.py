@@ -34,7 +34,7 @@ def match_gradient(
     steps: int = 100,
     lr: float = 0.05,
 ) -> GradientMatch:
-    """Perturb ``x`` (labels ``y`` kept) so its training gradient points at the step that makes ``x_target`` a ``y_target``.
+    """Perturb ``x`` (labels ``y`` kept) so its training gradient points at the step making ``x_target`` a ``y_target``.
 
     At ``model``'s weights ``w``, Adam (learning rate ``lr``, ``steps`` steps, from zero) maximises
     the cosine between the gradient of the summed loss of ``clamp(x + delta, 0, 1)`` with labels
