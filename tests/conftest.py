@@ -29,6 +29,13 @@ TIERS = {
 }
 
 
+def pytest_ignore_collect(collection_path, config: pytest.Config) -> bool | None:
+    """With ``-m unit`` (plain ``pytest``), skip importing the modules of the other tiers."""
+    if config.getoption("markexpr", "").strip() != "unit":
+        return None
+    return True if TIERS.get(collection_path.stem, "unit") != "unit" else None
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every test with its tier (unit, integration, notebooks, book, browser); ``-m unit`` is the fast loop."""
     for item in items:

@@ -72,6 +72,7 @@ def test_run_setting_is_pure_and_uses_the_recipe(digits: data.Split) -> None:
         {"n_workers": 6},
     ],
 )
+@pytest.mark.integration
 def test_every_recipe_field_reaches_the_run(digits: data.Split, change: dict) -> None:
     base = run_setting(digits, "trimmed_mean", 1, "noise", recipe=FAST)
     hidden = change.pop("hidden", 32)
@@ -99,6 +100,7 @@ def test_run_setting_rejects_bad_arguments(digits: data.Split, args: tuple, matc
         run_setting(digits, *args, recipe=FAST)
 
 
+@pytest.mark.integration
 def test_sweep_runs_each_setting_once_per_seed(digits: data.Split, monkeypatch) -> None:
     calls = []
     real = experiments.simulate_batch
@@ -149,6 +151,7 @@ def test_run_settings_tells_the_clean_rules_one_attacker_and_matches_run_setting
         experiments.run_settings(digits, [("alie", 1)], recipe=FAST)
 
 
+@pytest.mark.integration
 def test_final_accuracy_and_accuracy_table_count_divergence_as_zero(digits: data.Split) -> None:
     long = aggregation.SimulationRecipe(steps=80, eval_every=40)
     runs = experiments.sweep(digits, ("mean",), (3,), ("sign_flip",), recipe=long, seeds=(0, 1))[

@@ -25,6 +25,7 @@ workers = st.integers(1, 6).flatmap(
 )
 
 
+@pytest.mark.integration
 @settings(max_examples=60, deadline=None)
 @given(fn=workers, d=st.integers(1, 12), seed=st.integers(0, 10_000), magnitude=st.floats(0.0, 1e6))
 def test_median_and_trimmed_mean_stay_inside_honest_range(

@@ -30,6 +30,7 @@ def run(
     )
 
 
+@pytest.mark.integration
 def test_simulation_median_survives_what_breaks_the_mean(digits: data.Split) -> None:
     x_before, y_before = digits.x_train.clone(), digits.y_train.clone()
     clean = run(digits)
@@ -53,6 +54,7 @@ def test_simulation_is_deterministic(digits: data.Split) -> None:
     assert not torch.equal(a.final_params, c.final_params)
 
 
+@pytest.mark.integration
 def test_simulation_targeted_attack_and_norm_limit(digits: data.Split) -> None:
     source = digits.x_train[digits.y_train == 7][:20]
     wanted = torch.full((len(source),), 1)
@@ -171,6 +173,7 @@ def test_simulate_batch_runs_each_setting_as_if_alone(digits: data.Split) -> Non
     assert not torch.allclose(batch[0].final_params, batch[1].final_params)
 
 
+@pytest.mark.integration
 def test_simulate_batch_marks_only_the_runs_that_diverge(digits: data.Split) -> None:
     settings = [ag.Setting("mean", 3, "sign_flip"), ag.Setting("coordinate_median", 3, "sign_flip")]
     starts = [models.mlp(hidden=8, seed=0)] * 2

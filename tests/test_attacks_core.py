@@ -160,6 +160,7 @@ def test_pgd_default_seed_is_reproducible(digits, digits_cnn) -> None:
     assert torch.equal(attacks.pgd(digits_cnn, x, y, 0.1), attacks.pgd(digits_cnn, x, y, 0.1))
 
 
+@pytest.mark.integration
 def test_float64(digits, digits_cnn) -> None:
     model = models.digits_cnn(channels=8, seed=0).double()
     model.load_state_dict({k: v.double() for k, v in digits_cnn.state_dict().items()})
@@ -278,6 +279,7 @@ def test_input_gradient_leaves_parameters_alone(digits, digits_cnn) -> None:
 # ------------------------------------------------------------------ robust_accuracy
 
 
+@pytest.mark.integration
 def test_robust_accuracy_names_callables_and_aliases(digits, digits_cnn, blobs_mlp) -> None:
     x, y = digits.x_test[:60], digits.y_test[:60]
     with torch.no_grad():

@@ -48,6 +48,7 @@ def test_pgd_stays_in_ball(eps, steps, norm, random_start, seed, rows, digits, d
     training=st.booleans(),
     seed=st.integers(0, 1000),
 )
+@pytest.mark.integration
 def test_gradient_attacks_any_tabular_shape(d, n, eps, norm, training, seed) -> None:
     gen = torch.Generator().manual_seed(seed)
     x = torch.rand(n, d, generator=gen)
@@ -83,6 +84,7 @@ def test_fgsm_raises_loss_on_linear_model(digits) -> None:
         assert loss(model(attacks.fgsm(model, x, y, 0.1)), y) > loss(model(x), y) + 0.5
 
 
+@pytest.mark.integration
 def test_iterative_beats_single_step(digits, digits_cnn) -> None:
     x, y = digits.x_test, digits.y_test
     clean = train.accuracy(digits_cnn, x, y)
@@ -157,6 +159,7 @@ def test_apgd_at_least_as_strong_as_pgd_and_targeted_as_ce(digits, digits_cnn) -
     assert targeted <= ce_rows + 0.01  # measured: APGD-T 1.0 to 1.5 points below APGD-CE here
 
 
+@pytest.mark.integration
 def test_apgd_dlr_sees_through_a_saturated_softmax(digits, digits_cnn) -> None:
     """Scaling the logits kills the cross-entropy gradient but leaves the DLR loss unchanged."""
     x, y = digits.x_test[:200], digits.y_test[:200]

@@ -11,6 +11,7 @@ import torch
 from gdsec import attacks
 
 
+@pytest.mark.integration
 def test_cw_default_succeeds(digits, digits_cnn) -> None:
     x, y = digits.x_test[:100], digits.y_test[:100]
     x_adv = attacks.cw_l2(digits_cnn, x, y)
@@ -20,6 +21,7 @@ def test_cw_default_succeeds(digits, digits_cnn) -> None:
     assert attacks.perturbation_norm(x, x_adv).mean() < 1.5
 
 
+@pytest.mark.integration
 def test_cw_kappa_gives_confident_examples(digits, digits_cnn) -> None:
     x, y = digits.x_test[:40], digits.y_test[:40]
     plain = attacks.cw_l2(digits_cnn, x, y, steps=50, search_steps=3)
@@ -74,6 +76,7 @@ def test_deepfool_steps_to_the_nearest_boundary_of_a_linear_model() -> None:
     torch.testing.assert_close(moved, 1.02 * nearest, rtol=2e-3, atol=1e-4)
 
 
+@pytest.mark.integration
 def test_deepfool_with_labels_attacks_them(digits, digits_cnn) -> None:
     """Given y, DeepFool attacks y: the same as without y on correct rows, untouched on wrong ones."""
     x, y = digits.x_test, digits.y_test

@@ -23,6 +23,7 @@ def trained(digits, digits_mlp):
     return digits_mlp, digits.x_test[:120], digits.y_test[:120]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", sorted(QUERY_ATTACKS))
 def test_attacks_lower_accuracy_and_are_deterministic(trained, name):
     model, x, y = trained

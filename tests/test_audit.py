@@ -51,6 +51,7 @@ def test_settings_override_the_config_through_one_code_path(digits, digits_mlp):
     assert audit.audit(digits_mlp, digits, checks=FAKES).settings == audit.AuditConfig().public()
 
 
+@pytest.mark.integration
 def test_audit_trains_the_references_once_and_shares_them(digits, digits_mlp):
     seen = []
 

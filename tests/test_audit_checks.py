@@ -175,6 +175,7 @@ def test_a_dark_trigger_backdoor_is_high_and_honest_data_low(case):
     )
 
 
+@pytest.mark.integration
 def test_convergence_flags_an_unconverged_model_scale_free(digits, digits_mlp):
     references = audit.reference_models(digits, n_seeds=2)
     config = audit.AuditConfig(references=references, sharpness_rows=200)
@@ -196,6 +197,7 @@ def test_convergence_flags_an_unconverged_model_scale_free(digits, digits_mlp):
     assert all(p.grad is None for p in digits_mlp.parameters())
 
 
+@pytest.mark.integration
 def test_every_finding_names_its_budgets_version_and_sample_size(digits, digits_mlp):
     references = audit.reference_models(digits, n_seeds=1)
     report = audit.audit(digits_mlp, digits, references=references, **FAST)

@@ -363,6 +363,7 @@ def _bad_run(name: str, files: dict, tmp: Path) -> tuple[list[str], set[Path]]:
     return args, set(tmp.rglob("*"))
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", list(BAD_INPUTS))
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(name, files, tmp_path, capsys):
     args, before = _bad_run(name, files, tmp_path)
@@ -413,6 +414,7 @@ def test_exit_status_follows_fail_on_and_the_worst_finding(files, tmp_path, caps
     assert _json_run(files, tmp_path, capsys, *args, "--fail-on", "never")[0] == 0
 
 
+@pytest.mark.integration
 def test_markdown_report_goes_to_stdout_and_progress_to_stderr(files, capsys):
     status, out, err = _inprocess(
         [str(files["pt"]), str(files["data"]), "--eps", "0.02", *QUICK], capsys
@@ -442,6 +444,7 @@ def test_standard_budget_adds_eps_to_the_grid_and_quick_audits_eps_alone():
     assert quick.eps_grid == (0.15,) and quick.n_eval == 64 and quick.reference_seeds == 1
 
 
+@pytest.mark.integration
 def test_json_goes_to_stdout_with_the_eps_evidence(files, capsys):
     status, out, err = _inprocess(
         [str(files["pt2"]), str(files["data"]), "--eps", "0.15", *QUICK, "--format", "json"], capsys
@@ -451,6 +454,7 @@ def test_json_goes_to_stdout_with_the_eps_evidence(files, capsys):
     assert "0.15" in report["findings"][1]["evidence"]["robust_accuracy_by_eps"]
 
 
+@pytest.mark.integration
 def test_html_report_is_a_whole_document(files, tmp_path, capsys):
     out = tmp_path / "report.html"
     status, stdout, err = _inprocess(
@@ -477,6 +481,7 @@ def test_html_report_is_a_whole_document(files, tmp_path, capsys):
     assert f"report in {out}" in err
 
 
+@pytest.mark.integration
 def test_a_failed_write_leaves_no_file(files, tmp_path, capsys, monkeypatch):
     def refuse(src, dst):
         raise OSError("disk full")
@@ -535,6 +540,7 @@ def test_loaders_return_the_saved_model_and_data(files):
             torch.testing.assert_close(model(data.x_test), expected)
 
 
+@pytest.mark.integration
 def test_a_model_saved_in_training_mode_is_probed_and_audited_in_eval_mode(files, tmp_path, capsys):
     model = nn.Sequential(
         nn.Flatten(), nn.Linear(64, 10), nn.BatchNorm1d(10)

@@ -18,6 +18,7 @@ def small() -> tuple[data.Split, Suspects]:
     return split, train_suspects(split, 2)
 
 
+@pytest.mark.integration
 def test_train_suspects_plants_what_it_says(small) -> None:
     split, suspects = small
     assert list(suspects.audited) == [

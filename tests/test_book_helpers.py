@@ -99,6 +99,7 @@ def test_bad_input_names_the_argument_and_glues_nothing(glued, call, message):
     assert glued == {}
 
 
+@pytest.mark.integration
 def test_importing_gdsec_does_not_import_the_book_module():
     import subprocess
     import sys

@@ -120,6 +120,7 @@ def test_each_attack_only_sees_the_rows_still_robust(digits_mlp, rows, monkeypat
     assert sizes == [n for n in left[:-1] if n > 0] and sizes[0] > sizes[1]
 
 
+@pytest.mark.integration
 def test_the_same_seed_gives_the_same_result(honest, digits_mlp, rows) -> None:
     again = evaluate(digits_mlp, *rows, EPS, budget=FAST)
     assert torch.equal(again.x_adv, honest.x_adv) and again.broken_by == honest.broken_by
@@ -128,6 +129,7 @@ def test_the_same_seed_gives_the_same_result(honest, digits_mlp, rows) -> None:
 # ------------------------------------------------------------------ contract
 
 
+@pytest.mark.integration
 def test_inputs_mode_grads_and_global_rng_are_untouched(digits_cnn, rows) -> None:
     model = copy.deepcopy(digits_cnn).train()
     for p in model.parameters():
@@ -179,6 +181,7 @@ def test_bad_inputs_raise_naming_them(digits_mlp, rows) -> None:
 # ------------------------------------------------------------------ flags
 
 
+@pytest.mark.integration
 def test_no_flags_on_honest_models(honest, digits_cnn, rows, blobs_mlp) -> None:
     assert honest.flags == ()
     assert evaluate(digits_cnn, rows[0][:30], rows[1][:30], EPS, budget=FAST).flags == ()
@@ -186,6 +189,7 @@ def test_no_flags_on_honest_models(honest, digits_cnn, rows, blobs_mlp) -> None:
     assert evaluate(model, x, y, 0.05, budget=FAST).flags == ()
 
 
+@pytest.mark.integration
 def test_a_logit_scaled_copy_is_flagged_and_still_broken(honest, digits_mlp, rows) -> None:
     scaled = masking.defend(digits_mlp, "temperature", temperature=1e4)
     e = evaluate(scaled, *rows, EPS, budget=FAST)
@@ -228,6 +232,7 @@ def test_a_randomised_model_is_flagged_and_evaluated_with_eot(digits_mlp, rows) 
     assert "randomised" not in _names(evaluate(digits_mlp, *rows, EPS, budget=FAST).flags)
 
 
+@pytest.mark.integration
 def test_zero_gradients_and_square_beating_white_box_are_flagged(digits_mlp, rows) -> None:
     quantised = masking.defend(digits_mlp, "quantize", levels=3)
     e = evaluate(quantised, *rows, EPS, budget=replace(FAST, square_steps=1000))
@@ -246,6 +251,7 @@ def test_square_must_break_more_than_a_fifth_of_a_percent_and_more_than_one_row(
     assert flags({"square_attack": 0.3, "apgd-t": 0.2}, 450) == []  # Square first: nothing to beat
 
 
+@pytest.mark.integration
 def test_probability_outputs_are_flagged(digits_mlp, rows) -> None:
     e = evaluate(nn.Sequential(digits_mlp, nn.Softmax(dim=1)), *rows, EPS, budget=FAST)
     assert "probabilities" in _names(e.flags)
@@ -353,6 +359,7 @@ def test_projection_is_feasible_and_minimal(norm: str) -> None:
         assert (d.norm(dim=1) <= along.norm(dim=1) + 1e-9).all()
 
 
+@pytest.mark.integration
 def test_fab_finds_small_adversarial_examples(digits_mlp, rows) -> None:
     x, y = rows
     x_fab = fab(digits_mlp, x, y, EPS, steps=20)

@@ -42,6 +42,7 @@ def test_curvature_matches_full_hessian_on_tiny_mlp(tiny):
     assert model.training and all(p.grad is None for p in model.parameters())
 
 
+@pytest.mark.integration
 def test_curvature_where_the_most_negative_eigenvalue_dominates(digits):
     x, y = digits.x_train[:60].double(), digits.y_train[:60] % 3
     model = models.mlp(64, 3, hidden=4, activation="sigmoid", seed=0).double()

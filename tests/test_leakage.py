@@ -363,6 +363,7 @@ def test_client_gradients_validate_and_restore_mode(digits, victim):
         leakage.client_gradients(victim, digits.x_test[:2], digits.y_test[:3])
 
 
+@pytest.mark.integration
 def test_leakage_explorer_precomputes_views(digits, victim):
     x, y = _distinct(digits, 2)
     box = leakage_explorer(

@@ -74,6 +74,7 @@ def test_random_quantize_is_random_per_call_and_reproducible_from_its_seed():
     assert torch.equal(defended(x), a)
 
 
+@pytest.mark.integration
 def test_defences_mask_the_gradient_but_keep_predictions(setting):
     x, y = setting["x"], setting["y"]
     assert _zero_share(setting["base"], x, y) == 0.0

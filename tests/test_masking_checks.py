@@ -65,6 +65,7 @@ def test_single_step_check_fires_when_the_random_start_lands_in_the_mask(digits_
     )
 
 
+@pytest.mark.integration
 def test_convergence_check_fires_on_the_exploding_purifier(digits, digits_mlp, rows):
     generator = masking.fit_generator(digits.x_train, components=20)
     report = _trip(
@@ -74,6 +75,7 @@ def test_convergence_check_fires_on_the_exploding_purifier(digits, digits_mlp, r
     assert report.checks["no_zero_gradients"] and report.checks["deterministic"]
 
 
+@pytest.mark.integration
 def test_monotonicity_check_fires_when_a_larger_budget_lands_in_the_mask(digits_mlp, rows):
     x, _ = rows
     report = _trip(
@@ -107,6 +109,7 @@ def test_zero_gradient_check_counts_rows_of_a_saturated_softmax(digits_mlp, rows
     )
 
 
+@pytest.mark.integration
 def test_randomness_check_fires_and_the_evaluation_switches_to_eot(digits_mlp, rows):
     x, y = rows
     model = masking.defend(copy.deepcopy(digits_mlp), "random", levels=17, noise=0.05, seed=3)

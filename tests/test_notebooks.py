@@ -67,8 +67,8 @@ def test_notebook_runs_offline(notebook, tmp_path):
         "no:cacheprovider",
         "-p",
         "no:xdist",
-        "-m",
-        "",  # lifts pyproject's -m unit: nbval's cells carry no tier marker
+        "-o",
+        "addopts=",  # lifts pyproject's "-m unit -p no:nbval": nbval's cells carry no tier marker
         "--nbval",
         "--nbval-current-env",
         "--nbval-cell-timeout=300",

@@ -118,6 +118,7 @@ def test_is_loss_spike():
     assert not numerics.is_loss_spike([1.0] * 10, float("nan"))
 
 
+@pytest.mark.integration
 def test_guards_each_stop_their_own_attack(digits):
     x, y, x_test, y_test = digits
     clean_model, clean_log = _trained(x, y)

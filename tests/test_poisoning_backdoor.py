@@ -96,6 +96,7 @@ def test_add_backdoor_rejects_bad_arguments() -> None:
         poisoning.add_backdoor(x, y, target=0, fraction=0.1, seed=-2)
 
 
+@pytest.mark.integration
 def test_backdoor_trains_in_and_is_measured(digits: data.Split) -> None:
     x_p, y_p, _ = poisoning.add_backdoor(digits.x_train, digits.y_train, target=0, fraction=0.1)
     model = models.logistic_regression(seed=0)

@@ -8,6 +8,7 @@ import torch
 from gdsec import data, models, poisoning, train
 
 
+@pytest.mark.integration
 def test_craft_poison_beats_random_flips_and_leaves_model_alone() -> None:
     split = data.two_digits(3, 8)
     perm = torch.randperm(len(split.x_train), generator=torch.Generator().manual_seed(0))

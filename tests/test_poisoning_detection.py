@@ -18,6 +18,7 @@ def backdoored(digits: data.Split) -> tuple:
     return model, x_p, y_p, index
 
 
+@pytest.mark.integration
 def test_detect_poison_spectral_finds_backdoor_rows(backdoored: tuple) -> None:
     model, x_p, y_p, index = backdoored
     x0, y0 = x_p.clone(), y_p.clone()

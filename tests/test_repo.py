@@ -183,6 +183,7 @@ def _version() -> str:
     return re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
 
 
+@pytest.mark.integration
 def test_package_imports_without_side_effects_on_sys_path():
     version, *changes = _side_effects()
     assert version.split() == [_version(), "1"], (

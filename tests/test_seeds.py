@@ -40,6 +40,7 @@ def _reference(model_fn, x, y, seed, **kwargs) -> nn.Module:
 @pytest.mark.parametrize(
     "optimizer, lr", [("sgd", 0.5), ("momentum", 0.1), ("adam", 1e-2), ("rmsprop", 1e-3)]
 )
+@pytest.mark.integration
 @pytest.mark.parametrize("batch_size", [32, None], ids=["minibatch", "fullbatch"])
 def test_each_seed_matches_train_train(small, optimizer, lr, batch_size):
     x, y = small
@@ -68,6 +69,7 @@ def _row_linear(seed: int) -> nn.Module:
     ],
     ids=["logistic_regression", "digits_cnn", "tanh_mlp", "row_linear"],
 )
+@pytest.mark.integration
 def test_other_models_match_train_train(small, model_fn):
     x, y = small[0][:96], small[1][:96]
     kwargs = dict(optimizer="adam", lr=1e-2, epochs=3, batch_size=16, weight_decay=1e-3)

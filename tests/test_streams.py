@@ -135,6 +135,7 @@ def _draws(name: str):
     return (CHOOSERS[name], K) if name in CHOOSERS else ORDERS[name]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(("first", "second"), PAIRS, ids=[f"{a}~{b}" for a, b in PAIRS])
 def test_same_seed_different_purpose_overlaps_as_independent_draws_would(first, second):
     (draw_a, size_a), (draw_b, size_b) = _draws(first), _draws(second)

@@ -240,6 +240,7 @@ def test_linear_models_are_certified_exactly(logistic, digits) -> None:
 # ------------------------------------------------------------------ IBP training
 
 
+@pytest.mark.integration
 def test_ibp_training_makes_rows_certifiable(ibp_mlp, digits_mlp, digits) -> None:
     x, y = digits.x_test, digits.y_test
     assert verify.certified_accuracy(digits_mlp, x, y, 0.1) < 0.05

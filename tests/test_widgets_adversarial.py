@@ -69,6 +69,7 @@ def test_outcomes_reject_bad_arguments(results) -> None:
         row_outcomes(evaluation, proved.float())
 
 
+@pytest.mark.integration
 def test_explorer_precomputes_every_setting_without_attacking(results, digits_cnn) -> None:
     model = copy.deepcopy(digits_cnn)
     grid = {(name, eps): results[eps] for name in ("a", "b") for eps in (0.003, 0.2)}

@@ -15,6 +15,7 @@ def _render(a, b="x"):
     return fig
 
 
+@pytest.mark.integration
 def test_precomputed_face_nests_stacks_and_links_every_control(monkeypatch):
     links = []
     real_jslink = widgets.jslink

@@ -8,6 +8,7 @@ import pytest
 from gdsec.widgets.descent import learning_rate_explorer
 
 
+@pytest.mark.integration
 def test_curvature_control_changes_what_the_same_learning_rate_does():
     box = learning_rate_explorer(lrs=(0.05, 0.19), curvatures=(5.0, 20.0), steps=20, live=False)
     lr_control, curvature_control, stack = box.children[1], box.children[2], box.children[3]
@@ -22,6 +23,7 @@ def test_curvature_control_changes_what_the_same_learning_rate_does():
     assert all("diverged" not in tip for tip in views[0])
 
 
+@pytest.mark.integration
 def test_live_face_has_two_sliders_and_bad_curvatures_are_refused():
     live = learning_rate_explorer(curvatures=(10.0,), live=True)
     assert [type(c) for c in live.children[1:3]] == [widgets.FloatSlider, widgets.FloatSlider]
