@@ -387,5 +387,7 @@ def test_no_weaker_than_torchattacks(digits_mlp, rows, torchattacks) -> None:
         ):
             rows_left = robust.nonzero().squeeze(1)
             robust[rows_left] &= model(attack(x[rows_left], y[rows_left])).argmax(1) == y[rows_left]
-    ours = evaluate(model, x, y, EPS, attacks=("apgd-ce", "apgd-t"), steps=20, check_rows=0)
+    ours = evaluate(
+        model, x, y, EPS, attacks=("apgd-ce", "apgd-t"), budget=Budget(steps=20, check_rows=0)
+    )
     assert ours.robust_accuracy <= robust.float().mean().item() + 0.02
