@@ -23,7 +23,7 @@ from torch import nn
 
 from gdsec import data, masking, models, train
 from gdsec.attacks import pgd
-from gdsec.attacks.evaluate import evaluate
+from gdsec.attacks.evaluation import evaluate
 
 EPS = 0.1
 

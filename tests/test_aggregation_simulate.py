@@ -1,4 +1,4 @@
-"""Tests for gdsec.aggregation.simulate: data-parallel SGD with honest and Byzantine workers."""
+"""Tests for gdsec.aggregation.simulation: data-parallel SGD with honest and Byzantine workers."""
 
 from __future__ import annotations
 

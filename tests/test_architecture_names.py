@@ -111,3 +111,19 @@ def test_no_two_modules_define_the_same_public_name():
     assert not duplicates, "one name, one owner:\n" + "\n".join(
         f"{n}: {', '.join(w)}" for n, w in duplicates.items()
     )
+
+
+def test_no_module_is_hidden_by_a_name_its_package_exports():
+    """``import gdsec.attacks.x`` must give the module x, not a function x re-exported by the package."""
+    hidden = []
+    for package in sorted(MODULES):
+        path = PACKAGE.joinpath(*package.split(".")[1:]) / "__init__.py"
+        if not path.exists():
+            continue
+        exported = set(getattr(importlib.import_module(package), "__all__", []))
+        for info in pkgutil.iter_modules([str(path.parent)]):
+            if info.name in exported:
+                hidden.append(f"{package}.{info.name}")
+    assert not hidden, "submodules shadowed by an exported name of the same spelling: " + ", ".join(
+        hidden
+    )

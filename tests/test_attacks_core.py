@@ -24,7 +24,7 @@ FAST = {
     "cw_l2": ("cw_l2", {"steps": 20, "search_steps": 2}),
     "deepfool": ("deepfool", {"steps": 10}),
     "square_attack": ("square_attack", {"steps": 50}),
-    "spsa": ("spsa", {"steps": 5, "samples": 8}),
+    "spsa": ("spsa", {"steps": 5, "draws": 8}),
 }
 EPS = 0.1
 

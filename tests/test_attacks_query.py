@@ -12,9 +12,7 @@ QUERY_ATTACKS = {
     "square": lambda m, x, y, eps, seed=0: attacks.square_attack(
         m, x, y, eps, steps=200, seed=seed
     ),
-    "spsa": lambda m, x, y, eps, seed=0: attacks.spsa(
-        m, x, y, eps, steps=15, samples=16, seed=seed
-    ),
+    "spsa": lambda m, x, y, eps, seed=0: attacks.spsa(m, x, y, eps, steps=15, draws=16, seed=seed),
 }
 
 
@@ -76,7 +74,7 @@ def test_square_respects_its_query_budget(trained):
 def test_robust_accuracy_finds_query_attacks_by_name(trained):
     model, x, y = trained
     assert 0.0 <= attacks.robust_accuracy(model, x, y, "square_attack", eps=0.1, steps=50) <= 1.0
-    assert 0.0 <= attacks.robust_accuracy(model, x, y, "spsa", eps=0.1, steps=3, samples=4) <= 1.0
+    assert 0.0 <= attacks.robust_accuracy(model, x, y, "spsa", eps=0.1, steps=3, draws=4) <= 1.0
 
 
 @pytest.mark.parametrize(
@@ -86,7 +84,7 @@ def test_robust_accuracy_finds_query_attacks_by_name(trained):
         (lambda m, x, y: attacks.square_attack(m, x, y, 0.1, p_init=0.0), "p_init"),
         (lambda m, x, y: attacks.square_attack(m, x, y, 0.1, p_init=1.5), "p_init"),
         (lambda m, x, y: attacks.spsa(m, x, y, 0.1, steps=0), "steps"),
-        (lambda m, x, y: attacks.spsa(m, x, y, 0.1, samples=0), "samples"),
+        (lambda m, x, y: attacks.spsa(m, x, y, 0.1, draws=0), "draws"),
         (lambda m, x, y: attacks.spsa(m, x, y, 0.1, delta=0.0), "delta"),
         (lambda m, x, y: attacks.spsa(m, x, y, 0.1, alpha=-1.0), "alpha"),
         (lambda m, x, y: attacks.spsa(m, x, y, 0.1, queries=10), "queries"),

@@ -67,14 +67,14 @@ def test_audit_trains_the_references_once_and_shares_them(digits, digits_mlp):
         "training_security": spy("training_security"),
         "convergence_properties": spy("convergence_properties"),
     }
-    audit.audit(digits_mlp, digits, checks=checks, reference_seeds=2)
+    audit.audit(digits_mlp, digits, checks=checks, n_references=2)
     assert seen == [None, None], "references are trained only when a default check needs them"
     checks = {
         **FAKES,
         "training_security": audit.audit_training_security,
         "convergence_properties": spy("convergence_properties"),
     }
-    report = audit.audit(digits_mlp, digits, checks=checks, reference_seeds=2)
+    report = audit.audit(digits_mlp, digits, checks=checks, n_references=2)
     assert len(seen[-1]) == 2 and report.settings["references"] == "2 trained on the trusted split"
 
 

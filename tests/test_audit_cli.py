@@ -438,10 +438,10 @@ def test_standard_budget_adds_eps_to_the_grid_and_quick_audits_eps_alone():
     )
     assert (
         standard.budget == cli.AuditConfig().budget
-        and standard.reference_seeds == default.reference_seeds
+        and standard.n_references == default.n_references
     )
     quick = config("--eps", "0.15", "--budget", "quick")
-    assert quick.eps_grid == (0.15,) and quick.n_eval == 64 and quick.reference_seeds == 1
+    assert quick.eps_grid == (0.15,) and quick.n_eval == 64 and quick.n_references == 1
 
 
 @pytest.mark.integration

@@ -32,7 +32,7 @@ from gdsec.audit.config import configure, eval_rows, provenance
         ({"trigger_margin": 0.0}, "trigger_margin"),
         ({"trigger_high": 0.2}, "trigger_high"),
         ({"adaptive_tol": 2.0}, "adaptive_tol"),
-        ({"reference_seeds": 0}, "reference_seeds"),
+        ({"n_references": 0}, "n_references"),
         ({"references": ()}, "references"),
         ({"references": models.mlp(seed=0)}, "references"),
         ({"references": ("model",)}, "references"),

@@ -1,5 +1,5 @@
 """Tests for gdsec.attacks.evaluate (the AutoAttack-standard ensemble, per-example worst case, flags)
-and gdsec.attacks.fab (FAB-T and its exact projections). Budgets are small so the unit tier stays fast."""
+and gdsec.attacks.boundary (FAB-T and its exact projections). Budgets are small so the unit tier stays fast."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from torch import nn
 
 from gdsec import data, masking, models, train
 from gdsec.attacks import ENSEMBLE, Budget, Member, apgd, evaluate, pgd
-from gdsec.attacks.fab import fab, project_on_hyperplane
+from gdsec.attacks.boundary import fab, project_on_hyperplane
 
 FAST = Budget(steps=10, fab_steps=10, square_steps=200, draws=4, check_rows=40)
 LABELS = [m.label for m in ENSEMBLE]
@@ -77,7 +77,7 @@ def test_result_is_a_consistent_per_row_worst_case(honest, digits_mlp, rows) -> 
 
 
 def test_defaults_are_the_autoattack_budgets(digits_mlp, rows, monkeypatch) -> None:
-    module = importlib.import_module("gdsec.attacks.evaluate")
+    module = importlib.import_module("gdsec.attacks.evaluation")
 
     seen = {}
 
@@ -106,7 +106,7 @@ def test_worst_case_is_no_weaker_than_any_single_attack(honest, digits_mlp, rows
 
 
 def test_each_attack_only_sees_the_rows_still_robust(digits_mlp, rows, monkeypatch) -> None:
-    module = importlib.import_module("gdsec.attacks.evaluate")
+    module = importlib.import_module("gdsec.attacks.evaluation")
 
     real, sizes = module.Member.run, []
 
@@ -241,7 +241,7 @@ def test_zero_gradients_and_square_beating_white_box_are_flagged(digits_mlp, row
 
 
 def test_square_must_break_more_than_a_fifth_of_a_percent_and_more_than_one_row() -> None:
-    flags = importlib.import_module("gdsec.attacks.evaluate")._sequence_flags
+    flags = importlib.import_module("gdsec.attacks.evaluation")._sequence_flags
     assert (
         flags({"apgd-t": 0.5, "square_attack": 0.5 - 1 / 450}, 450) == []
     )  # one row: 0.22 %, not enough

@@ -170,3 +170,21 @@ def test_rebuild_trigger_and_stamp_reject_bad_arguments() -> None:
         poisoning.stamp(x, [16], 0.0)
     with pytest.raises(ValueError, match="features"):
         poisoning.stamp(x, torch.tensor([0.5]), 0.0)
+
+
+def test_the_corner_trigger_is_one_stamp_and_any_trigger_can_be_scored(digits: data.Split) -> None:
+    x = digits.x_test[:20]
+    features = poisoning.corner_trigger(x.shape[1:])
+    assert features.tolist() == [45, 46, 53, 54]
+    assert torch.equal(poisoning.corner_trigger((64,)), features)
+    assert torch.equal(poisoning.apply_trigger(x), poisoning.stamp(x, features, 1.0))
+    model = models.mlp(64, 10, hidden=8, seed=0)
+    y = digits.y_test[:20]
+    default = poisoning.attack_success_rate(model, x, y, target=0)
+    same = poisoning.attack_success_rate(model, x, y, target=0, trigger=(features, 1.0))
+    dark = poisoning.attack_success_rate(model, x, y, target=0, trigger=(features, 0.0))
+    keep = y != 0
+    expected = (train.predict(model, poisoning.stamp(x[keep], features, 0.0)) == 0).float().mean()
+    assert default == same and dark == pytest.approx(float(expected))
+    with pytest.raises(ValueError, match="larger than"):
+        poisoning.corner_trigger((1, 2, 2))

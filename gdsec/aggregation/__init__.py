@@ -5,7 +5,7 @@
 * :mod:`~gdsec.aggregation.byzantine`: the gradients Byzantine workers send;
 * :mod:`~gdsec.aggregation.settings`: what one simulated run is (:class:`Setting`) and how it trains
   (:class:`SimulationRecipe`);
-* :mod:`~gdsec.aggregation.simulate`: an in-process data-parallel training loop, many runs at once;
+* :mod:`~gdsec.aggregation.simulation`: an in-process data-parallel training loop, many runs at once;
 * :mod:`~gdsec.aggregation.ledger`: a hash-chained log of updates, the published heads that anchor it, and its audit;
 * :mod:`~gdsec.aggregation.economics`: what an attack pays in open-contribution training;
 * :mod:`~gdsec.aggregation.experiments`: chapter 4's experiment (import it by name).
@@ -42,7 +42,7 @@ from gdsec.aggregation.rules import (
     time_aggregator,
 )
 from gdsec.aggregation.settings import Setting, SimulationRecipe
-from gdsec.aggregation.simulate import Simulation, simulate, simulate_batch
+from gdsec.aggregation.simulation import Simulation, simulate, simulate_batch
 
 __all__ = [
     "AGGREGATORS",

@@ -14,7 +14,7 @@ import torch
 from gdsec.aggregation.byzantine import CRAFTED_ATTACKS
 from gdsec.aggregation.rules import AGGREGATORS
 from gdsec.aggregation.settings import Setting, SimulationRecipe
-from gdsec.aggregation.simulate import Simulation, simulate_batch
+from gdsec.aggregation.simulation import Simulation, simulate_batch
 from gdsec.data import Split
 from gdsec.models import mlp
 from gdsec.seeds import check_seeds

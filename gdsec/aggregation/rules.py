@@ -2,7 +2,7 @@
 
 Every rule takes ``grads`` of shape (n_workers, d) and returns one (d,) vector; none modifies its input.
 :func:`krum` and the private ``_*_rows`` versions take any leading batch dimensions, (..., n_workers, d)
--> (..., d), so that :mod:`~gdsec.aggregation.simulate` can run many settings and seeds at once with
+-> (..., d), so that :mod:`~gdsec.aggregation.simulation` can run many settings and seeds at once with
 the same code.
 """
 

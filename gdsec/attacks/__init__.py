@@ -35,8 +35,10 @@ from gdsec.attacks._core import (
     random_start,
     row_norm,
 )
+from gdsec.attacks.boundary import fab
 from gdsec.attacks.budget import BUDGETS, Budget
 from gdsec.attacks.checks import (
+    PROBE_ROWS,
     MeanOfDraws,
     StraightThrough,
     is_randomised,
@@ -45,14 +47,14 @@ from gdsec.attacks.checks import (
     zero_gradient_rows,
 )
 from gdsec.attacks.ensemble import ENSEMBLE, Member
-from gdsec.attacks.evaluate import Evaluation, evaluate
-from gdsec.attacks.fab import fab
+from gdsec.attacks.evaluation import Evaluation, evaluate
 from gdsec.attacks.gradient import APGD_LOSSES, apgd, checkpoints, fgsm, pgd
 from gdsec.attacks.minimal import cw_l2, deepfool
 from gdsec.attacks.query import spsa, square_attack
 from gdsec.attacks.registry import ATTACK_SPECS, Attack, robust_accuracy
 
 __all__ = [
+    "PROBE_ROWS",
     "APGD_LOSSES",
     "ATTACK_SPECS",
     "BUDGETS",

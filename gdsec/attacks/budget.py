@@ -12,17 +12,17 @@ __all__ = ["BUDGETS", "Budget"]
 
 @dataclass(frozen=True)
 class Budget:
-    """How hard to attack: iteration counts, restarts, random draws and the rows the checks read.
+    """How hard to attack: iteration counts, restarts, random draws and the rows the checks attack.
 
     ``steps``: iterations of every gradient attack (APGD-CE and APGD-T in :func:`evaluate`, the PGD
     under test in :func:`gdsec.masking.sanity_checks`, PGD and APGD in the audit); ``restarts``:
     random restarts of APGD and FAB; ``fab_steps``: iterations of FAB-T; ``square_steps``:
     iterations of the Square Attack, one query per row each; ``draws``: forward passes averaged
     (EOT) when the model is randomised; ``noise_points``: random points of the ball the sanity
-    checks' noise baseline tries; ``check_rows``: the rows the checks of :func:`evaluate` read
-    (0 skips the eps-monotonicity re-run). The defaults are AutoAttack's standard budget (Croce &
-    Hein 2020). Every field is checked when the budget is built; a bad value raises ``ValueError``
-    naming it. Taught in chapter 8.
+    checks' noise baseline tries; ``check_rows``: the rows the eps-monotonicity re-run of
+    :func:`evaluate` attacks (0 skips it) and the audit's DeepFool median measures. The defaults
+    are AutoAttack's standard budget (Croce & Hein 2020). Every field is checked when the budget
+    is built; a bad value raises ``ValueError`` naming it. Taught in chapter 8.
     """
 
     steps: int = 100

@@ -22,6 +22,7 @@ from gdsec.attacks._core import checked_logits, cross_entropy, input_gradient, r
 from gdsec.validation import check_int, check_model, check_number
 
 __all__ = [
+    "PROBE_ROWS",
     "MeanOfDraws",
     "StraightThrough",
     "is_randomised",
@@ -29,6 +30,9 @@ __all__ = [
     "straight_through",
     "zero_gradient_rows",
 ]
+
+#: How many rows the model checks (randomised? probabilities?) probe, wherever they run.
+PROBE_ROWS = 100
 
 #: How far from [0, 1] and from a row sum of 1 outputs may be and still count as probabilities.
 PROBABILITY_TOL = 1e-5

@@ -104,7 +104,7 @@ def square_attack(
 @attack_contract(
     bounded=True,
     steps=positive_int,
-    samples=positive_int,
+    draws=positive_int,
     delta=positive,
     alpha=optional_positive,
     seed=seed_value,
@@ -117,15 +117,15 @@ def spsa(
     eps: float,
     *,
     steps: int = 50,
-    samples: int = 32,
+    draws: int = 32,
     delta: float = 0.01,
     alpha: float | None = None,
     seed: int = 0,
 ) -> torch.Tensor:
-    """SPSA attack: estimate the margin's gradient from ``samples`` random +/- ``delta`` probes per
+    """SPSA attack: estimate the margin's gradient from ``draws`` random +/- ``delta`` probes per
     step, take a signed step of ``alpha`` (default ``eps / 10``) downhill on the margin, project.
 
-    Costs ``2 * samples`` queries per row and step. Per row the iterate with the smallest margin
+    Costs ``2 * draws`` queries per row and step. Per row the iterate with the smallest margin
     seen is returned, so more steps never weaken it.
     Taught in chapter 5.
     """
@@ -134,17 +134,17 @@ def spsa(
     n, shape = x.shape[0], x.shape[1:]
     current, best = x.clone(), x.clone()
     best_margin = margin(checked_logits(model, x), y)
-    labels = y.repeat_interleave(2 * samples)
+    labels = y.repeat_interleave(2 * draws)
     for _ in range(steps):
-        probes = torch.randint(0, 2, (n, samples, *shape), generator=generator).to(x.dtype) * 2 - 1
+        probes = torch.randint(0, 2, (n, draws, *shape), generator=generator).to(x.dtype) * 2 - 1
         both = torch.cat(
             [current[:, None] + delta * probes, current[:, None] - delta * probes], dim=1
         )
-        values = margin(
-            checked_logits(model, both.reshape(n * 2 * samples, *shape)), labels
-        ).reshape(n, 2 * samples)
-        slope = (values[:, :samples] - values[:, samples:]) / (2 * delta)
-        estimate = (slope.reshape(n, samples, *([1] * len(shape))) * probes).mean(dim=1)
+        values = margin(checked_logits(model, both.reshape(n * 2 * draws, *shape)), labels).reshape(
+            n, 2 * draws
+        )
+        slope = (values[:, :draws] - values[:, draws:]) / (2 * delta)
+        estimate = (slope.reshape(n, draws, *([1] * len(shape))) * probes).mean(dim=1)
         current = project(x, current - alpha * estimate.sign(), eps)
         keep_best(best, best_margin, current, margin(checked_logits(model, current), y))
     return best

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from gdsec.attacks._core import AttackSpec, check_attack_inputs, checked_logits, perturbation_norm
-from gdsec.attacks.fab import fab
+from gdsec.attacks.boundary import fab
 from gdsec.attacks.gradient import apgd, fgsm, pgd
 from gdsec.attacks.minimal import cw_l2, deepfool
 from gdsec.attacks.query import spsa, square_attack

@@ -136,7 +136,7 @@ def audit(
 
     ``split.x_train, split.y_train`` is the training data to scan; ``split.x_test, split.y_test`` is a
     trusted held-out sample the auditor controls (attacks are measured on all of it, or on its
-    first ``n_eval`` rows). Unless ``config.references`` is given, ``config.reference_seeds`` clean
+    first ``n_eval`` rows). Unless ``config.references`` is given, ``config.n_references`` clean
     reference models are trained on it once and shared by the checks. ``config`` (default
     ``AuditConfig()``) holds the threat model, budgets and thresholds;
     ``settings`` override its fields by name (``audit(model, split, eps=0.2)``), and an unknown
@@ -154,7 +154,7 @@ def audit(
     if config.references is None and any(chosen[q] is AUDIT_CHECKS[q] for q in _USES_REFERENCES):
         config = replace(
             config,
-            references=reference_models(split, n_seeds=config.reference_seeds, seed=config.seed),
+            references=reference_models(split, n_seeds=config.n_references, seed=config.seed),
         )
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     findings = []

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from gdsec.attacks import (
+    PROBE_ROWS,
     Evaluation,
     deepfool,
     evaluate,
@@ -66,12 +67,14 @@ def audit_adversarial_testing(model: nn.Module, split: Split, config: AuditConfi
     runs = {f"{eps:g}": _evaluation(model, x, y, eps, config) for eps in budgets}
     main = runs[f"{config.eps:g}"]
     flags = list(main.flags)
-    if looks_like_probabilities(model, x[:check_rows]):
+    if looks_like_probabilities(model, x[:PROBE_ROWS]):
         flags.append(
             "probabilities: the raw outputs are in [0, 1] and sum to 1; the gradients of a softmax output saturate"
         )
     median_l2 = (
-        math.nan if is_randomised(model, x[:100]) else _deepfool_median(model, x[:check_rows])
+        math.nan
+        if is_randomised(model, x[:PROBE_ROWS])
+        else _deepfool_median(model, x[:check_rows])
     )
     if median_l2 < 1e-3:
         flags.append(

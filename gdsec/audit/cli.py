@@ -104,7 +104,7 @@ def _config(args: argparse.Namespace) -> AuditConfig:
     )
     if args.budget == "quick":
         return dataclasses.replace(
-            config, eps_grid=(config.eps,), n_eval=64, reference_seeds=1, sharpness_rows=128
+            config, eps_grid=(config.eps,), n_eval=64, n_references=1, sharpness_rows=128
         )
     return dataclasses.replace(config, eps_grid=tuple(sorted({*config.eps_grid, config.eps})))
 

@@ -79,7 +79,7 @@ class AuditConfig:
     :class:`gdsec.attacks.Budget`, AutoAttack's by default) is passed down to every attack the
     checks run, :func:`gdsec.attacks.evaluate` included. ``references`` are clean models
     trained on the trusted split (several seeds) that calibrate the thresholds and serve as the
-    transfer surrogate; ``None`` lets :func:`gdsec.audit.audit` train ``reference_seeds`` of them.
+    transfer surrogate; ``None`` lets :func:`gdsec.audit.audit` train ``n_references`` of them (one per seed).
     ``reference`` (the poison scan's judge) and ``surrogate`` default to the first of them. A rebuilt
     trigger is "medium" when it moves ``trigger_margin`` more rows than it moves on any clean
     reference, "high" from ``trigger_high`` (and half of the rows) on.
@@ -98,7 +98,7 @@ class AuditConfig:
     reference: nn.Module | None = None
     surrogate: nn.Module | None = None
     references: tuple[nn.Module, ...] | None = None
-    reference_seeds: int = 3
+    n_references: int = 3
     trigger_pixels: int = 9
     trigger_margin: float = 0.35
     trigger_high: float = 0.5
@@ -121,7 +121,7 @@ class AuditConfig:
                 f"budget must be a gdsec.attacks.Budget, got {type(self.budget).__name__}"
             )
         check_int("budget.check_rows", self.budget.check_rows, low=1)
-        check_int("reference_seeds", self.reference_seeds, low=1)
+        check_int("n_references", self.n_references, low=1)
         for name in ("trigger_pixels", "sharpness_rows"):
             check_int(name, getattr(self, name), low=1)
         check_number("expected_fraction", self.expected_fraction, low=0.0, high=1.0, low_open=True)
@@ -143,7 +143,7 @@ class AuditConfig:
         out: dict[str, object] = {
             f.name: getattr(self, f.name) for f in fields(self) if f.name not in models
         }
-        trained = f"{self.reference_seeds} trained on the trusted split"
+        trained = f"{self.n_references} trained on the trusted split"
         out["n_eval"] = "all" if self.n_eval is None else self.n_eval
         out["budget"] = self.budget.stated()
         out["references"] = (

@@ -96,7 +96,7 @@ def audit_convergence_properties(model: nn.Module, split: Split, config: AuditCo
     rows = min(config.sharpness_rows, len(y))
     top = sharpness(Scaled(model, temperature), x[:rows], y[:rows], seed=config.seed)
     references = config.references or reference_models(
-        split, n_seeds=config.reference_seeds, seed=config.seed
+        split, n_seeds=config.n_references, seed=config.seed
     )
     clean, clean_loss = _reference_stats(split, references, rows, config.seed)
     ratio = top / max(max(clean), 1e-12)
@@ -146,6 +146,6 @@ def audit_convergence_properties(model: nn.Module, split: Split, config: AuditCo
         "train_accuracy": train_acc,
         "test_accuracy": test_acc,
         "generalisation_gap": gap,
-        **provenance(rows, config, ("sharpness_rows", "reference_seeds")),
+        **provenance(rows, config, ("sharpness_rows", "n_references")),
     }
     return Finding("convergence_properties", severity, summary, evidence, recommendation)

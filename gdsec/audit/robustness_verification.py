@@ -17,7 +17,13 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from gdsec.attacks import MeanOfDraws, evaluate, is_randomised, zero_gradient_rows
+from gdsec.attacks import (
+    PROBE_ROWS,
+    MeanOfDraws,
+    evaluate,
+    is_randomised,
+    zero_gradient_rows,
+)
 from gdsec.audit.adaptive import NormalisedLogits, adaptive_robust
 from gdsec.audit.config import AuditConfig, eval_rows, provenance
 from gdsec.audit.references import reference_models
@@ -64,7 +70,7 @@ def audit_robustness_verification(model: nn.Module, split: Split, config: AuditC
         budget=replace(budget, check_rows=0),
         seed=config.seed,
     )
-    randomised = is_randomised(model, x[:100])
+    randomised = is_randomised(model, x[:PROBE_ROWS])
     right = torch.tensor([b != "clean" for b in white.broken_by])
     score = NormalisedLogits(MeanOfDraws(model, budget.draws) if randomised else model)
     zero = (

@@ -130,7 +130,7 @@ def train_suspects(split: Split, n_seeds: int = 3, *, eps: float = 0.1) -> Suspe
         "randomised": (masking.defend(honest, "random", levels=3, noise=0.2, seed=0), split),
         "adversarially trained": (robust, split),
     }
-    bright = poisoning.apply_trigger(torch.zeros(1, 64)).flatten().nonzero().flatten().tolist()
+    bright = poisoning.corner_trigger((64,)).tolist()
     return Suspects(
         audited,
         by_kind,

@@ -33,13 +33,13 @@ def _rate(model: nn.Module, x: torch.Tensor, target: int) -> float:
 
 def _candidates(
     model: nn.Module,
-    data: Split,
+    split: Split,
     flagged: torch.Tensor,
     references: tuple[nn.Module, ...],
     config: AuditConfig,
 ) -> list[dict]:
     """One rebuilt trigger per class with enough flagged rows, with its success on the model and on the references."""
-    x, y = data.x_train, data.y_train
+    x, y = split.x_train, split.y_train
     unflagged = torch.ones(len(y), dtype=torch.bool)
     unflagged[flagged] = False
     counts = torch.bincount(y[flagged], minlength=int(y.max()) + 1)
@@ -96,24 +96,24 @@ def _recommendation(severity: str) -> str:
     }[severity]
 
 
-def audit_training_security(model: nn.Module, data: Split, config: AuditConfig) -> Finding:
+def audit_training_security(model: nn.Module, split: Split, config: AuditConfig) -> Finding:
     """Scan the training data for poison, rebuild a trigger of either sign, confirm it against clean references.
 
     Taught in chapter 10.
     """
     references = config.references or reference_models(
-        data, n_seeds=config.reference_seeds, seed=config.seed
+        split, n_seeds=config.n_references, seed=config.seed
     )
     judge = config.reference if config.reference is not None else references[0]
     judge = judge if config.poison_method == "loss" else model
-    x, y = data.x_train, data.y_train
+    x, y = split.x_train, split.y_train
     flagged = detect_poison(
         judge, x, y, method=config.poison_method, expected_fraction=config.expected_fraction
     ).flagged
     counts = torch.bincount(y[flagged], minlength=int(y.max()) + 1)
     suspect = int(counts.argmax())
     share = counts[suspect].item() / max(len(flagged), 1)
-    found = _candidates(model, data, flagged, references, config)
+    found = _candidates(model, split, flagged, references, config)
     best = max(found, key=lambda c: c["excess"]) if found else None
     severity = _severity(best, config)
     rate, clean = (best["rate"], max(best["clean"])) if best else (0.0, 0.0)
@@ -139,7 +139,7 @@ def audit_training_security(model: nn.Module, data: Split, config: AuditConfig) 
         **provenance(
             best["rows"] if best else 0,
             config,
-            ("expected_fraction", "trigger_pixels", "reference_seeds"),
+            ("expected_fraction", "trigger_pixels", "n_references"),
         ),
     }
     return Finding("training_security", severity, summary, evidence, _recommendation(severity))

@@ -74,7 +74,7 @@ def grade_flip_labels(fn: Callable[..., object], generator: torch.Generator) -> 
         if not torch.equal(first, again):
             raise Failure(
                 f"with the same seed={seed} your function returned different flips: draw from a private "
-                "generator, torch.Generator().manual_seed(seed), not the global random state"
+                "generator, gdsec.streams.random_stream(seed, purpose), not the global random state"
             )
     y = torch.randint(0, 10, (40,), generator=generator)
     rows = [

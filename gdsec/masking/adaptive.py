@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from gdsec.attacks import Attack, pgd
+from gdsec.attacks import Attack, Budget, pgd
 from gdsec.attacks.checks import MeanOfDraws, straight_through
 from gdsec.masking.defences import Generator, Purifier, Quantize, RandomQuantize, Temperature
 from gdsec.validation import check_model
@@ -73,8 +73,10 @@ def reparameterise(model: nn.Module) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def eot(model: nn.Module, *, draws: int = 8) -> MeanOfDraws:
+def eot(model: nn.Module, *, draws: int = Budget().draws) -> MeanOfDraws:
     """Expectation over transformation: a model whose logits are the mean over ``draws`` random draws.
+
+    ``draws`` defaults to the attack budget's (:class:`gdsec.attacks.Budget`), as in the audit.
 
     The attacker's stand-in for a randomised defence, a :class:`gdsec.attacks.MeanOfDraws`.
     Taught in chapter 8.

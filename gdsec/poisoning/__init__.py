@@ -17,6 +17,7 @@ from gdsec.poisoning.backdoor import (
     add_backdoor,
     apply_trigger,
     attack_success_rate,
+    corner_trigger,
     rebuild_trigger,
     stamp,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "add_backdoor",
     "apply_trigger",
     "attack_success_rate",
+    "corner_trigger",
     "craft_poison",
     "detect_poison",
     "detection_quality",

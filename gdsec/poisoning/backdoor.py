@@ -24,6 +24,7 @@ __all__ = [
     "add_backdoor",
     "apply_trigger",
     "attack_success_rate",
+    "corner_trigger",
     "rebuild_trigger",
     "stamp",
 ]
@@ -44,18 +45,27 @@ def _image_view(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(x.shape[0], side, side)
 
 
+def corner_trigger(row_shape: Sequence[int]) -> torch.Tensor:
+    """Flat feature indices of the backdoor trigger (a 2x2 square one pixel in from the bottom-right
+    corner) in a row of ``row_shape``: an image (..., H, W) or a flat square image (s*s,).
+
+    Taught in chapter 3.
+    """
+    view = _image_view(torch.zeros(1, *(int(n) for n in row_shape)))
+    if view.shape[-1] <= TRIGGER_SIZE or view.shape[-2] <= TRIGGER_SIZE:
+        raise ValueError(f"x images must be larger than the {TRIGGER_SIZE}x{TRIGGER_SIZE} trigger")
+    corner = torch.zeros(view.shape[1:], dtype=torch.bool)
+    corner[..., -TRIGGER_SIZE - 1 : -1, -TRIGGER_SIZE - 1 : -1] = True
+    return corner.flatten().nonzero().flatten()
+
+
 def apply_trigger(x: torch.Tensor) -> torch.Tensor:
     """A copy of ``x`` with the backdoor trigger (a bright 2x2 square, bottom-right corner) stamped on.
 
     Taught in chapter 3.
     """
     check_unit_tensor("x", x, min_dim=2)
-    stamped = x.clone()
-    view = _image_view(stamped)
-    if view.shape[-1] <= TRIGGER_SIZE or view.shape[-2] <= TRIGGER_SIZE:
-        raise ValueError(f"x images must be larger than the {TRIGGER_SIZE}x{TRIGGER_SIZE} trigger")
-    view[..., -TRIGGER_SIZE - 1 : -1, -TRIGGER_SIZE - 1 : -1] = 1.0
-    return stamped
+    return stamp(x, corner_trigger(x.shape[1:]), 1.0)
 
 
 def add_backdoor(
@@ -91,9 +101,17 @@ def add_backdoor(
 
 
 def attack_success_rate(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, target: int
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    target: int,
+    trigger: tuple[torch.Tensor, torch.Tensor | float] | None = None,
 ) -> float:
     """Fraction of inputs not of class ``target`` that the model sends to ``target`` once triggered.
+
+    ``trigger`` is ``(features, values)`` for :func:`stamp` (a rebuilt or any other trigger); by
+    default the corner trigger of :func:`apply_trigger`.
 
     Taught in chapter 3.
     """
@@ -103,7 +121,8 @@ def attack_success_rate(
     keep = y != target
     if not keep.any():
         raise ValueError(f"y must contain rows outside the target class {target}")
-    return (predict(model, apply_trigger(x[keep])) == target).float().mean().item()
+    stamped = apply_trigger(x[keep]) if trigger is None else stamp(x[keep], *trigger)
+    return (predict(model, stamped) == target).float().mean().item()
 
 
 def rebuild_trigger(

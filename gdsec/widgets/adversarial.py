@@ -133,7 +133,7 @@ _OUTCOMES = {
 def row_outcomes(evaluation: Evaluation, proved: torch.Tensor) -> list[str]:
     """Per row, how it ended: "wrong when clean", "proved (IBP)", "held (not proved)" or the attack that broke it.
 
-    ``evaluation`` comes from ``gdsec.attacks.evaluate.evaluate``, ``proved`` from ``gdsec.verify.certified``
+    ``evaluation`` comes from ``gdsec.attacks.evaluate``, ``proved`` from ``gdsec.verify.certified``
     on the same rows and budget. Taught in chapter 6.
     """
     if not isinstance(evaluation, Evaluation):

@@ -33,6 +33,7 @@ from torch import nn
 from gdsec.attacks._core import TOP_TARGETS, check_attack_inputs, checked_logits
 from gdsec.attacks.budget import BUDGETS, Budget
 from gdsec.attacks.checks import (
+    PROBE_ROWS,
     MeanOfDraws,
     is_randomised,
     looks_like_probabilities,
@@ -98,13 +99,13 @@ def evaluate(
 
     ``attacks`` (default :data:`ENSEMBLE`, without ``square_attack`` for L2; labels or
     :class:`Member` records) run in order, each on the rows still robust, with ``budget``. The
-    checks read the first ``budget.check_rows`` rows: if the model is randomised
+    checks probe the first :data:`~gdsec.attacks.checks.PROBE_ROWS` rows: if the model is randomised
     (:func:`gdsec.attacks.checks.is_randomised`, in eval mode, where it is attacked) every attack and
     the scoring use the mean logits of ``budget.draws`` draws (EOT); ``eps``-monotonicity re-runs
-    ``apgd-ce`` at ``2 * eps`` on them (``check_rows=0`` skips it). A model that draws from torch's
-    global generator draws from it seeded with a stream derived from ``seed`` (and the global state
-    is restored afterwards), so the result is deterministic; a model with its own generator
-    continues its own sequence of draws.
+    ``apgd-ce`` at ``2 * eps`` on the first ``budget.check_rows`` rows (``check_rows=0`` skips it).
+    A model that draws from torch's global generator draws from it seeded with a stream derived
+    from ``seed`` (and the global state is restored afterwards), so the result is deterministic; a
+    model with its own generator continues its own sequence of draws.
     Taught in chapters 6 and 8.
     """
     check_keywords("evaluate", unknown, ())
@@ -136,7 +137,7 @@ def _evaluate(
     n_classes: int,
 ) -> Evaluation:
     """The body of :func:`evaluate`, on checked arguments, with the model in eval mode."""
-    probe = x[: max(budget.check_rows, 1)]
+    probe = x[:PROBE_ROWS]
     flags: list[str] = []
     if looks_like_probabilities(model, probe):
         flags.append(
