@@ -92,6 +92,7 @@ def test_defaults_are_the_autoattack_budgets(digits_mlp, rows, monkeypatch) -> N
     assert e.robust_accuracy == e.clean_accuracy  # the stubbed attacks changed nothing
 
 
+@pytest.mark.integration
 def test_worst_case_is_no_weaker_than_any_single_attack(honest, digits_mlp, rows) -> None:
     singles = {a: evaluate(digits_mlp, *rows, EPS, attacks=(a,), budget=FAST) for a in LABELS}
     for name, single in singles.items():

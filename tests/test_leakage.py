@@ -186,6 +186,7 @@ def test_global_pruning_ranks_entries_across_tensors():
         leakage.prune_gradients(grads, 0.5, scope="layer")
 
 
+@pytest.mark.integration
 def test_dp_gradients_match_opacus_clipping(digits, victim):
     from opacus import PrivacyEngine
 
@@ -249,6 +250,7 @@ def test_one_unamplified_release_costs_what_the_gaussian_mechanism_costs():
     )
 
 
+@pytest.mark.integration
 def test_dp_train_reports_epsilon_silently_and_leaves_no_hooks(digits):
     model = models.mlp(activation="sigmoid", hidden=16, seed=0)
     before = [p.detach().clone() for p in model.parameters()]
