@@ -120,6 +120,7 @@ def test_sweep_runs_each_setting_once_per_seed(digits: data.Split, monkeypatch) 
     assert [s.seed for s in calls[0][:2]] == [0, 1]
 
 
+@pytest.mark.integration
 def test_run_settings_tells_the_clean_rules_one_attacker_and_matches_run_setting(
     digits: data.Split, monkeypatch
 ) -> None:

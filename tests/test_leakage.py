@@ -218,6 +218,7 @@ def test_dp_gradients_match_opacus_clipping(digits, victim):
         leakage.dp_gradients(victim, x, y, noise_multiplier=-1.0)
 
 
+@pytest.mark.integration
 def test_dp_epsilon_falls_with_noise():
     eps = [leakage.dp_epsilon(s, sample_rate=0.05, steps=100) for s in (0.5, 1.0, 2.0)]
     assert eps[0] > eps[1] > eps[2] > 0
