@@ -335,3 +335,12 @@ def test_perturbation_norm_bad_arguments(digits) -> None:
         attacks.perturbation_norm(x, x, norm="l1")
     with pytest.raises(ValueError, match="same shape"):
         attacks.perturbation_norm(x, x[:2])
+
+
+def test_targeted_attacks_try_the_runners_up_best_first() -> None:
+    from gdsec.attacks._core import TOP_TARGETS, runner_up_targets, target_count
+
+    logits = torch.tensor([[0.1, 3.0, 2.0, -1.0], [5.0, 0.0, 1.0, 2.0]])
+    assert [t.tolist() for t in runner_up_targets(logits)] == [[2, 3], [0, 2], [3, 1]]
+    assert target_count(2) == 1 and target_count(100) == TOP_TARGETS == 9
+    assert len(runner_up_targets(torch.randn(3, 20))) == 9

@@ -38,6 +38,24 @@ TINY = 1e-12
 #: Targeted attacks (APGD-T, FAB-T) try the top-9 other classes by clean logits, as AutoAttack does.
 TOP_TARGETS = 9
 
+
+def target_count(n_classes: int) -> int:
+    """How many target classes a targeted attack tries: the runners-up, at most :data:`TOP_TARGETS`.
+
+    Used in chapters 6, 8 and 10.
+    """
+    return min(TOP_TARGETS, n_classes - 1)
+
+
+def runner_up_targets(clean_logits: torch.Tensor) -> list[torch.Tensor]:
+    """Per row, the target classes to try in turn: the clean logits' runners-up, best first.
+
+    Used in chapters 6, 8 and 10.
+    """
+    ranked = clean_logits.argsort(dim=1, descending=True)
+    return [ranked[:, rank] for rank in range(1, target_count(clean_logits.shape[1]) + 1)]
+
+
 #: A per-row objective on logits: ``(logits, y) -> (N,)``.
 Objective = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

@@ -21,11 +21,11 @@ from torch import nn
 
 from gdsec.attacks._core import (
     TINY,
-    TOP_TARGETS,
     attack_contract,
     checked_logits,
     per_row,
     row_norm,
+    runner_up_targets,
 )
 from gdsec.attacks.settings import flag, positive, positive_int, seed_value
 from gdsec.streams import random_stream
@@ -212,12 +212,7 @@ def fab(
     with torch.no_grad():
         clean = checked_logits(model, x)
     best, best_norm = x.clone(), torch.where(clean.argmax(1) == y, float("inf"), 0.0).to(x.dtype)
-    ranked = clean.argsort(dim=1, descending=True)
-    rounds = (
-        [ranked[:, r] for r in range(1, min(TOP_TARGETS, clean.shape[1] - 1) + 1)]
-        if targeted
-        else [None]
-    )
+    rounds = runner_up_targets(clean) if targeted else [None]
     for target in rounds:
         for restart in range(restarts):
             rows = (best_norm > eps).nonzero().squeeze(1)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from gdsec.attacks._core import TOP_TARGETS, check_attack_inputs, checked_logits
+from gdsec.attacks._core import check_attack_inputs, checked_logits, target_count
 from gdsec.attacks.budget import BUDGETS, Budget
 from gdsec.attacks.checks import (
     PROBE_ROWS,
@@ -183,7 +183,7 @@ def _evaluate(
         flags += _monotone_flag(
             target, x[rows], y[rows], after_first[rows], eps, norm, budget, seed
         )
-    targets = min(TOP_TARGETS, n_classes - 1)
+    targets = target_count(n_classes)
     budgets = {
         m.label: {
             **m.budgeted(norm, budget),

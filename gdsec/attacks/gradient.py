@@ -16,7 +16,6 @@ import torch
 from torch import nn
 
 from gdsec.attacks._core import (
-    TOP_TARGETS,
     Objective,
     attack_contract,
     checked_logits,
@@ -26,6 +25,7 @@ from gdsec.attacks._core import (
     keep_best,
     margin,
     project,
+    runner_up_targets,
     steepest_direction,
 )
 from gdsec.attacks._core import (
@@ -203,8 +203,7 @@ def apgd(
         clean = checked_logits(model, x)
     best, best_margin = x.clone(), margin(clean, y)
     if targeted:
-        ranked = clean.argsort(dim=1, descending=True)
-        rounds = [ranked[:, rank] for rank in range(1, min(TOP_TARGETS, clean.shape[1] - 1) + 1)]
+        rounds = runner_up_targets(clean)
     else:
         rounds = [None]
     for target in rounds:
