@@ -13,7 +13,9 @@ of each and :mod:`.adaptive` the attack that undoes it:
   generator, on whose range the purifier is the identity);
 
 :class:`OffGridSaturation` and :class:`FarSaturation` are traps built to trip the two checks those
-defences leave quiet. Plus :func:`transfer` from a surrogate and the gradient-free attacks of :mod:`gdsec.attacks`.
+defences leave quiet; :class:`DecoyGradient` (:mod:`.decoy`) keeps an honest model's decisions
+behind flat scores and a decoy's gradient, a known-truth test for the consistency flags. Plus
+:func:`transfer` from a surrogate and the gradient-free attacks of :mod:`gdsec.attacks`.
 :func:`sanity_checks` (:mod:`.checks`) runs the checks of Carlini et al. (2019) and AutoAttack that
 read their evidence (:data:`SANITY_CHECKS`), with one :class:`gdsec.attacks.Budget`, and says which
 fired and why. The building blocks (straight-through, mean of draws, the randomness and
@@ -22,6 +24,7 @@ zero-gradient tests) live in :mod:`gdsec.attacks.checks`, shared with the evalua
 
 from gdsec.masking.adaptive import bpda, eot, reparameterise, transfer
 from gdsec.masking.checks import SANITY_CHECKS, MaskingReport, random_noise, sanity_checks
+from gdsec.masking.decoy import DecoyGradient
 from gdsec.masking.defences import (
     DEFENCES,
     FarSaturation,
@@ -37,6 +40,7 @@ from gdsec.masking.defences import (
 
 __all__ = [
     "DEFENCES",
+    "DecoyGradient",
     "FarSaturation",
     "Generator",
     "MaskingReport",
