@@ -3,6 +3,7 @@
 * :mod:`~gdsec.poisoning.labels`: label flips;
 * :mod:`~gdsec.poisoning.backdoor`: the pixel trigger, planting it, its success rate, rebuilding a
   trigger from flagged rows and stamping it;
+* :mod:`~gdsec.poisoning.triggers`: triggers that are not a patch: a blended pattern, a smooth warp;
 * :mod:`~gdsec.poisoning.crafting`: gradient-crafted poison (Biggio-style), ascent through unrolled training;
 * :mod:`~gdsec.poisoning.matching`: gradient matching (Witches' Brew), correctly labelled poison;
 * :mod:`~gdsec.poisoning.detection`: spectral signatures and loss filtering;
@@ -33,6 +34,7 @@ from gdsec.poisoning.detection import (
 from gdsec.poisoning.labels import flip_labels
 from gdsec.poisoning.matching import GradientMatch, match_gradient
 from gdsec.poisoning.shortcuts import plant_shortcut, shuffle_border
+from gdsec.poisoning.triggers import blend, warp
 
 __all__ = [
     "DETECT_METHODS",
@@ -44,6 +46,7 @@ __all__ = [
     "add_backdoor",
     "apply_trigger",
     "attack_success_rate",
+    "blend",
     "corner_trigger",
     "craft_poison",
     "detect_poison",
@@ -57,4 +60,5 @@ __all__ = [
     "shuffle_border",
     "stamp",
     "unrolled_validation_loss",
+    "warp",
 ]
