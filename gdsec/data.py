@@ -1,4 +1,5 @@
-"""Bundled data: scikit-learn's 8x8 digits, the full split and two-digit subsets. Nothing is downloaded."""
+"""Bundled data: scikit-learn's 8x8 digits (the full split and two-digit subsets) and its breast-cancer
+table. Nothing is downloaded."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from sklearn.model_selection import train_test_split
 
 from gdsec.validation import check_int, check_number
 
-__all__ = ["Split", "load_digits", "two_digits"]
+__all__ = ["Split", "load_breast_cancer", "load_digits", "two_digits"]
 
 
 class Split(NamedTuple):
@@ -57,3 +58,25 @@ def two_digits(a: int = 3, b: int = 8, *, test_size: float = 0.25, seed: int = 0
         keep = (y == a) | (y == b)
         parts += [x[keep].clone(), (y[keep] == b).long()]
     return Split(parts[0], parts[1], parts[2], parts[3])
+
+
+def load_breast_cancer(*, test_size: float = 0.25, seed: int = 0) -> Split:
+    """The 569 bundled breast-cancer rows (30 features, 2 classes) as (N, 30) float32 in [0, 1].
+
+    Stratified split; each feature is min-max scaled with the training rows' minimum and maximum,
+    and the test rows are clipped to [0, 1]. A tabular, two-class set for the audit's bench.
+    Used in chapter 10.
+    """
+    check_number("test_size", test_size, low=0.0, high=1.0, low_open=True, high_open=True)
+    check_int("seed", seed, low=0)
+    bunch = datasets.load_breast_cancer()
+    x_tr, x_te, y_tr, y_te = train_test_split(
+        bunch.data,
+        bunch.target.astype(np.int64),
+        test_size=test_size,
+        random_state=seed,
+        stratify=bunch.target,
+    )
+    low, span = x_tr.min(0), np.maximum(x_tr.max(0) - x_tr.min(0), 1e-12)
+    x_tr, x_te = ((np.clip((a - low) / span, 0.0, 1.0)).astype(np.float32) for a in (x_tr, x_te))
+    return Split(*(torch.from_numpy(np.ascontiguousarray(a)) for a in (x_tr, y_tr, x_te, y_te)))

@@ -128,3 +128,17 @@ def test_eval_mode_gives_every_submodule_its_own_mode_back():
     assert wrapper.training and not inner.training, (
         "leaving the block must not switch the wrapped model to training"
     )
+
+
+def test_load_breast_cancer_contract():
+    split = data.load_breast_cancer()
+    assert split.x_train.shape[1:] == (30,) and split.x_train.dtype == torch.float32
+    assert split.y_train.dtype == torch.int64 and set(split.y_test.tolist()) == {0, 1}
+    assert len(split.x_train) + len(split.x_test) == 569
+    assert torch.equal(split.x_train.amin(0), torch.zeros(30))  # scaled by the training rows
+    assert torch.equal(split.x_train.amax(0), torch.ones(30))
+    assert 0.0 <= split.x_test.min() and split.x_test.max() <= 1.0
+    again, other = data.load_breast_cancer(), data.load_breast_cancer(seed=1)
+    assert torch.equal(again.x_test, split.x_test) and not torch.equal(other.x_test, split.x_test)
+    with pytest.raises(ValueError, match="test_size"):
+        data.load_breast_cancer(test_size=1.0)
