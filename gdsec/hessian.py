@@ -65,25 +65,36 @@ def hessian_extremes(
     if not params:
         raise ValueError("params must contain at least one tensor that requires grad")
     generator = random_stream(seed, "hessian.start")
-    grads = torch.autograd.grad(loss_fn(), params, create_graph=True)
+    first = torch.autograd.grad(loss_fn(), params, create_graph=True, allow_unused=True)
+    # a parameter the loss does not use (or uses linearly) has a zero row and column in the Hessian
+    used = [i for i, g in enumerate(first) if g is not None and g.requires_grad]
+    grads = [first[i] for i in used]
     sizes = [p.numel() for p in params]
 
     def hvp(vector: torch.Tensor) -> torch.Tensor:
+        if not grads:
+            return torch.zeros_like(vector)
         chunks = [
             c.reshape(p.shape).to(p.dtype)
             for c, p in zip(torch.split(vector, sizes), params, strict=True)
         ]
         products = torch.autograd.grad(
-            grads, params, grad_outputs=chunks, retain_graph=True, allow_unused=True
+            grads,
+            params,
+            grad_outputs=[chunks[i] for i in used],
+            retain_graph=True,
+            allow_unused=True,
         )
         return torch.cat(
             [
-                torch.zeros(n) if h is None else h.reshape(-1)
+                torch.zeros(n, dtype=vector.dtype, device=vector.device)
+                if h is None
+                else h.reshape(-1).to(vector.dtype)
                 for h, n in zip(products, sizes, strict=True)
             ]
-        ).double()
+        )
 
-    vector = torch.randn(sum(sizes), generator=generator, dtype=torch.float64)
+    vector = torch.randn(sum(sizes), generator=generator, dtype=torch.float64).to(params[0].device)
     basis, alphas, betas = [vector / vector.norm()], [], []
     for k in range(1, min(steps, sum(sizes)) + 1):
         w = hvp(basis[-1])

@@ -134,3 +134,35 @@ def test_full_hessian_is_symmetric_and_leaves_grads(tiny):
 def test_hessian_rejects(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+class _Extras(torch.nn.Module):
+    """``net`` with an unused parameter, a buffer it reads, and (``double``) float64 logits."""
+
+    def __init__(self, net: torch.nn.Module, double: bool = False) -> None:
+        super().__init__()
+        self.net, self.double_logits = net, double
+        self.unused = torch.nn.Linear(64, 2)  # forward never calls it
+        self.register_buffer("shift", torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.net(x) + self.shift
+        return z.double() if self.double_logits else z
+
+
+@pytest.mark.parametrize("double", [False, True])
+def test_curvature_ignores_unused_parameters_and_buffers(tiny, double):
+    model, x, y = tiny
+    net = copy.deepcopy(model).float()
+    x = x.float()
+    plain = hessian.curvature(net, x, y, steps=300, tol=1e-8)
+    extras = hessian.curvature(_Extras(net, double), x, y, steps=300, tol=1e-8)
+    assert extras.converged
+    assert extras.lambda_max == pytest.approx(plain.lambda_max, rel=1e-4)
+    assert extras.lambda_min == pytest.approx(min(plain.lambda_min, 0.0), rel=1e-4, abs=1e-6)
+
+
+def test_hessian_of_a_loss_that_uses_no_parameter_is_zero():
+    w = torch.ones(3, requires_grad=True)
+    result = hessian.hessian_extremes(lambda: torch.tensor(2.0, requires_grad=True), [w])
+    assert result.lambda_max == 0.0 and result.lambda_min == 0.0
