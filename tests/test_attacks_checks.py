@@ -15,6 +15,7 @@ from gdsec.attacks import (
     straight_through,
     zero_gradient_rows,
 )
+from gdsec.attacks.checks import flat_output, gradient_inconsistency, logit_scale
 from gdsec.models import mlp
 from gdsec.streams import seeded_global_rng
 
@@ -85,3 +86,66 @@ def test_mean_of_draws_averages_and_straight_through_passes_the_gradient() -> No
         straight_through(model, [2])
     with pytest.raises(ValueError, match="Sequential"):
         straight_through(nn.Linear(3, 2), [0])  # type: ignore[arg-type]
+
+
+class _Times(nn.Module):
+    """``model``'s logits times ``k``, optionally as float64."""
+
+    def __init__(self, model: nn.Module, k: float, double: bool = False) -> None:
+        super().__init__()
+        self.model, self.k, self.double_logits = model, k, double
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.model(x) * self.k
+        return z.double() if self.double_logits else z
+
+
+def _digits_like(n: int = 30) -> torch.Tensor:
+    """Seeded 8x8 inputs in [0, 1], a third of the pixels exactly 0 (as on the digits)."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(n, 1, 8, 8, generator=g)
+    return x * (torch.rand(n, 1, 8, 8, generator=g) > 0.3)
+
+
+@pytest.mark.parametrize("classes", [2, 10])
+def test_gradient_inconsistency_is_near_zero_honest_and_one_on_a_decoy(classes: int) -> None:
+    honest = mlp(64, classes, hidden=16, seed=0).eval()
+    decoy = masking.DecoyGradient(honest, [mlp(64, classes, hidden=16, seed=5)]).eval()
+    x = _digits_like()
+    plain = gradient_inconsistency(honest, x)
+    assert plain.shape == (30,) and plain.median() < 0.01, plain.median()
+    assert gradient_inconsistency(decoy, x).median() > 0.9
+    for variant in (_Times(honest, 1000.0), _Times(honest, 1.0, double=True)):
+        assert gradient_inconsistency(variant, x).median() < 0.01
+
+
+def test_flat_output_spread_is_scale_free_and_zero_on_a_decoy() -> None:
+    honest = mlp(64, 10, hidden=16, seed=0).eval()
+    decoy = masking.DecoyGradient(honest, [mlp(64, 10, hidden=16, seed=5)]).eval()
+    x = _digits_like()
+    spread = flat_output(honest, x, 0.1)
+    assert spread.shape == (30,) and spread.median() > 1e-2, spread.median()
+    assert torch.allclose(flat_output(_Times(honest, 1000.0), x, 0.1), spread, rtol=1e-3, atol=1e-5)
+    assert flat_output(decoy, x, 0.1).median() == 0.0
+
+
+def test_logit_scale_is_one_positive_number_per_batch() -> None:
+    z = torch.tensor([[1.0, -1.0], [3.0, -3.0], [0.0, 0.0]])
+    assert logit_scale(z).item() == pytest.approx(2**0.5 * 1.0)
+    assert logit_scale(torch.zeros(2, 3)).item() > 0
+
+
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [
+        (lambda m, x: gradient_inconsistency(m, x, directions=0), "directions"),
+        (lambda m, x: gradient_inconsistency(m, x, h=0.0), "h"),
+        (lambda m, x: gradient_inconsistency(m, x * 2), "x"),
+        (lambda m, x: flat_output(m, x, -0.1), "eps"),
+        (lambda m, x: flat_output(m, x, 0.1, points=1), "points"),
+        (lambda m, x: flat_output("model", x, 0.1), "model"),
+    ],
+)
+def test_consistency_checks_validate(call, name) -> None:
+    with pytest.raises(ValueError, match=name):
+        call(mlp(64, 3, hidden=4, seed=0), _digits_like(4) + 0.0)

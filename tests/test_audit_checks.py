@@ -208,3 +208,36 @@ def test_every_finding_names_its_budgets_version_and_sample_size(digits, digits_
     assert (
         report.finding("adversarial_testing").evidence["budgets"]["steps"] == FAST["budget"].steps
     )
+
+
+def _two_class_logits(x: torch.Tensor, third: bool = False) -> torch.nn.Module:
+    """An untrained two-class MLP, optionally with a third constant logit far below the others."""
+    net = models.mlp(64, 2, hidden=8, seed=0).eval()
+    if not third:
+        return net
+    return torch.nn.Sequential(net, torch.nn.ConstantPad1d((0, 1), -50.0)).eval()
+
+
+def test_the_audit_view_keeps_a_two_class_gradient_and_ignores_scale():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(40, 1, 8, 8, generator=g)
+    net = _two_class_logits(x)
+    with (
+        torch.no_grad()
+    ):  # labels the model gets 75 % right, so the calibrated temperature is finite
+        y = torch.where(torch.arange(40) % 4 == 0, 1 - net(x).argmax(1), net(x).argmax(1))
+    view = audit.NormalisedLogits(net, x, y)
+    scaled = audit.NormalisedLogits(masking.defend(net, "temperature", temperature=1000.0), x, y)
+    assert torch.allclose(view(x), scaled(x), rtol=1e-4, atol=1e-5)
+    assert view.temperature > 0 and scaled.temperature == pytest.approx(1000 * view.temperature)
+    probe = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(torch.nn.functional.cross_entropy(view(probe), y), probe)
+    assert (grad.flatten(1).abs().amax(1) > 1e-6).all()  # the per-row unit norm made these 0
+    third = audit.NormalisedLogits(_two_class_logits(x, third=True), x, y)
+    assert torch.allclose(third(x)[:, :2], view(x), rtol=1e-4, atol=1e-5)
+    rowless = audit.NormalisedLogits(net)  # no trusted rows: one detached scale per batch
+    probe = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(rowless(probe)[:, 0].sum(), probe)
+    assert (grad.flatten(1).abs().amax(1) > 1e-6).all()
+    with pytest.raises(ValueError, match="y"):
+        audit.NormalisedLogits(net, x)

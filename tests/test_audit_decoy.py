@@ -25,7 +25,7 @@ def test_decoy_keeps_decisions_and_returns_the_decoys_gradient():
     xd = x.clone().requires_grad_(True)
     mean = torch.stack([d(xd) for d in decoys]).mean(0)
     (want,) = torch.autograd.grad((mean * weights).sum(), xd)
-    torch.testing.assert_close(got, want)
+    assert torch.allclose(got, want, rtol=1e-5, atol=1e-7)
     # the honest model's parameters stay in the graph, with zero gradient
     params = list(honest.parameters())
     grads = torch.autograd.grad(wrapper(x).sum(), params)
@@ -34,10 +34,9 @@ def test_decoy_keeps_decisions_and_returns_the_decoys_gradient():
 
 def test_decoy_scores_are_flat():
     wrapper = masking.DecoyGradient(_small(0), [_small(10)], scale=5.0, offset=0.5)
-    out = wrapper(torch.rand(7, 1, 8, 8))
-    top = out.max(1).values
-    assert torch.all((top >= 5.0) & (top <= 5.5))
-    assert out.detach().unique().numel() <= 11
+    out = wrapper(torch.rand(7, 1, 8, 8, generator=torch.Generator().manual_seed(2))).detach()
+    onehot = torch.nn.functional.one_hot(out.argmax(1), 10).float()
+    assert torch.allclose(out - torch.linspace(0, 0.5, 10), 5.0 * onehot, atol=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -6,9 +6,13 @@ As AutoAttack keeps its ``checks.py`` next to its attacks, every layer above (:f
 * :func:`is_randomised`: do repeated forward passes of the same input differ?
 * :func:`zero_gradient_rows`: which rows have a zero cross-entropy input gradient?
 * :func:`looks_like_probabilities`: does the model return probabilities instead of logits?
+* :func:`gradient_inconsistency`: does autograd's directional derivative agree with a finite
+  difference of the forward pass (a custom or decoy backward pass does not)?
+* :func:`flat_output`: does the scale-free margin stay put over random points of the ``eps``-ball
+  (flat scores give a score-based attack nothing to descend)?
 * :class:`MeanOfDraws`: EOT, the mean logits of several forward passes of a randomised model;
 * :class:`StraightThrough` and its builder :func:`straight_through`: BPDA, a layer's forward pass
-  with the identity as its backward pass.
+  with the identity as its backward pass (:func:`straight_through_grad`, the same rule for any tensor).
 """
 
 from __future__ import annotations
@@ -18,21 +22,30 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from gdsec.attacks._core import checked_logits, cross_entropy, input_gradient, row_norm
-from gdsec.validation import check_int, check_model, check_number
+from gdsec.attacks._core import checked_logits, cross_entropy, input_gradient, margin, row_norm
+from gdsec.streams import random_stream
+from gdsec.validation import check_batch, check_int, check_model, check_number, check_seed
 
 __all__ = [
     "PROBE_ROWS",
     "MeanOfDraws",
     "StraightThrough",
+    "flat_output",
+    "gradient_inconsistency",
     "is_randomised",
+    "logit_scale",
     "looks_like_probabilities",
     "straight_through",
+    "straight_through_grad",
     "zero_gradient_rows",
 ]
 
 #: How many rows the model checks (randomised? probabilities?) probe, wherever they run.
 PROBE_ROWS = 100
+
+#: The smallest directional derivative (scale-free statistic per unit of input) the consistency
+#: check divides by: below it both derivatives are rounding noise.
+FD_FLOOR = 1e-3
 
 #: How far from [0, 1] and from a row sum of 1 outputs may be and still count as probabilities.
 PROBABILITY_TOL = 1e-5
@@ -81,6 +94,95 @@ def looks_like_probabilities(model: nn.Module, x: torch.Tensor) -> bool:
     return bool(inside and ((out.sum(1) - 1).abs() < PROBABILITY_TOL).all())
 
 
+def logit_scale(logits: torch.Tensor) -> torch.Tensor:
+    """ONE scale for a batch of logits: the median L2 norm of the centred rows (detached, positive).
+
+    Dividing by it makes a statistic scale-free (logits x 1000 give the same numbers) while every
+    row keeps its gradient, two classes included. Used in chapters 8 and 10.
+    """
+    with torch.no_grad():
+        norms = (logits - logits.mean(dim=1, keepdim=True)).norm(dim=1)
+        return norms.median().clamp_min(torch.finfo(logits.dtype).tiny)
+
+
+def _unit_directions(x: torch.Tensor, h: float, generator: torch.Generator) -> torch.Tensor:
+    """Random L2-unit directions per row, zero on the coordinates where ``x +- h`` leaves [0, 1]."""
+    v = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+    v = v * ((x >= h) & (x <= 1 - h)).to(x.dtype)
+    norms = v.flatten(1).norm(dim=1).clamp_min(torch.finfo(x.dtype).tiny)
+    return v / norms.reshape(-1, *([1] * (x.dim() - 1)))
+
+
+def gradient_inconsistency(
+    model: nn.Module, x: torch.Tensor, *, directions: int = 4, h: float = 1e-3, seed: int = 0
+) -> torch.Tensor:
+    """Per row (shaped (N,)): median relative disagreement of autograd and a central finite difference.
+
+    The statistic is a random (seeded) weighting of the centred logits over :func:`logit_scale` of
+    the clean rows (scale-free, fine for two classes); along ``directions`` random unit directions
+    that stay in [0, 1] within ``h``, ``|d_auto - d_fd| / max(|d_auto|, |d_fd|, FD_FLOOR)``: about 0
+    for an honest model (float rounding, a ReLU kink now and then), about 1 for a backward pass that
+    is not the forward pass's (a decoy gradient, BPDA left in place). The model runs in the mode it
+    is in. Used in chapters 8 and 10.
+    """
+    check_model("model", model)
+    x = check_batch("x", x, unit=True).detach()
+    directions = check_int("directions", directions, low=1)
+    h = check_number("h", h, low=0.0, low_open=True, high=0.25)
+    generator = random_stream(check_seed(seed), "attacks.checks.gradient_inconsistency")
+    with torch.no_grad():
+        clean = checked_logits(model, x)
+    scale = logit_scale(clean)
+    weights = torch.randn(clean.shape, generator=generator, dtype=clean.dtype).to(clean.device)
+
+    def statistic(points: torch.Tensor) -> torch.Tensor:
+        z = checked_logits(model, points)
+        return ((z - z.mean(dim=1, keepdim=True)) * weights).sum(1) / scale
+
+    disagreement = []
+    for _ in range(directions):
+        v = _unit_directions(x, h, generator)
+        probe = x.clone().requires_grad_(True)
+        out = statistic(probe)
+        grad = None
+        if out.requires_grad:
+            (grad,) = torch.autograd.grad(out.sum(), probe, allow_unused=True)
+        auto = torch.zeros_like(out) if grad is None else (grad * v).flatten(1).sum(1)
+        with torch.no_grad():
+            finite = (statistic(x + h * v) - statistic(x - h * v)) / (2 * h)
+        auto = auto.detach().to(finite.dtype)
+        size = torch.maximum(auto.abs(), finite.abs()).clamp_min(FD_FLOOR)
+        disagreement.append((auto - finite).abs() / size)
+    return torch.stack(disagreement).median(0).values
+
+
+def flat_output(
+    model: nn.Module, x: torch.Tensor, eps: float, *, points: int = 8, seed: int = 0
+) -> torch.Tensor:
+    """Per row (shaped (N,)): spread (std) of the scale-free margin over random points of the ``eps``-ball.
+
+    The margin of the clean prediction, ``z_c - max_{k != c} z_k``, over :func:`logit_scale` of the
+    clean rows, at ``points`` uniform points of the L-infinity ball (clipped to [0, 1]): an honest
+    model's margin moves with its input, flat scores (a one-hot output, a saturated or decoy
+    wrapper) do not until the decision flips, leaving a score-based attack nothing to descend. The
+    model runs in the mode it is in. Used in chapters 8 and 10.
+    """
+    check_model("model", model)
+    x = check_batch("x", x, unit=True).detach()
+    eps = check_number("eps", eps, low=0.0)
+    points = check_int("points", points, low=2)
+    generator = random_stream(check_seed(seed), "attacks.checks.flat_output")
+    with torch.no_grad():
+        clean = checked_logits(model, x)
+        scale, predicted = logit_scale(clean), clean.argmax(1)
+        margins = []
+        for _ in range(points):
+            noise = torch.rand(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+            z = checked_logits(model, (x + eps * (2 * noise - 1)).clamp(0.0, 1.0))
+            margins.append(margin(z, predicted) / scale)
+    return torch.stack(margins).std(0)
+
+
 class MeanOfDraws(nn.Module):
     """EOT (expectation over transformation): the mean logits of ``draws`` forward passes of ``model``.
 
@@ -110,7 +212,16 @@ class StraightThrough(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``layer(x)`` in value, ``x`` in gradient."""
-        return x + (self.layer(x) - x).detach()
+        return straight_through_grad(self.layer(x), x)
+
+
+def straight_through_grad(value: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """BPDA's rule for one tensor: ``value`` in the forward pass, the identity to ``source`` backward.
+
+    ``source`` is the input of the non-differentiable step that made ``value`` (same shape); the
+    result equals ``value`` up to float rounding. Used in chapters 8 and 10.
+    """
+    return source + (value - source).detach()
 
 
 def straight_through(model: nn.Sequential, layers: Iterable[int]) -> nn.Sequential:
