@@ -26,7 +26,7 @@ is necessary, never sufficient: :data:`NOT_TESTED` lists what it does not test.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 import torch
@@ -123,6 +123,19 @@ def _chosen_checks(checks: Mapping[str, Check] | None) -> dict[str, Check]:
     return chosen
 
 
+def _chosen_questions(questions: Sequence[str] | None) -> tuple[str, ...]:
+    """The keys of ``QUESTIONS`` named in ``questions`` (all by default), in audit order."""
+    if questions is None:
+        return tuple(QUESTIONS)
+    if isinstance(questions, str) or not questions:
+        raise ValueError(
+            f"questions must be a non-empty list of {tuple(QUESTIONS)}, got {questions!r}"
+        )
+    for key in questions:
+        check_choice("questions", key, tuple(QUESTIONS))
+    return tuple(q for q in QUESTIONS if q in questions)
+
+
 def audit(
     model: nn.Module,
     split: Split,
@@ -130,6 +143,8 @@ def audit(
     *,
     name: str = "model",
     checks: Mapping[str, Check] | None = None,
+    questions: Sequence[str] | None = None,
+    progress: Callable[[str, Finding | None], None] | None = None,
     **settings: object,
 ) -> AuditReport:
     """Audit ``model`` against the five questions of ``QUESTIONS``; return an :class:`AuditReport`.
@@ -141,8 +156,11 @@ def audit(
     ``AuditConfig()``) holds the threat model, budgets and thresholds;
     ``settings`` override its fields by name (``audit(model, split, eps=0.2)``), and an unknown
     name raises ``ValueError``. ``checks`` replaces individual checks by key (each a callable
-    ``(model, split, config) -> Finding``, :data:`AUDIT_CHECKS` by default). Neither the model nor
-    the data is modified.
+    ``(model, split, config) -> Finding``, :data:`AUDIT_CHECKS` by default). ``questions`` (keys
+    of ``QUESTIONS``, default all) selects the questions answered, in audit order. ``progress`` is
+    called with ``("references", None)`` before the references are trained, ``(question, None)``
+    before each question and ``(question, finding)`` after it; an exception it raises stops the
+    audit (a command's deadline). Neither the model nor the data is modified.
 
     Taught in chapter 10.
     """
@@ -150,8 +168,15 @@ def audit(
     _check_split(split)
     config = configure(config, **settings)
     chosen = _chosen_checks(checks)
+    keys = _chosen_questions(questions)
+    if progress is not None and not callable(progress):
+        raise ValueError("progress must be None or a callable (stage, finding or None) -> None")
+    report = progress or (lambda stage, finding: None)
     stated = config.public()
-    if config.references is None and any(chosen[q] is AUDIT_CHECKS[q] for q in _USES_REFERENCES):
+    if config.references is None and any(
+        q in keys and chosen[q] is AUDIT_CHECKS[q] for q in _USES_REFERENCES
+    ):
+        report("references", None)
         config = replace(
             config,
             references=reference_models(split, n_seeds=config.n_references, seed=config.seed),
@@ -159,7 +184,8 @@ def audit(
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     findings = []
     with eval_mode(model):
-        for key in QUESTIONS:
+        for key in keys:
+            report(key, None)
             finding = chosen[key](model, split, config)
             if (
                 not isinstance(finding, Finding)
@@ -170,6 +196,7 @@ def audit(
                     f"checks[{key!r}] must return a Finding for {key!r} with a severity in {SEVERITIES}"
                 )
             findings.append(finding)
+            report(key, finding)
     if any(not torch.equal(v, state[k]) for k, v in model.state_dict().items()):
         raise RuntimeError("an audit check modified the model's parameters")
     return AuditReport(str(name), tuple(findings), stated)

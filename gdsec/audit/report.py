@@ -18,6 +18,7 @@ from gdsec.plotting import PALETTE
 __all__ = [
     "CAVEAT",
     "QUESTION_CHAPTERS",
+    "SCHEMA_VERSION",
     "NOT_TESTED",
     "QUESTIONS",
     "SEVERITIES",
@@ -65,6 +66,8 @@ NOT_TESTED = (
     "privacy beyond one DLG reconstruction: membership inference, model extraction, attribute inference",
     "data outside the trusted split: distribution shift, and a trusted split that is itself poisoned",
 )
+#: The version of the JSON report's layout (``to_dict``), raised when a field changes meaning.
+SCHEMA_VERSION = 2
 #: The sentence every report carries.
 CAVEAT = "A passing audit is necessary, never sufficient: it bounds what these attacks and scans found, nothing more."
 
@@ -189,6 +192,9 @@ class AuditReport:
     name: str
     findings: tuple[Finding, ...]
     settings: dict[str, object] = field(default_factory=dict)
+    #: What a command adds to stand on its own: verdict, exit_status, inputs (SHA-256), versions,
+    #: options, incomplete and completed_questions (see the README's ``gdsec-audit`` section).
+    run: dict[str, object] = field(default_factory=dict)
 
     def finding(self, question: str) -> Finding:
         """The finding that answers ``question`` (a key of ``QUESTIONS``)."""
@@ -206,14 +212,31 @@ class AuditReport:
 
     @property
     def worst(self) -> str:
-        """The highest severity among the findings."""
-        return max((f.severity for f in self.findings), key=SEVERITIES.index)
+        """The highest severity among the findings ("none" when no question was answered)."""
+        return max((f.severity for f in self.findings), key=SEVERITIES.index, default="none")
+
+    @property
+    def verdict(self) -> str:
+        """One line that leads every rendering: pass or fail, the worst severity, completeness."""
+        verdict = self.run.get("verdict")
+        line = f"worst finding: {self.worst}"
+        if isinstance(verdict, Mapping):
+            failing = ", ".join(verdict.get("failing", ()))
+            line = f"{str(verdict.get('result', '?')).upper()} ({line}" + (
+                f"; reaching --fail-on {verdict.get('fail_on')}: {failing})" if failing else ")"
+            )
+        if self.run.get("incomplete"):
+            done = ", ".join(self.run.get("completed_questions", ())) or "none"
+            line += f"; INCOMPLETE, questions answered: {done}"
+        return line
 
     def to_dict(self) -> dict[str, object]:
         """Plain data: name, settings and every finding with its full evidence."""
         findings = [asdict(f) for f in self.findings]
         return _jsonable(
             {
+                "schema_version": SCHEMA_VERSION,
+                **self.run,
                 "name": self.name,
                 "settings": self.settings,
                 "findings": findings,
@@ -231,6 +254,8 @@ class AuditReport:
         lines = [
             f"### Audit of {self.name}",
             "",
+            f"**Verdict: {self.verdict}**",
+            "",
             "| # | question | severity | evidence | recommendation |",
             "|---|---|---|---|---|",
         ]
@@ -245,7 +270,8 @@ class AuditReport:
             f"<th>{h}</th>" for h in ("#", "question", "severity", "evidence", "recommendation")
         )
         return (
-            f"<p><b>Audit of {html.escape(self.name)}</b> (worst finding: {html.escape(self.worst)})</p>"
+            f"<p><b>Audit of {html.escape(self.name)}</b></p>"
+            f"<p><b>Verdict: {html.escape(self.verdict)}</b></p>"
             f'<table style="font-size:0.85em;text-align:left"><thead><tr>{head}</tr></thead>'
             f"<tbody>{rows}</tbody></table>"
             f"<p><b>{html.escape(CAVEAT)}</b> Not tested:</p>"
