@@ -142,6 +142,26 @@ def _flip(*, modulo=True, rounding=round, low=1, first=False, private=True, dtyp
     return flip
 
 
+def _pair_flip(y, fraction, n_classes, seed=0):
+    """Pair-flip noise: every flipped row of class c becomes c + 1 (not symmetric noise)."""
+    k = round(fraction * len(y))
+    rows = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[:k]
+    flipped = y.clone()
+    flipped[rows] = (y[rows] + 1) % n_classes
+    return flipped
+
+
+def _flip_skewed(y, fraction, n_classes, seed=0):
+    """New labels drawn among only two of the other classes (c + 1 or c + 2)."""
+    generator = torch.Generator().manual_seed(seed)
+    k = round(fraction * len(y))
+    rows = torch.randperm(len(y), generator=generator)[:k]
+    flipped = y.clone()
+    shift = 1 + torch.randint(0, min(2, n_classes - 1), (k,), generator=generator)
+    flipped[rows] = (y[rows] + shift) % n_classes
+    return flipped
+
+
 def _fgsm_backward(model, x, y, eps):
     x_var = x.clone().requires_grad_(True)
     F.cross_entropy(model(x_var), y).backward()
@@ -162,6 +182,11 @@ def _fgsm_variant(*, sign=1.0, clip=True, raw=False, predicted=False, detach=Tru
 
 def _project_in_place(x_adv, x, eps):
     return x_adv.clamp_(0, 1).copy_(torch.min(torch.max(x_adv, x - eps), x + eps))
+
+
+def _skip_ball_at_zero(x_adv, x, eps):
+    """Correct for eps > 0, but 'no budget, nothing to project' at eps = 0."""
+    return x_adv.clamp(0, 1) if eps == 0 else pgd_project(x_adv, x, eps)
 
 
 def _rescale(x_adv, x, eps):
@@ -227,6 +252,7 @@ WRONG = {
         (_adam(root=False), "square root"),
         (_adam(swap=True), "swapped"),
         (lambda p, g, s, **kw: adam_step(p, g, s, **kw)[0], "pair"),
+        (lambda p, g, s, **kw: (adam_step(p, g, s, **kw)[0], s), "did not carry over"),
     ],
     "flip_labels": [
         (_flip(modulo=False), "% n_classes"),
@@ -235,6 +261,8 @@ WRONG = {
         (_flip(first=True), "the first rows"),
         (_flip(private=False), "private"),
         (_flip(dtype=torch.float32), "integer labels"),
+        (_pair_flip, "pair-flip"),
+        (_flip_skewed, "favour some classes"),
     ],
     "coordinate_median": [
         (lambda g: g.mean(dim=0), "averaged"),
@@ -260,6 +288,7 @@ WRONG = {
         (_rescale, "rescaled the whole perturbation"),
         (lambda a, x, eps: pgd_project(x, a, eps), "arguments"),
         (_project_in_place, "in place"),
+        (_skip_ball_at_zero, "special-case the ball when eps is 0"),
     ],
     "clip_gradient": [
         (_clip_each, "separately"),
@@ -281,6 +310,7 @@ WRONG = {
         (lambda g: int(g[1].argmin()) if len(g) > 2 else int(g[-1].argmin()), "hidden layer"),
         (lambda g: g[-1], "ONE label"),
         (lambda g: float(g[-1].argmin()), "int"),
+        (lambda g: int(g[-1].abs().argmax()), "only the sign tells them apart"),
     ],
     "rebuild_trigger": [
         (_trigger(lambda flagged, others: flagged - others), "REMOVED"),
@@ -288,6 +318,13 @@ WRONG = {
         (
             _trigger(lambda flagged, others: (flagged - others).abs(), rows_of=lambda y, f, t: f),
             "labelled `target`",
+        ),
+        (
+            _trigger(
+                lambda flagged, others: (flagged - others).abs(),
+                rows_of=lambda y, f, t: torch.nonzero(y == t).flatten(),
+            ),
+            "ignored the flags",
         ),
         (
             _trigger(lambda flagged, others: (flagged - others).abs(), half=0.0),

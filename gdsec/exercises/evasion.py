@@ -169,9 +169,15 @@ def grade_pgd_project(fn: Callable[..., object], generator: torch.Generator) -> 
         scale = (
             (eps / delta.abs().flatten(1).amax(1).clamp_min(1e-12)).clamp(max=1.0).reshape(-1, 1)
         )
+        at_zero = (
+            "at eps=0 the ball is the single point x, so the answer is x itself; you returned x_adv "
+            "clipped to [0, 1] (no ball at all): do not skip or special-case the ball when eps is 0",
+            x_adv.clamp(0, 1),
+        )
         hint = diagnose(
             got,
             [
+                *([at_zero] if eps == 0 else []),
                 (
                     "you rescaled the whole perturbation: the L-inf projection clips each pixel on its own",
                     (x + delta * scale).clamp(0, 1),

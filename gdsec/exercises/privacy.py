@@ -61,7 +61,28 @@ def _cases(generator: torch.Generator) -> list[tuple[str, list[torch.Tensor], in
                 y,
             )
         )
-    return cases
+    return [*cases, _confidently_wrong(generator)]
+
+
+def _confidently_wrong(generator: torch.Generator) -> tuple[str, list[torch.Tensor], int, int]:
+    """One example of the last class on an MLP whose last bias makes it certain of class 0.
+
+    Its bias gradient is +1 on class 0 and -1 on the true class: equal in size, so only the sign
+    tells them apart."""
+    n_classes, d = 6, 12
+    model = models.mlp(
+        d, n_classes, hidden=8, seed=int(torch.randint(0, 10_000, (1,), generator=generator))
+    )
+    last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last.bias[0] += 60.0
+    x, y = torch.rand(1, d, generator=generator), n_classes - 1
+    grads = leakage.client_gradients(model, x, torch.tensor([y]))
+    label = (
+        f"the gradient of one example of class {y} on an MLP with {n_classes} classes that is "
+        "confidently wrong (it gives class 0 probability 1)"
+    )
+    return label, grads, n_classes, y
 
 
 @grader("infer_label", "gdsec.leakage.infer_labels")
@@ -78,7 +99,14 @@ def grade_infer_label(fn: Callable[..., object], generator: torch.Generator) -> 
         expected = int(leakage.infer_labels(grads, n_classes=n_classes, batch_size=1)[0])
         if got != expected:
             bias = grads[-1]
-            if got == int(bias.argmax()):
+            if got == int(bias.abs().argmax()) and bias.max() >= -bias.min() - 1e-6:
+                hint = (
+                    "you picked the entry of largest size (or the most positive): on a confidently wrong model "
+                    "the predicted class's entry (softmax_c ~ +1) is as large as the true class's "
+                    "(softmax_y - 1 ~ -1); only the sign tells them apart: the true class is the only "
+                    "negative entry (argmin)"
+                )
+            elif got == int(bias.argmax()):
                 hint = (
                     "you picked the most POSITIVE entry of the last bias gradient: the gradient on logit c is "
                     "softmax_c - 1[y = c], so the true class is the only negative one (argmin)"
@@ -96,5 +124,6 @@ def grade_infer_label(fn: Callable[..., object], generator: torch.Generator) -> 
                 f"for {label}: the label is {expected}, yours is {got}; last bias gradient {describe(bias)}. {hint}"
             )
     return (
-        f"{len(cases)} single-example gradients (3 to 10 classes, MLPs and a logistic regression)"
+        f"{len(cases)} single-example gradients (3 to 10 classes, MLPs and a logistic regression, "
+        "a confidently wrong model)"
     )

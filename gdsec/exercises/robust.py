@@ -87,7 +87,38 @@ def grade_flip_labels(fn: Callable[..., object], generator: torch.Generator) -> 
         raise Failure(
             f"with seeds 0, 1 and 2 you flipped the same rows ({hint}): pick the rows at random, using the seed"
         )
-    return f"{len(cases)} cases (2, 3, 4, 5 and 10 classes, fractions 0 to 1) plus reproducibility and random rows"
+    _check_symmetric(fn, generator)
+    return (
+        f"{len(cases)} cases (2, 3, 4, 5 and 10 classes, fractions 0 to 1) plus reproducibility, "
+        "random rows and new labels spread evenly over the other classes"
+    )
+
+
+def _check_symmetric(fn: Callable[..., object], generator: torch.Generator) -> None:
+    """:class:`Failure` unless every class's flipped rows land on each of the other classes about
+    equally often (symmetric noise, rho / (K - 1) per class), as the chapter's argument assumes."""
+    n_classes = 4
+    y = torch.arange(1200) % n_classes
+    seed = int(torch.randint(0, 1000, (1,), generator=generator))
+    got = _flip_case(fn, y, 0.75, n_classes, seed)
+    changed = got != y
+    counts = torch.zeros(n_classes, n_classes, dtype=torch.long)
+    counts.index_put_((y[changed], got[changed]), torch.ones_like(y[changed]), accumulate=True)
+    others = counts[~torch.eye(n_classes, dtype=torch.bool)].reshape(n_classes, n_classes - 1)
+    if (others > 0).sum(1).max() <= 1:
+        mapping = {c: int(counts[c].argmax()) for c in range(n_classes)}
+        raise Failure(
+            f"for 1200 labels of {n_classes} classes, fraction=0.75, seed={seed}: every flipped label of a "
+            f"class went to ONE other class ({mapping}): that is pair-flip noise such as (y + 1) % n_classes. "
+            "Draw the new label uniformly among the other n_classes - 1 classes; the chapter's argument "
+            "(the clean class keeps the argmax until rho = (K - 1) / K) holds only for that symmetric noise"
+        )
+    if (others.min(1).values < 0.5 * others.max(1).values).any():
+        raise Failure(
+            f"for 1200 labels of {n_classes} classes, fraction=0.75, seed={seed}: your new labels favour some "
+            f"classes (flipped rows per (old class, new class): {others.tolist()}): draw the new label "
+            "uniformly among the other n_classes - 1 classes"
+        )
 
 
 def _median_cases(generator: torch.Generator) -> list[tuple[str, torch.Tensor]]:
@@ -154,17 +185,21 @@ def grade_coordinate_median(fn: Callable[..., object], generator: torch.Generato
 def _trigger_case(
     generator: torch.Generator, n_classes: int, size: int, d: int
 ) -> tuple[torch.Tensor, ...]:
-    """Rows with 'stroke' features bright in every class, a planted trigger that adds ink on some
-    features and removes it on others, a faint feature below half the trigger's strength, and flagged
-    rows of several labels. Returns ``(x, y, flagged, target)``."""
-    n = 60
+    """Rows with 'stroke' features bright in every class, strokes of the target class's own, a planted
+    trigger on 5 % of the rows (taken from other classes) that adds ink on some features and removes
+    it on others, a faint feature below half the trigger's strength, and flagged rows of several
+    labels. Returns ``(x, y, flagged, target)``."""
+    n = 200
     x = 0.2 + 0.3 * torch.rand(n, d, generator=generator)
     y = torch.randint(0, n_classes, (n,), generator=generator)
     order = torch.randperm(d, generator=generator)
-    strokes, trigger, faint = order[:3], order[3 : 3 + size], order[3 + size]
+    strokes, own = order[:3], order[3:5]
+    trigger, faint = order[5 : 5 + size], order[5 + size]
     x[:, strokes] = 1.0
     target = int(torch.randint(0, n_classes, (1,), generator=generator))
-    poisoned = torch.randperm(n, generator=generator)[:10]
+    x[(y == target).nonzero()[:, None], own] = 1.0  # the target class's own strokes
+    others = torch.nonzero(y != target).flatten()
+    poisoned = others[torch.randperm(len(others), generator=generator)[:10]]
     ink = torch.where(torch.arange(size) % 2 == 0, 0.95, 0.0)  # added ink, removed ink, added, ...
     x[poisoned[:, None], trigger] = ink
     x[poisoned, faint] = 0.45 + 0.1 * torch.rand(len(poisoned), generator=generator)
@@ -243,6 +278,12 @@ def grade_rebuild_trigger(fn: Callable[..., object], generator: torch.Generator)
                     kept((x[flagged].mean(0) - others).abs()),
                 ),
                 (
+                    "you ignored the flags: the rows of class `target` are mostly genuine, so their own "
+                    "strokes win and the trigger, on a few rows, is diluted; average only the FLAGGED rows "
+                    "labelled `target`",
+                    kept((x[y == target].mean(0) - others).abs()),
+                ),
+                (
                     "you kept max_features features: keep only those whose difference is at least half of the "
                     "largest",
                     torch.topk((mean - others).abs(), max_features).indices.sort().values.tolist(),
@@ -284,6 +325,6 @@ def grade_rebuild_trigger(fn: Callable[..., object], generator: torch.Generator)
                 hint=hint or "the value of each feature is the flagged target rows' mean",
             )
     return (
-        f"{len(settings)} poisoned data sets (16 to 64 features, triggers that add and remove ink, "
-        "a faint feature, false alarms among the flags)"
+        f"{len(settings)} poisoned data sets (16 to 64 features, 5 % of the rows poisoned, triggers that "
+        "add and remove ink, strokes of the target class's own, a faint feature, false alarms among the flags)"
     )

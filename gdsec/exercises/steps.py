@@ -157,6 +157,15 @@ def grade_adam_step(fn: Callable[..., object], generator: torch.Generator) -> st
                 param, grad, ref_state, lr=lr, beta1=b1, beta2=b2, eps=1e-8
             )
             variants = []
+            if t > 1:
+                fresh = optim.adam_step(param, grad, {}, lr=lr, beta1=b1, beta2=b2, eps=1e-8)[0]
+                variants.append(
+                    (
+                        "every step behaves like the first one (m = (1 - beta1) * grad, t = 1): the state "
+                        "did not carry over; return the NEW state {m, v, t}, not the one passed in",
+                        fresh,
+                    )
+                )
             for kind, message in _ADAM_MISTAKES.items():
                 wrong, wrong_states[kind] = _wrong_adam(
                     kind, param, grad, wrong_states[kind], lr, b1, b2
