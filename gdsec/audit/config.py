@@ -36,7 +36,9 @@ EXPOSURES = ("labels", "scores", "logits", "gradients")
 POISON_METHODS = ("loss", "spectral")
 #: The fields of :class:`AuditConfig` that set a check's threshold rather than the threat model.
 THRESHOLDS = (
-    "trigger_pixels",
+    "scan_quantile",
+    "label_margin",
+    "trigger_sizes",
     "trigger_margin",
     "trigger_high",
     "adaptive_tol",
@@ -54,6 +56,15 @@ def _check_grid(eps_grid: object) -> tuple[float, ...]:
     if not grid:
         raise ValueError("eps_grid must list at least one budget in (0, 1]")
     return grid
+
+
+def _check_sizes(sizes: object) -> tuple[int, ...]:
+    """``sizes`` as a non-empty tuple of trigger feature counts (each at least 1)."""
+    if isinstance(sizes, str) or not isinstance(sizes, tuple | list) or not sizes:
+        raise ValueError(
+            f"trigger_sizes must be a non-empty tuple of feature counts, got {sizes!r}"
+        )
+    return tuple(check_int("trigger_sizes", n, low=1) for n in sizes)
 
 
 def _check_references(references: object) -> tuple[nn.Module, ...] | None:
@@ -80,9 +91,18 @@ class AuditConfig:
     checks run, :func:`gdsec.attacks.evaluate` included. ``references`` are clean models
     trained on the trusted split (several seeds) that calibrate the thresholds and serve as the
     transfer surrogate; ``None`` lets :func:`gdsec.audit.audit` train ``n_references`` of them (one per seed).
-    ``reference`` (the poison scan's judge) and ``surrogate`` default to the first of them. A rebuilt
-    trigger is "medium" when it moves ``trigger_margin`` more rows than it moves on any clean
-    reference, "high" from ``trigger_high`` (and half of the rows) on.
+    ``surrogate`` defaults to the first of them; ``reference``, if given, replaces the references'
+    mean as question 3's judge of the training rows.
+    Question 3 (training security): the loss scan flags training rows whose loss under the
+    references exceeds the ``scan_quantile`` quantile of what reference-like models show on
+    held-out trusted rows (a data-driven count; ``expected_fraction`` is only the spectral scan's
+    bound on the poisoned share); a class whose labels the references dispute ``label_margin``
+    more often than they err on held-out trusted rows is a label-poisoning pattern ("medium").
+    Triggers are rebuilt from the flagged rows at each feature count of ``trigger_sizes`` (capped
+    at the row size); the one that moves the most rows beyond the strictest clean reference
+    counts. A rebuilt trigger or a class-to-class flip is "medium" when it moves ``trigger_margin``
+    more rows than it moves on any clean reference, "high" from ``trigger_high`` (and half of the
+    rows) on.
     Every field is checked when the config is built; a bad value raises ``ValueError`` naming it.
 
     Taught in chapter 10.
@@ -99,7 +119,9 @@ class AuditConfig:
     surrogate: nn.Module | None = None
     references: tuple[nn.Module, ...] | None = None
     n_references: int = 3
-    trigger_pixels: int = 9
+    scan_quantile: float = 0.99
+    label_margin: float = 0.1
+    trigger_sizes: tuple[int, ...] = (4, 9, 16, 36, 64)
     trigger_margin: float = 0.35
     trigger_high: float = 0.5
     adaptive_tol: float = 0.05
@@ -122,8 +144,10 @@ class AuditConfig:
             )
         check_int("budget.check_rows", self.budget.check_rows, low=1)
         check_int("n_references", self.n_references, low=1)
-        for name in ("trigger_pixels", "sharpness_rows"):
-            check_int(name, getattr(self, name), low=1)
+        check_int("sharpness_rows", self.sharpness_rows, low=1)
+        object.__setattr__(self, "trigger_sizes", _check_sizes(self.trigger_sizes))
+        check_number("scan_quantile", self.scan_quantile, low=0.5, high=1.0)
+        check_number("label_margin", self.label_margin, low=0.0, high=1.0, low_open=True)
         check_number("expected_fraction", self.expected_fraction, low=0.0, high=1.0, low_open=True)
         check_choice("poison_method", self.poison_method, POISON_METHODS)
         for name in ("reference", "surrogate"):

@@ -1,12 +1,20 @@
 """Audit question 3, training security: could the training data have steered the descent?
 
-The scan of :func:`gdsec.poisoning.detect_poison` flags suspicious training rows. For each class
-among them a trigger is rebuilt from the flagged rows of that class: the features whose mean differs
-most from the other classes' mean, in either direction (ink added or removed, any shape, image or
-tabular rows), stamped at the flagged rows' mean value. The trigger is then confirmed on the
-model: how many clean training rows of other classes does it send to that class? Clean reference
-models (several seeds, trained on the trusted split) answer the same question for the same stamp,
-which calibrates the threshold: a stamp that naturally looks like the class moves them too.
+Clean reference models (several seeds, trained on the trusted split) say what each training row
+looks like. Two reference-like models trained on one half of the trusted split each say what an
+honest row's loss and an honest label's dispute rate are on held-out rows: the loss scan flags the
+training rows whose loss under the references is above the ``scan_quantile`` of those held-out
+losses (few or none on clean data), and :func:`gdsec.poisoning.label_disputes` names a label
+pattern (a class-to-class flip, dirty-label rows of many classes in one class, symmetric noise)
+when a class's labels are disputed far more often than held-out rows are.
+
+For each class among the flagged rows a trigger is rebuilt at several feature counts
+(``trigger_sizes``): the features whose mean differs most from the other classes' mean, in either
+direction, stamped at the flagged rows' mean value. Each is confirmed on the model: how many clean
+training rows of other classes does it send to that class, beyond the strictest clean reference
+on the same stamp (``rate - max(clean)``)? The references get the same stamps, so taking the
+best of several sizes raises their rates too. A class-to-class flip is confirmed the same way on
+the trusted rows of its source class.
 """
 
 from __future__ import annotations
@@ -16,9 +24,11 @@ from torch import nn
 
 from gdsec.audit.config import AuditConfig, provenance
 from gdsec.audit.references import reference_models
-from gdsec.audit.report import Finding
+from gdsec.audit.report import SEVERITIES, Finding
 from gdsec.data import Split
-from gdsec.poisoning import detect_poison, rebuild_trigger, stamp
+from gdsec.models import eval_mode
+from gdsec.poisoning import LabelDisputes, detect_poison, label_disputes, rebuild_trigger, stamp
+from gdsec.streams import random_stream
 from gdsec.train import predict
 
 __all__ = ["audit_training_security", "trigger_severity"]
@@ -31,38 +41,54 @@ def _rate(model: nn.Module, x: torch.Tensor, target: int) -> float:
     return (predict(model, x) == target).float().mean().item() if len(x) else 0.0
 
 
-def _candidates(
+def _probabilities(models: tuple[nn.Module, ...], x: torch.Tensor) -> torch.Tensor:
+    """The mean softmax of ``models`` on ``x``."""
+    out = []
+    for model in models:
+        with eval_mode(model), torch.no_grad():
+            out.append(torch.softmax(model(x), dim=1))
+    return torch.stack(out).mean(0)
+
+
+def _held_out(split: Split, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Losses and predictions on every trusted row of a reference-like model trained on the other half."""
+    x, y = split.x_test, split.y_test
+    order = torch.randperm(len(y), generator=random_stream(seed, "audit.training_security.folds"))
+    halves = (order[: len(y) // 2], order[len(y) // 2 :])
+    losses = torch.empty(len(y), dtype=x.dtype, device=x.device)
+    predicted = torch.empty_like(y)
+    for fit, held in (halves, halves[::-1]):
+        trusted = Split(x[held], y[held], x[fit], y[fit])  # references train on the split's x_test
+        (model,) = reference_models(trusted, n_seeds=1, seed=seed)
+        p = _probabilities((model,), x[held])
+        losses[held] = -p.gather(1, y[held, None]).squeeze(1).clamp_min(1e-12).log()
+        predicted[held] = p.argmax(1)
+    return losses, predicted
+
+
+def _trigger(
     model: nn.Module,
     split: Split,
     flagged: torch.Tensor,
     references: tuple[nn.Module, ...],
-    config: AuditConfig,
-) -> list[dict]:
-    """One rebuilt trigger per class with enough flagged rows, with its success on the model and on the references."""
+    target: int,
+    sizes: tuple[int, ...],
+) -> dict:
+    """The trigger rebuilt for ``target`` (one per count in ``sizes``) moving most rows beyond the references."""
     x, y = split.x_train, split.y_train
-    unflagged = torch.ones(len(y), dtype=torch.bool)
+    unflagged = torch.ones(len(y), dtype=torch.bool, device=y.device)
     unflagged[flagged] = False
-    counts = torch.bincount(y[flagged], minlength=int(y.max()) + 1)
-    found = []
-    for target in (counts >= _MIN_ROWS).nonzero().flatten().tolist():
-        features, values = rebuild_trigger(
-            x, y, flagged, target, max_features=config.trigger_pixels
-        )
-        probe = stamp(x[unflagged & (y != target)], features, values)
+    probe_rows = x[unflagged & (y != target)]
+    best: dict = {}
+    for size in sorted({min(s, x[0].numel()) for s in sizes}):
+        features, values = rebuild_trigger(x, y, flagged, target, max_features=size)
+        probe = stamp(probe_rows, features, values)
         clean = [_rate(r, probe, target) for r in references]
         rate = _rate(model, probe, target)
-        found.append(
-            {
-                "target": target,
-                "features": features,
-                "values": values,
-                "rate": rate,
-                "clean": clean,
-                "excess": rate - max(clean),
-                "rows": len(probe),
-            }
-        )
-    return found
+        if not best or rate - max(clean) > best["excess"]:
+            best = {"target": target, "features": features, "values": values, "rate": rate}
+            best |= {"clean": clean, "excess": rate - max(clean), "rows": len(probe), "size": size}
+    return best
 
 
 def trigger_severity(excess: float, rate: float, *, margin: float, high: float) -> str:
@@ -76,70 +102,142 @@ def trigger_severity(excess: float, rate: float, *, margin: float, high: float) 
     return "medium" if excess >= margin else "low"
 
 
-def _severity(best: dict | None, config: AuditConfig) -> str:
-    """The severity of the strongest rebuilt trigger (``low`` when no class had enough flagged rows)."""
-    if best is None:
-        return "low"
-    return trigger_severity(
-        best["excess"], best["rate"], margin=config.trigger_margin, high=config.trigger_high
+def _flip(
+    model: nn.Module, split: Split, references: tuple[nn.Module, ...], disputes: LabelDisputes
+) -> dict:
+    """How many trusted rows of a flip's source class the model (and each reference) sends to its target."""
+    if disputes.pattern != "flip":
+        return {"rate": 0.0, "clean": [], "excess": 0.0, "rows": 0}
+    rows = split.x_test[split.y_test == disputes.source]
+    clean = [_rate(r, rows, disputes.target) for r in references]
+    rate = _rate(model, rows, disputes.target)
+    return {"rate": rate, "clean": clean, "excess": rate - max(clean), "rows": len(rows)}
+
+
+def _label_text(d: LabelDisputes) -> str:
+    """One sentence naming the label pattern the references see in the training data."""
+    if d.pattern == "symmetric":
+        return (
+            f"The references dispute {d.rows} training labels ({d.share:.0%}) in every class, against "
+            f"{d.expected:.0%} on held-out trusted rows: symmetric label noise."
+        )
+    if d.pattern == "none":
+        return (
+            f"The references dispute {d.share:.0%} of the training labels, as expected from their "
+            f"held-out error ({d.expected:.0%}): no label pattern."
+        )
+    what = "a class-to-class flip" if d.pattern == "flip" else "dirty-label rows of several classes"
+    return (
+        f"{d.rows} rows labelled {d.target} ({d.share:.0%} of the class, {d.expected:.0%} expected) look like "
+        f"another class to the references, {d.source_rows} of them like {d.source}: {what}."
     )
+
+
+def _verdict(
+    trigger: dict, flip: dict, disputes: LabelDisputes, config: AuditConfig
+) -> tuple[str, str]:
+    """(severity, explanation) from the strongest of the rebuilt trigger, the confirmed flip and the label pattern."""
+    grade = {"margin": config.trigger_margin, "high": config.trigger_high}
+    by_trigger = trigger_severity(trigger["excess"], trigger["rate"], **grade) if trigger else "low"
+    by_flip = trigger_severity(flip["excess"], flip["rate"], **grade)
+    by_labels = "low" if disputes.pattern == "none" else "medium"
+    severity = max(by_trigger, by_flip, by_labels, key=SEVERITIES.index)
+    if severity == "low":
+        return severity, "No sign of poisoning in this scan."
+    if by_flip == severity and disputes.pattern == "flip":
+        return severity, (
+            f"A label flip {disputes.source} -> {disputes.target}: the model sends {flip['rate']:.0%} of "
+            f"{flip['rows']} trusted {disputes.source}s to {disputes.target}, the references at most "
+            f"{max(flip['clean']):.0%}."
+        )
+    if by_trigger == severity:
+        return severity, (
+            f"A backdoor into class {trigger['target']}: a {len(trigger['features'])}-feature trigger "
+            f"rebuilt from the flagged rows explains them."
+        )
+    return severity, f"Label poisoning ({disputes.pattern}); no rebuilt trigger moves the model."
 
 
 def _recommendation(severity: str) -> str:
     """What to do about a training-security finding of ``severity``."""
     return {
-        "high": "Treat the model as backdoored: quarantine the flagged rows, trace their provenance, retrain from "
+        "high": "Treat the model as poisoned: quarantine the flagged rows, trace their provenance, retrain from "
         "trusted data and re-run this scan.",
-        "medium": "Inspect the flagged rows by hand and keep provenance for every training row.",
-        "low": "No sign of a backdoor in this scan; that is necessary, never sufficient (a trigger this scan "
-        "cannot rebuild, or poison without a trigger, may remain). Keep data provenance and re-scan new data.",
+        "medium": "Inspect the flagged rows and the disputed labels by hand and keep provenance for every "
+        "training row.",
+        "low": "No sign of poisoning in this scan; that is necessary, never sufficient (a trigger this scan "
+        "cannot rebuild, or clean-label poison, may remain). Keep data provenance and re-scan new data.",
     }[severity]
 
 
 def audit_training_security(model: nn.Module, split: Split, config: AuditConfig) -> Finding:
-    """Scan the training data for poison, rebuild a trigger of either sign, confirm it against clean references.
+    """Scan the training data for poison and disputed labels, rebuild triggers, confirm them against clean references.
 
     Taught in chapter 10.
     """
     references = config.references or reference_models(
         split, n_seeds=config.n_references, seed=config.seed
     )
-    judge = config.reference if config.reference is not None else references[0]
-    judge = judge if config.poison_method == "loss" else model
     x, y = split.x_train, split.y_train
-    flagged = detect_poison(
-        judge, x, y, method=config.poison_method, expected_fraction=config.expected_fraction
-    ).flagged
+    held_loss, held_pred = _held_out(split, config.seed)
+    seen = _probabilities(references if config.reference is None else (config.reference,), x)
+    scores = -seen.gather(1, y[:, None]).squeeze(1).clamp_min(1e-12).log()
+    threshold = torch.quantile(held_loss, config.scan_quantile).item()
+    if config.poison_method == "loss":
+        flagged = (scores > threshold).nonzero().flatten()
+    else:
+        flagged = detect_poison(
+            model, x, y, method="spectral", expected_fraction=config.expected_fraction
+        ).flagged
+    disputes = label_disputes(
+        y, seen.argmax(1), split.y_test, held_pred, margin=config.label_margin
+    )
     counts = torch.bincount(y[flagged], minlength=int(y.max()) + 1)
     suspect = int(counts.argmax())
     share = counts[suspect].item() / max(len(flagged), 1)
-    found = _candidates(model, split, flagged, references, config)
-    best = max(found, key=lambda c: c["excess"]) if found else None
-    severity = _severity(best, config)
+    found = [
+        _trigger(model, split, flagged, references, c, config.trigger_sizes)
+        for c in (counts >= _MIN_ROWS).nonzero().flatten().tolist()
+    ]
+    best = max(found, key=lambda c: c["excess"]) if found else {}
+    flip = _flip(model, split, references, disputes)
+    severity, verdict = _verdict(best, flip, disputes, config)
     rate, clean = (best["rate"], max(best["clean"])) if best else (0.0, 0.0)
-    target = best["target"] if best else suspect
     summary = (
-        f"The scan flags {len(flagged)} of {len(y)} training rows, {share:.0%} of them labelled {suspect}. "
-        f"A {len(best['features']) if best else 0}-feature trigger rebuilt from them sends {rate:.0%} of "
-        f"{best['rows'] if best else 0} clean rows of other classes to class {target}; on {len(references)} clean "
+        f"{verdict} The scan flags {len(flagged)} of {len(y)} training rows, {share:.0%} of them labelled "
+        f"{suspect}. {_label_text(disputes)} The best trigger rebuilt from the flagged rows "
+        f"({len(best['features']) if best else 0} features) sends {rate:.0%} of {best.get('rows', 0)} "
+        f"clean rows of other classes to class {best.get('target', suspect)}; on {len(references)} clean "
         f"reference models the same stamp reaches at most {clean:.0%}."
     )
     evidence = {
         "method": config.poison_method,
+        "scan_threshold": threshold,
         "flagged_rows": len(flagged),
         "suspected_class": suspect,
         "share_of_flagged_in_class": share,
-        "trigger_class": target,
+        "trigger_class": best.get("target", suspect),
+        "trigger_size": best.get("size", 0),
         "trigger_features": best["features"].tolist() if best else [],
         "trigger_values": [round(v, 4) for v in best["values"].tolist()] if best else [],
         "trigger_success": rate,
-        "clean_reference_success": best["clean"] if best else [],
-        "excess_over_clean": best["excess"] if best else 0.0,
+        "clean_reference_success": best.get("clean", []),
+        "excess_over_clean": best.get("excess", 0.0),
+        "label_pattern": disputes.pattern,
+        "label_target": disputes.target,
+        "label_source": disputes.source,
+        "disputed_rows": disputes.rows,
+        "disputed_share": disputes.share,
+        "expected_disputed_share": disputes.expected,
+        "label_excess": disputes.excess,
+        "flip_success": flip["rate"],
+        "flip_clean_success": flip["clean"],
+        "flip_excess": flip["excess"],
         "flagged_index": flagged.tolist(),
         **provenance(
-            best["rows"] if best else 0,
+            best.get("rows", 0),
             config,
-            ("expected_fraction", "trigger_pixels", "n_references"),
+            ("scan_quantile", "label_margin", "trigger_sizes", "expected_fraction", "n_references"),
         ),
     }
     return Finding("training_security", severity, summary, evidence, _recommendation(severity))

@@ -7,6 +7,7 @@
 * :mod:`~gdsec.poisoning.crafting`: gradient-crafted poison (Biggio-style), ascent through unrolled training;
 * :mod:`~gdsec.poisoning.matching`: gradient matching (Witches' Brew), correctly labelled poison;
 * :mod:`~gdsec.poisoning.detection`: spectral signatures and loss filtering;
+* :mod:`~gdsec.poisoning.disputes`: training labels clean references dispute, and their pattern;
 * :mod:`~gdsec.poisoning.shortcuts`: class codes hidden in the image border (chapter 7);
 * :mod:`~gdsec.poisoning.experiments`: chapter 3's experiment (import it by name).
 
@@ -31,6 +32,7 @@ from gdsec.poisoning.detection import (
     penultimate_features,
     quality_by_label,
 )
+from gdsec.poisoning.disputes import LABEL_PATTERNS, LabelDisputes, label_disputes
 from gdsec.poisoning.labels import flip_labels
 from gdsec.poisoning.matching import GradientMatch, match_gradient
 from gdsec.poisoning.shortcuts import plant_shortcut, shuffle_border
@@ -41,6 +43,8 @@ __all__ = [
     "Ascent",
     "Detection",
     "GradientMatch",
+    "LABEL_PATTERNS",
+    "LabelDisputes",
     "PoisonResult",
     "TRIGGER_SIZE",
     "add_backdoor",
@@ -52,6 +56,7 @@ __all__ = [
     "detect_poison",
     "detection_quality",
     "flip_labels",
+    "label_disputes",
     "match_gradient",
     "penultimate_features",
     "plant_shortcut",
