@@ -12,6 +12,9 @@ dtype, clipped to [0, 1] and inside its budget; it leaves ``x`` untouched, resto
 * ``query``: :func:`square_attack`, :func:`spsa` (bounded, gradient-free);
 * ``fab``: :func:`fab` (minimum-norm search, reported within ``eps``).
 
+:mod:`.graphs` builds BPDA stand-ins of any model (:func:`bpda_stand_in`: module trees, ``torch.fx``
+graphs, TorchScript).
+
 :data:`ATTACK_SPECS` is the registry, by name, with each attack's facts; :func:`robust_accuracy`
 and :func:`evaluate` (the AutoAttack-style ensemble, with a :class:`Budget`) dispatch through it.
 :mod:`.checks` holds the robustness checks and adaptive-attack blocks every layer above shares.
@@ -44,11 +47,18 @@ from gdsec.attacks.checks import (
     is_randomised,
     looks_like_probabilities,
     straight_through,
+    straight_through_grad,
     zero_gradient_rows,
 )
 from gdsec.attacks.ensemble import ENSEMBLE, Member
 from gdsec.attacks.evaluation import Evaluation, evaluate
 from gdsec.attacks.gradient import APGD_LOSSES, apgd, checkpoints, fgsm, pgd
+from gdsec.attacks.graphs import (
+    StandIn,
+    bpda_stand_in,
+    straight_through_graph,
+    straight_through_modules,
+)
 from gdsec.attacks.minimal import cw_l2, deepfool
 from gdsec.attacks.query import spsa, square_attack
 from gdsec.attacks.registry import ATTACK_SPECS, Attack, robust_accuracy
@@ -67,8 +77,10 @@ __all__ = [
     "MeanOfDraws",
     "Member",
     "StraightThrough",
+    "StandIn",
     "apgd",
     "attack_contract",
+    "bpda_stand_in",
     "check_attack_inputs",
     "checked_logits",
     "checkpoints",
@@ -93,5 +105,8 @@ __all__ = [
     "spsa",
     "square_attack",
     "straight_through",
+    "straight_through_graph",
+    "straight_through_grad",
+    "straight_through_modules",
     "zero_gradient_rows",
 ]

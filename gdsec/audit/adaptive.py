@@ -3,24 +3,45 @@
 * :class:`NormalisedLogits` divides the logits by one temperature fitted on the trusted rows: the
   decisions are unchanged, and a copy of the model with its logits multiplied by 1,000 (a saturated
   softmax, chapter 8) gives the same numbers as the original, so scale cannot buy a better severity.
-* :func:`suspect_layers` finds the layers of an ``nn.Sequential`` whose output is random or whose
-  input gradient is exactly zero; :func:`gdsec.attacks.straight_through` replaces them by their BPDA
-  surrogate (forward pass kept, identity backward pass).
-* :func:`adaptive_robust` runs the adaptive attacks of Tramer et al. (2020): BPDA on the suspect
-  layers, EOT on a random forward pass, and transfer from a surrogate, scored like the target.
+* :func:`adaptive_robust` runs the adaptive attacks of Tramer et al. (2020), scored like the target:
+  transfer from a surrogate, and, when the gradient cannot be trusted, BPDA through every step that
+  blocks it (:func:`gdsec.attacks.bpda_stand_in`, in a module tree, a ``torch.fx`` graph or
+  TorchScript), EOT over a random forward pass, transfer from a student distilled on the model's
+  own decisions (:func:`distil_surrogate`) and a decision-based attack.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
-from gdsec.attacks import MeanOfDraws, apgd, checked_logits, straight_through
+from gdsec.attacks import (
+    ATTACK_SPECS,
+    Budget,
+    MeanOfDraws,
+    apgd,
+    bpda_stand_in,
+    checked_logits,
+)
 from gdsec.attacks.checks import logit_scale
 from gdsec.audit.convergence_properties import fit_temperature
-from gdsec.validation import check_model
+from gdsec.models import eval_mode, mlp
+from gdsec.streams import random_stream
+from gdsec.train import train
+from gdsec.validation import check_batch, check_int, check_model, check_number, check_seed
 
-__all__ = ["MAX_VIEW_MARGIN", "VIEW_NORM", "NormalisedLogits", "adaptive_robust", "suspect_layers"]
+__all__ = [
+    "DISTIL_POINTS",
+    "DISTIL_STEPS",
+    "MAX_VIEW_MARGIN",
+    "VIEW_NORM",
+    "NormalisedLogits",
+    "adaptive_robust",
+    "distil_surrogate",
+]
 
 #: The median centred logit-row norm of the view without trusted rows: about what calibrated digits
 #: models show (MLP 19.3, CNN 20.3), large enough that the softmax is not flat.
@@ -69,39 +90,59 @@ class NormalisedLogits(nn.Module):
         return z / (logit_scale(z) / VIEW_NORM)
 
 
-def _zero_or_random(layer: nn.Module, h: torch.Tensor) -> tuple[torch.Tensor, bool]:
-    """``layer(h)`` and whether that layer is random or passes back an exactly zero gradient."""
-    h = h.detach().requires_grad_(True)
-    out = layer(h)
-    with torch.no_grad():
-        random = not torch.equal(out, layer(h))
-    if not out.requires_grad:
-        return out.detach(), True
-    (grad,) = torch.autograd.grad(out, h, grad_outputs=torch.ones_like(out), allow_unused=True)
-    return out.detach(), random or grad is None or not bool(grad.abs().sum() > 0)
+#: About how many Adam steps the distilled surrogate trains, and the random points of each trusted
+#: row's eps-ball it learns the model's decisions on (besides the row itself).
+DISTIL_STEPS, DISTIL_POINTS = 300, 8
+
+_DISTIL_BATCH = 64  # rows per step of the distilled surrogate's training
+_LOCATE_ROWS = 8  # probe rows BPDA's search runs the model on
 
 
-def suspect_layers(model: nn.Module, x: torch.Tensor) -> list[int]:
-    """Positions of the top-level layers of an ``nn.Sequential`` that are random or have zero gradient.
+def distil_surrogate(
+    model: nn.Module,
+    x: torch.Tensor,
+    eps: float,
+    *,
+    steps: int = DISTIL_STEPS,
+    points: int = DISTIL_POINTS,
+    seed: int = 0,
+) -> nn.Module:
+    """A small differentiable student of ``model``'s decisions (labels only) around the rows ``x``.
 
-    Only shape-preserving layers are listed (those a straight-through surrogate can replace); a model
-    that is not an ``nn.Sequential`` has no layer the audit can locate, and gets ``[]``.
+    The student (a :func:`gdsec.models.mlp` sized to the input) learns ``model``'s predicted class
+    on ``x`` and on ``points`` uniform random points of each row's L-infinity ``eps``-ball, for about
+    ``steps`` Adam steps of 64 rows: a surrogate that needs no gradient, no score and no training
+    data from the model, for when BPDA cannot be built or the gradient cannot be trusted.
     Taught in chapter 10.
     """
-    if not isinstance(model, nn.Sequential):
-        return []
-    found, h = [], x
-    for i, layer in enumerate(model):
-        out, suspect = _zero_or_random(layer, h)
-        if suspect and out.shape == h.shape and not any(True for _ in layer.parameters()):
-            found.append(i)
-        h = out
-    return found
+    check_model("model", model)
+    x = check_batch("x", x, unit=True).detach()
+    eps = check_number("eps", eps, low=0.0)
+    steps, points = check_int("steps", steps, low=1), check_int("points", points, low=0)
+    generator = random_stream(check_seed(seed), "audit.adaptive.distil")
+    noise = torch.rand((points, *x.shape), generator=generator, dtype=x.dtype).to(x.device)
+    inputs = torch.cat([x, (x + eps * (2 * noise - 1)).clamp(0.0, 1.0).flatten(0, 1)])
+    with torch.no_grad(), eval_mode(model):
+        logits = checked_logits(model, inputs)
+    student = mlp(x[0].numel(), logits.shape[1], hidden=128, seed=seed).to(x.device, x.dtype)
+    epochs = max(1, math.ceil(steps * _DISTIL_BATCH / len(inputs)))
+    train(
+        student,
+        inputs,
+        logits.argmax(1),
+        optimizer="adam",
+        lr=0.01,
+        epochs=epochs,
+        batch_size=_DISTIL_BATCH,
+        seed=seed,
+        progress=False,
+    )
+    return student.eval()
 
 
 def _still_right(score: nn.Module, x_adv: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Rows of ``x_adv`` that ``score`` still classifies correctly."""
-    with torch.no_grad():
+    with torch.no_grad(), eval_mode(score):
         return checked_logits(score, x_adv).argmax(1) == y
 
 
@@ -111,25 +152,66 @@ def adaptive_robust(
     y: torch.Tensor,
     eps: float,
     *,
+    standing: torch.Tensor,
     surrogate: nn.Module,
-    steps: int,
-    draws: int,
+    budget: Budget,
     randomised: bool,
+    signs: bool,
     seed: int = 0,
-) -> tuple[dict[str, torch.Tensor], list[int]]:
-    """Per-row robustness under each adaptive attack (``transfer``, ``bpda``), and the suspect layers.
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Per-row robustness after each adaptive attack in turn (each on the rows still ``standing``), and what ran.
 
-    Each attack is APGD-CE on normalised logits: crafted on ``surrogate`` (transfer, always run), and
-    on the model with its suspect layers replaced by straight-through surrogates (BPDA, when there are
-    any), averaged over ``draws`` draws when the forward pass is random (EOT). A row is scored
-    by the model itself, by the mean logits of ``draws`` draws if it is random (``randomised``).
+    Always: transfer, APGD-CE crafted on ``surrogate``. With warning ``signs`` also BPDA
+    (:func:`gdsec.attacks.bpda_stand_in`: any module tree, ``torch.fx`` graph or TorchScript), transfer
+    from a student distilled on the model's own decisions (:func:`distil_surrogate`), and the
+    decision-based HopSkipJump with ``budget.square_steps`` queries per row when the attack registry
+    has it. Gradient attacks run on normalised logits; a random model is attacked and scored by
+    the mean logits of ``budget.draws`` draws (EOT). Returns the rows left after each attack
+    (cumulative) and a note per attack saying how it ran or why it did not.
     Taught in chapter 10.
     """
-    score = MeanOfDraws(model, draws) if randomised else model
-    suspects = suspect_layers(model, x[:8])
-    crafted = {"transfer": apgd(NormalisedLogits(surrogate), x, y, eps, steps=steps, seed=seed)}
-    if suspects:
-        stand_in: nn.Module = straight_through(model, suspects)  # type: ignore[arg-type]
-        stand_in = MeanOfDraws(stand_in, draws) if randomised else stand_in
-        crafted["bpda"] = apgd(NormalisedLogits(stand_in), x, y, eps, steps=steps, seed=seed)
-    return {name: _still_right(score, x_adv, y) for name, x_adv in crafted.items()}, suspects
+    score = MeanOfDraws(model, budget.draws) if randomised else model
+    robust, after, notes = standing.clone(), {}, {}
+
+    def run(name: str, craft: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+        rows = robust.nonzero().squeeze(1)
+        if rows.numel():
+            robust[rows[~_still_right(score, craft(x[rows], y[rows]), y[rows])]] = False
+        after[name] = robust.clone()
+
+    def gradient(target: nn.Module) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        view = NormalisedLogits(MeanOfDraws(target, budget.draws) if randomised else target)
+        return lambda xs, ys: apgd(view, xs, ys, eps, steps=budget.steps, seed=seed)
+
+    if signs:
+        stand_in = bpda_stand_in(model, x[:_LOCATE_ROWS], seed=seed)
+        notes["bpda"] = (
+            f"{stand_in.route}: straight-through at {', '.join(stand_in.located)}"
+            if stand_in.model is not None
+            else f"not built: {stand_in.route}".replace("not built: not built: ", "not built: ")
+        )
+        if stand_in.model is not None:
+            run("bpda", gradient(stand_in.model))
+    run("transfer", gradient(surrogate))
+    notes["transfer"] = (
+        "APGD-CE on the surrogate (a reference trained on the trusted split, or the one given)"
+    )
+    if not signs:
+        return after, notes
+    run("distilled", gradient(distil_surrogate(score, x, eps, seed=seed)))
+    notes["distilled"] = (
+        f"APGD-CE on an MLP distilled on the model's decisions ({DISTIL_STEPS} steps)"
+    )
+    if "bpda" not in after:
+        notes["bpda"] += "; a surrogate distilled on the model's decisions was used"
+    decision = ATTACK_SPECS.get("hop_skip_jump")  # HOOK: the decision-based attack, once registered
+    if decision is None:
+        notes["decision"] = "not run: gdsec.attacks has no registered hop_skip_jump"
+        return after, notes
+    queries = budget.square_steps
+    run(
+        "decision",
+        lambda xs, ys: decision.fn(score, xs, ys, eps, norm="inf", queries=queries, seed=seed),
+    )
+    notes["decision"] = f"HopSkipJump on the decisions, {queries} queries per row"
+    return after, notes

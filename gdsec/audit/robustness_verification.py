@@ -1,13 +1,16 @@
 """Audit question 4, robustness verification: is the measured robustness real, or are gradients hidden?
 
 The white-box evaluation (APGD-CE and APGD-T of :func:`gdsec.attacks.evaluate`, on normalised
-logits) is what a careful but non-adaptive evaluator reports. Two signs say it may be inflated: a
-forward pass that is random, and input gradients that are exactly zero (on at least 5 % of the
-correctly classified rows: a masking layer zeroes nearly all of them). Adaptive attacks then
-decide: transfer from a surrogate trained on the trusted split (always run), BPDA through every
-suspect layer, and EOT over the randomness. The check fails ("high") when they break more than
-``adaptive_tol`` of the rows the white-box attacks missed, and stays at least "medium" when a sign
-is present but no adaptive attack could reach its cause.
+logits) is what a careful but non-adaptive evaluator reports. Signs say it may be inflated: a
+forward pass that is random, input gradients that are exactly zero (on at least 5 % of the
+correctly classified rows: a masking layer zeroes nearly all of them), and the evaluation's flags
+in :data:`GRADIENT_FLAGS` (a gradient that disagrees with finite differences, flat scores).
+Adaptive attacks then decide, each on the rows still standing: transfer from a surrogate trained on
+the trusted split (always run); with a sign, BPDA through every step that blocks the gradient
+(located in a module tree, a ``torch.fx`` graph or TorchScript), EOT over the randomness, transfer
+from a student distilled on the model's decisions and a decision-based attack. The check fails
+("high") when they break more than ``adaptive_tol`` of the rows the white-box attacks missed, and
+stays at least "medium" when a sign is present but no adaptive attack could reach its cause.
 """
 
 from __future__ import annotations
@@ -31,10 +34,20 @@ from gdsec.audit.report import Finding
 from gdsec.data import Split
 from gdsec.seeds.stats import wilson_interval
 
-__all__ = ["audit_robustness_verification"]
+__all__ = ["GRADIENT_FLAGS", "audit_robustness_verification"]
 
 _ZERO_SHARE = (
     0.05  # a zero input gradient on this share of the correctly classified rows is a warning sign
+)
+
+#: The flags of :func:`gdsec.attacks.evaluate` (names before ':') that say its gradient attacks
+#: cannot be trusted: each switches on the attacks that do not follow the model's gradient.
+GRADIENT_FLAGS = (
+    "zero-gradient",
+    "randomised",
+    "inconsistent-gradient",
+    "flat-output",
+    "square-beats-white-box",
 )
 
 _ADVICE = {
@@ -55,14 +68,33 @@ def _surrogate(split: Split, config: AuditConfig) -> nn.Module:
     return references[0]
 
 
+def _signs(white_flags: tuple[str, ...], randomised: bool, zero: float) -> dict[str, str]:
+    """The warning signs that the gradient cannot be trusted, by flag name, with what shows them."""
+    signs = {f.split(":", 1)[0]: f for f in white_flags if f.split(":", 1)[0] in GRADIENT_FLAGS}
+    if randomised:
+        signs.setdefault("randomised", "random forward pass")
+    if zero >= _ZERO_SHARE:
+        signs["zero-gradient"] = f"zero input gradient on {zero:.0%} of rows"
+    return signs
+
+
+def _unreached(signs: dict[str, str], ran: dict[str, torch.Tensor]) -> list[str]:
+    """The signs no adaptive attack reached: EOT reaches randomness, BPDA a blocked gradient, BPDA or
+    the decision-based attack a gradient or score that cannot be trusted."""
+    reach = {"zero-gradient": ("bpda",), "inconsistent-gradient": ("bpda", "decision")}
+    reach |= {"flat-output": ("bpda", "decision"), "square-beats-white-box": ("bpda", "decision")}
+    return [s for s in signs if s != "randomised" and not any(a in ran for a in reach.get(s, ()))]
+
+
 def audit_robustness_verification(model: nn.Module, split: Split, config: AuditConfig) -> Finding:
-    """White-box evaluation against adaptive attacks (transfer, BPDA, EOT) when gradients look hidden.
+    """White-box evaluation against adaptive attacks (transfer, BPDA, EOT, a distilled surrogate and a
+    decision-based attack) when the gradient cannot be trusted.
 
     Taught in chapter 10.
     """
     x, y, budget = *eval_rows(split, config), config.budget
     white = evaluate(
-        NormalisedLogits(model),
+        NormalisedLogits(model, x, y),
         x,
         y,
         config.eps,
@@ -76,43 +108,37 @@ def audit_robustness_verification(model: nn.Module, split: Split, config: AuditC
     zero = (
         zero_gradient_rows(score, x[right], y[right]).float().mean().item() if right.any() else 0.0
     )
-    robust, suspects = adaptive_robust(
+    signs = _signs(white.flags, randomised, zero)
+    after, notes = adaptive_robust(
         model,
         x,
         y,
         config.eps,
+        standing=white.robust,
         surrogate=_surrogate(split, config),
-        steps=budget.steps,
-        draws=budget.draws,
+        budget=budget,
         randomised=randomised,
+        signs=bool(signs),
         seed=config.seed,
     )
-    adaptive = white.robust.clone()
-    for kept in robust.values():
-        adaptive &= kept
-    n = len(y)
-    by_attack = {name: float((white.robust & kept).sum()) / n for name, kept in robust.items()}
+    n, adaptive = len(y), list(after.values())[-1]
+    by_attack = {name: float(kept.sum()) / n for name, kept in after.items()}
     adaptive_acc, ci95 = int(adaptive.sum()) / n, wilson_interval(int(adaptive.sum()), n)
     gap = white.robust_accuracy - adaptive_acc
-    hidden = zero >= _ZERO_SHARE
-    signs = (["random forward pass"] if randomised else []) + (
-        [f"zero input gradient on {zero:.0%} of rows"] if hidden else []
-    )
-    reached = not hidden or bool(
-        suspects
-    )  # EOT reaches randomness; only BPDA reaches a zero gradient
-    severity = "high" if gap > config.adaptive_tol else "medium" if signs and not reached else "low"
+    unreached = _unreached(signs, after)
+    severity = "high" if gap > config.adaptive_tol else "medium" if unreached else "low"
     summary = (
         f"White-box APGD leaves {white.robust_accuracy:.0%} of {n} trusted rows at eps = {config.eps:g}; "
-        f"with the adaptive attacks ({', '.join(robust)}) {adaptive_acc:.0%} "
+        f"with the adaptive attacks ({', '.join(after)}) {adaptive_acc:.0%} "
         f"(95 % interval {ci95[0]:.0%}-{ci95[1]:.0%})."
         + (f" Warning signs: {'; '.join(signs)}." if signs else "")
+        + (f" BPDA {notes['bpda']}." if "bpda" in notes else "")
         + (
             " The adaptive attacks broke what the white-box attacks missed: the robustness is masked."
             if severity == "high"
             else ""
         )
-        + (" No suspect layer could be located for BPDA." if severity == "medium" else "")
+        + (f" No adaptive attack reached: {', '.join(unreached)}." if severity == "medium" else "")
     )
     evidence = {
         "masked": severity == "high",
@@ -120,11 +146,14 @@ def audit_robustness_verification(model: nn.Module, split: Split, config: AuditC
         "adaptive_accuracy": adaptive_acc,
         "adaptive_accuracy_ci95": ci95,
         "accuracy_after_adaptive": by_attack,
+        "adaptive_attacks": notes,
         "gap": gap,
         "randomised": randomised,
         "zero_gradient_fraction": zero,
-        "suspect_layers": suspects,
+        "signs": list(signs),
+        "unreached": unreached,
+        "bpda": notes.get("bpda", "not tried: no warning sign"),
         "whitebox_flags": list(white.flags),
-        **provenance(n, config, ("steps", "restarts", "draws")),
+        **provenance(n, config, ("steps", "restarts", "draws", "square_steps")),
     }
     return Finding("robustness_verification", severity, summary, evidence, _ADVICE[severity])

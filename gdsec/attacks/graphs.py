@@ -1,0 +1,300 @@
+"""BPDA wherever the step that blocks the gradient hides: an ``nn.Module`` tree, a graph, TorchScript.
+
+:func:`bpda_stand_in`: the same forward pass, with the straight-through rule
+(:func:`gdsec.attacks.checks.straight_through_grad`) backward through every step that depends on
+the input but passes back no gradient (rounding, comparisons and casts, ``argmax``, masks,
+``detach``), found by measuring on probe rows in submodules (:func:`straight_through_modules`) or
+graph nodes (:func:`straight_through_graph`); random steps are left to EOT. Used in chapter 10.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import itertools
+import logging
+import warnings
+from collections.abc import Iterator
+from typing import NamedTuple
+
+import torch
+from torch import fx, nn
+from torch._export.converter import TS2EPConverter
+
+from gdsec.attacks.checks import StraightThrough, straight_through_grad
+from gdsec.models import eval_mode
+from gdsec.streams import random_stream
+from gdsec.validation import check_model, check_seed
+
+__all__ = ["StandIn", "bpda_stand_in", "straight_through_graph", "straight_through_modules"]
+
+#: Substrings of an operation's name that mark it random (its randomness is EOT's, not BPDA's).
+RANDOM_OPS = ("rand", "normal", "bernoulli", "dropout", "multinomial", "poisson", "uniform")
+_CHATTY = ("torch._export", "torch.export", "torch.fx")  # loggers that warn while converting
+
+
+class StandIn(NamedTuple):
+    """:func:`bpda_stand_in`'s stand-in ``model`` (None if none), the ``located`` steps it bypasses,
+    the ``random`` steps seen, and the ``route`` taken (or why nothing was built). Used in chapter 10."""
+
+    model: nn.Module | None
+    located: tuple[str, ...]
+    random: tuple[str, ...]
+    route: str
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence torch's export and conversion chatter (warnings and log lines) for the block."""
+    levels = {logging.getLogger(n): logging.getLogger(n).level for n in _CHATTY}
+    try:
+        for log in levels:
+            log.setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for log, level in levels.items():
+            log.setLevel(level)
+
+
+def _float(value: object) -> bool:
+    """Whether ``value`` is a floating-point tensor."""
+    return isinstance(value, torch.Tensor) and value.is_floating_point()
+
+
+def _varies(value: torch.Tensor) -> bool:
+    """Whether the rows of ``value`` differ (its value depends on the input, not a constant)."""
+    return value.dim() > 0 and len(value) > 1 and bool((value != value[:1]).any())
+
+
+def _no_gradient(out: torch.Tensor, leaves: list[torch.Tensor], generator: torch.Generator) -> bool:
+    """Whether ``out`` passes back None or an exactly zero gradient (random cotangent) to ``leaves``."""
+    if not out.requires_grad or not leaves:
+        return True
+    cotangent = torch.randn(out.shape, generator=generator, dtype=out.dtype).to(out.device)
+    grads = torch.autograd.grad(out, leaves, cotangent, allow_unused=True)
+    return all(g is None or not bool(g.ne(0).any()) for g in grads)
+
+
+class _Locator(fx.Interpreter):
+    """Runs a graph on probe rows with only the input differentiable, bypassing as it goes."""
+
+    def __init__(self, module: fx.GraphModule, generator: torch.Generator) -> None:
+        super().__init__(module, garbage_collect_values=False)  # _source reads any ancestor
+        self.generator, self.bypassed, self.random = generator, {}, []
+        self.derived: set[fx.Node] = set()
+
+    def get_attr(self, target, args, kwargs):  # noqa: ANN001, ANN201 (fx's signature)
+        """Parameters and buffers, detached: gradients are measured from the input only."""
+        value = super().get_attr(target, args, kwargs)
+        return value.detach() if isinstance(value, torch.Tensor) else value
+
+    def call_module(self, target, args, kwargs):  # noqa: ANN001, ANN201
+        """A submodule called with its own parameters and buffers detached."""
+        module = self.fetch_attr(target)
+        state = dict(itertools.chain(module.named_parameters(), module.named_buffers()))
+        state = {k: v.detach() for k, v in state.items()}
+        return torch.func.functional_call(module, state, tuple(args), dict(kwargs))
+
+    def run_node(self, n: fx.Node) -> object:
+        """The node's value, straight-through when it depends on the input but passes back no gradient."""
+        out = super().run_node(n)
+        if any(word in str(n.target).lower() for word in RANDOM_OPS):
+            self.random.append(n.name)  # random values do not depend on the input's values
+            return out
+        if n.op == "placeholder" or any(a in self.derived for a in n.all_input_nodes):
+            self.derived.add(n)
+        if n.op in ("placeholder", "get_attr", "output") or n not in self.derived:
+            return out
+        source = self._source(n, out) if _float(out) and self._blocked(n, out) else None
+        if source is None:
+            return out
+        self.bypassed[n.name] = (source.name, str(n.target))
+        return straight_through_grad(out, self.env[source])
+
+    def _blocked(self, n: fx.Node, out: torch.Tensor) -> bool:
+        """Whether node ``n`` (float ``out``) depends on the input but passes back no gradient: none
+        at all and rows that differ or a discrete input (``onehot(argmax)``), or rows that differ and
+        an exactly zero vector-Jacobian product (rounding; a product with 0 has equal rows)."""
+        if not out.requires_grad:
+            discrete = [self.env.get(a) for a in n.all_input_nodes if a in self.derived]
+            return _varies(out) or any(
+                isinstance(v, torch.Tensor) and not _float(v) for v in discrete
+            )
+        if not _varies(out):
+            return False
+        args, kwargs = self.fetch_args_kwargs_from_env(n)
+        leaves: list[torch.Tensor] = []
+        args, kwargs = fx.node.map_aggregate(
+            (args, kwargs),
+            lambda v: (
+                leaves.append(v.detach().requires_grad_(True)) or leaves[-1]
+                if isinstance(v, torch.Tensor) and v.requires_grad
+                else v
+            ),
+        )
+        return _no_gradient(getattr(self, n.op)(n.target, args, kwargs), leaves, self.generator)
+
+    def _source(self, n: fx.Node, out: torch.Tensor) -> fx.Node | None:
+        """The nearest ancestor of ``n`` that is differentiable and shaped like ``out``."""
+        queue, seen = list(n.all_input_nodes), set()
+        for a in queue:  # breadth first: the queue grows as it is read
+            value = self.env.get(a)
+            if _float(value) and value.requires_grad and value.shape == out.shape:
+                return a
+            queue += [b for b in a.all_input_nodes if b not in seen and not seen.add(b)]
+        return None
+
+
+def straight_through_graph(
+    module: fx.GraphModule, x: torch.Tensor, *, seed: int = 0
+) -> tuple[fx.GraphModule, tuple[str, ...], tuple[str, ...]]:
+    """A copy of graph ``module`` with BPDA through every node that blocks the input gradient.
+
+    Runs the graph on ``x`` (a few probe rows) and returns the copy (parameters shared), the
+    bypassed nodes (``"name (op)"``) and the random ones. Used in chapter 10.
+    """
+    if not isinstance(module, fx.GraphModule):
+        raise ValueError(f"module must be a torch.fx.GraphModule, got {type(module).__name__}")
+    locator = _Locator(module, random_stream(check_seed(seed), "attacks.graphs.cotangent"))
+    with torch.enable_grad():
+        locator.run(x.detach().clone().requires_grad_(True))
+    graph = copy.deepcopy(module.graph)
+    nodes, swapped = {n.name: n for n in graph.nodes}, {}
+    for name, (source, _) in locator.bypassed.items():  # topological order: sources come first
+        node = nodes[name]
+        with graph.inserting_after(node):
+            bypass = graph.call_function(
+                straight_through_grad, (node, swapped.get(source, nodes[source]))
+            )
+        node.replace_all_uses_with(bypass, delete_user_cb=lambda user, b=bypass: user is not b)
+        swapped[name] = bypass
+    graph.lint()
+    located = tuple(f"{name} ({op})" for name, (_, op) in locator.bypassed.items())
+    return fx.GraphModule(module, graph), located, tuple(locator.random)
+
+
+def _blocks(layer: nn.Module, h: torch.Tensor, generator: torch.Generator) -> bool:
+    """Whether ``layer`` (parameter-free, shape-keeping) on ``h`` is random or passes back no gradient."""
+    if any(True for _ in layer.parameters()):
+        return False
+    h = h.detach().requires_grad_(True)
+    with torch.enable_grad():
+        out = layer(h)
+    if not _float(out) or out.shape != h.shape:
+        return False
+    with torch.no_grad():
+        random = not torch.equal(out, layer(h))
+    return random or _no_gradient(out, [h], generator)
+
+
+def straight_through_modules(
+    model: nn.Module, x: torch.Tensor, *, seed: int = 0
+) -> tuple[nn.Module, tuple[str, ...]]:
+    """A copy of ``model`` (parameters shared) with its blocking submodules in :class:`StraightThrough`.
+
+    Forward hooks record each submodule's first input on ``x``; a parameter-free, shape-keeping
+    submodule that is random or passes back no gradient is wrapped (the innermost when they nest).
+    Returns the copy and the wrapped submodules' names (``model`` itself and ``()`` when none).
+    Used in chapter 10.
+    """
+    check_model("model", model)
+    generator, inputs = random_stream(check_seed(seed), "attacks.graphs.cotangent"), {}
+
+    def record(name: str, args: tuple) -> None:
+        if name not in inputs and args and _float(args[0]):
+            inputs[name] = args[0].detach()
+
+    handles = [
+        m.register_forward_pre_hook(lambda _, args, n=n: record(n, args))
+        for n, m in model.named_modules()
+        if n
+    ]
+    try:
+        with torch.no_grad(), eval_mode(model):
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    with eval_mode(model):
+        found = [
+            n for n, m in model.named_modules() if n in inputs and _blocks(m, inputs[n], generator)
+        ]
+    found = [n for n in found if not any(o.startswith(n + ".") for o in found)]
+    if not found:
+        return model, ()
+    shared = {id(t): t for t in itertools.chain(model.parameters(), model.buffers())}
+    twin = copy.deepcopy(model, shared)
+    for name in found:
+        parent, _, child = name.rpartition(".")
+        holder = twin.get_submodule(parent)
+        setattr(holder, child, StraightThrough(holder.get_submodule(child)))
+    return twin, tuple(found)
+
+
+def _graph_of(model: nn.Module, x: torch.Tensor) -> fx.GraphModule:
+    """``model`` as a graph: itself, converted from TorchScript, or exported (batch dimension dynamic)."""
+    if isinstance(model, fx.GraphModule):
+        return model
+    with _quiet(), eval_mode(model):
+        if not isinstance(model, torch.jit.ScriptModule):
+            shapes = ({0: torch.export.Dim("batch")},)  # the stand-in takes any batch
+            return torch.export.export(model, (x,), dynamic_shapes=shapes, strict=False).module()
+        graph = TS2EPConverter(model, (x,)).convert().module()
+        with torch.no_grad():  # a converter's slip shows as a different output (unless random)
+            first, again, converted = model(x), model(x), graph(x)
+        if torch.equal(first, again) and not torch.allclose(first, converted):
+            raise ValueError("the converted graph computes something else")
+        return graph
+
+
+def _scripted_layers(model: nn.Module) -> list[nn.Module]:
+    """The layers of a scripted ``nn.Sequential`` in call order, nested ones flattened (else ``[model]``)."""
+    if getattr(model, "original_name", None) != "Sequential":
+        return [model]
+    return [layer for child in model.children() for layer in _scripted_layers(child)]
+
+
+def _walk(model: nn.Module, x: torch.Tensor, seed: int) -> StandIn:
+    """BPDA on a scripted ``nn.Sequential``'s layers, checked to reproduce its forward pass on ``x``."""
+    layers, generator = _scripted_layers(model), random_stream(seed, "attacks.graphs.cotangent")
+    found, h, why = [], x, "not built: TorchScript module without locatable layers"
+    with torch.no_grad(), eval_mode(model):
+        if len(layers) < 2 or not torch.equal(nn.Sequential(*layers)(x), model(x)):
+            return StandIn(None, (), (), why)
+    with eval_mode(model):
+        for i, layer in enumerate(layers):
+            found += [i] if _blocks(layer, h, generator) else []
+            h = layer(h).detach()
+    twin = nn.Sequential(*(StraightThrough(m) if i in found else m for i, m in enumerate(layers)))
+    route = "the layers of a scripted nn.Sequential"
+    return StandIn(twin if found else None, tuple(str(i) for i in found), (), route)
+
+
+def bpda_stand_in(model: nn.Module, x: torch.Tensor, *, seed: int = 0) -> StandIn:
+    """The attacker's BPDA stand-in of ``model`` (same forward pass), located on the probe rows ``x``.
+
+    An ``nn.Module`` tree is searched submodule by submodule, then as an exported graph; a
+    ``torch.fx.GraphModule`` node by node; TorchScript as a converted graph, else layer by layer when
+    it is a scripted ``nn.Sequential``. :class:`StandIn` says which route worked and what it
+    located, or why nothing was built. ``x`` needs at least two rows. Used in chapter 10.
+    """
+    check_model("model", model)
+    x, seed = x.detach(), check_seed(seed)
+    if not isinstance(model, fx.GraphModule | torch.jit.ScriptModule):
+        twin, found = straight_through_modules(model, x, seed=seed)
+        if found:
+            return StandIn(twin, found, (), "submodules of the nn.Module tree")
+    script = isinstance(model, torch.jit.ScriptModule)
+    route = "graph converted from TorchScript" if script else "graph exported from the module"
+    route = "torch.fx graph" if isinstance(model, fx.GraphModule) else route
+    try:
+        graph = _graph_of(model, x)
+    except Exception as error:  # export and conversion fail in many ways inside torch
+        why = f"not built: no graph could be captured ({type(error).__name__})"
+        return _walk(model, x, seed) if script else StandIn(None, (), (), why)
+    twin, found, random = straight_through_graph(graph, x, seed=seed)
+    if not found:
+        return StandIn(None, (), random, f"{route}: no step blocks the input gradient")
+    return StandIn(twin, found, random, route)
