@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from gdsec import models
-from gdsec.audit import cli, loading
+from gdsec.audit import cli, loading, options
 
 from helpers import ROOT
 
@@ -426,7 +426,7 @@ def test_markdown_report_goes_to_stdout_and_progress_to_stderr(files, capsys):
 
 def test_standard_budget_adds_eps_to_the_grid_and_quick_audits_eps_alone():
     def config(*args: str) -> cli.AuditConfig:
-        return cli._config(cli._parser().parse_args(["model.pt2", "data.npz", *args]))
+        return options.audit_config(options.parser().parse_args(["model.pt2", "data.npz", *args]))
 
     standard, default = config("--eps", "0.15"), cli.AuditConfig()
     assert standard.eps_grid == tuple(sorted({*default.eps_grid, 0.15})) and standard.eps == 0.15
@@ -556,6 +556,7 @@ def test_help_and_version_exit_0(capsys):
     assert cli.main(["--help"]) == 0
     text = capsys.readouterr().out
     assert "exit   0" in text and "--budget {quick,standard}" in text and "dynamic_shapes" in text
+    assert "4 stopped by --time-limit" in text
     assert cli.main(["--version"]) == 0 and "gdsec" in capsys.readouterr().out
 
 

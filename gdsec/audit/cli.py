@@ -1,8 +1,9 @@
 """The ``gdsec-audit`` command (also ``python -m gdsec.audit``): audit a saved model on an ``.npz``.
 
-It loads a TorchScript file or a ``torch.export`` program, checks the data and the model's output
-before any check runs, runs :func:`gdsec.audit.audit`, writes the report to stdout or atomically to
-``--out``, and exits 0 (pass), 1 (a finding reaches ``--fail-on``), 2 (bad input) or 3 (the audit failed).
+It loads a TorchScript file or a ``torch.export`` program, checks every input and output path before
+any check runs, runs :func:`gdsec.audit.audit` with a progress line per question, rewrites the
+report atomically to ``--out`` after each question (marked incomplete until done), and exits with
+the status of the epilog's table.
 """
 
 from __future__ import annotations
@@ -11,112 +12,59 @@ import argparse
 import dataclasses
 import html
 import os
+import platform
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
 import torch
-from torch import nn
 
 from gdsec import __version__
-from gdsec.attacks import BUDGETS
-from gdsec.audit import AuditConfig, AuditReport, audit
-from gdsec.audit.loading import KINDS, load_data, load_model, model_classes, one_line
-from gdsec.data import Split
+from gdsec.audit import QUESTIONS, AuditConfig, AuditReport, Finding, audit, ci
+from gdsec.audit.loading import (
+    KINDS,
+    check_classes,
+    load_data,
+    load_model,
+    model_classes,
+    one_line,
+)
+from gdsec.audit.options import audit_config, chosen_questions, parser
+from gdsec.audit.progress import Progress, TimeUp
+from gdsec.audit.wrapping import prepare_model
 
 __all__ = ["main"]
 
-_EPILOG = """\
-MODEL  in eval mode, mapping a float32 batch shaped like the DATA inputs to logits (N, C), saved
-       with torch.jit.save(torch.jit.script(model), "model.pt") or torch.export.save(torch.export.
-       export(model, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},)), "model.pt2").
-DATA   np.savez("data.npz", x_train=..., y_train=..., x_test=..., y_test=...): training data to scan
-       and trusted held-out data to attack; inputs (N, ...) in [0, 1], integer labels in [0, C).
-budget quick: only --eps, 64 evaluation rows, gdsec.attacks.BUDGETS["quick"] (smoke tests);
-       standard: the AuditConfig defaults (BUDGETS["standard"]) with --eps added to the grid (releases).
-exit   0 no finding reaches --fail-on; 1 one does; 2 bad input (one line on stderr, nothing
-       written); 3 the audit itself failed.
-trust  DATA is read with allow_pickle=False, but torch.jit.load and torch.export.load unpickle
-       parts of MODEL and its code runs during the audit: audit only model files you trust.
-"""
+
+def _check_out(args: argparse.Namespace) -> None:
+    """Raise ``ValueError`` unless ``--out`` can be written without overwriting an input."""
+    out = args.out
+    if out is None:
+        return
+    if out.is_dir() or not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
+        raise ValueError(f"--out {out}: not a writable file path")
+    inputs = [p for p in (args.model, args.data) if p.exists()]
+    if out.exists() and any(out.samefile(p) for p in inputs):
+        raise ValueError(f"--out {out}: would overwrite an input file")
+    try:
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}."):
+            pass  # created and removed: the folder takes a file
+    except OSError as error:
+        raise ValueError(f"--out {out}: not a writable file path ({error.strerror})") from None
 
 
-class _Parser(argparse.ArgumentParser):
-    """An argument parser that raises its errors (one line) instead of printing the usage."""
-
-    def error(self, message: str) -> NoReturn:
-        """Raise ``message`` as a usage error."""
-        raise argparse.ArgumentError(None, message)
-
-
-def _parser() -> _Parser:
-    """The command's arguments."""
-    parser = _Parser(
-        prog="gdsec-audit",
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Audit a saved model against the five gradient-security questions of chapter 10.",
-    )
-    parser.add_argument(
-        "model", type=Path, metavar="MODEL", help="TorchScript file or torch.export program (.pt2)"
-    )
-    parser.add_argument(
-        "data", type=Path, metavar="DATA", help=".npz with x_train, y_train, x_test, y_test"
-    )
-    parser.add_argument(
-        "--eps", type=float, default=0.1, help="L-inf attack budget in (0, 1] (default 0.1)"
-    )
-    parser.add_argument(
-        "--exposure",
-        default="logits",
-        help="what the model returns: labels, scores, logits or gradients",
-    )
-    parser.add_argument(
-        "--format", choices=("md", "json", "html"), default="md", help="report format (default md)"
-    )
-    parser.add_argument("--out", type=Path, help="write the report to this file (default: stdout)")
-    parser.add_argument(
-        "--fail-on",
-        choices=("high", "medium", "never"),
-        default="high",
-        help="exit 1 when a finding reaches this severity (default high)",
-    )
-    parser.add_argument(
-        "--seed", type=int, default=0, help="seed of every randomised check (default 0)"
-    )
-    parser.add_argument(
-        "--budget",
-        choices=("quick", "standard"),
-        default="standard",
-        help="attack budgets: quick for smoke tests, standard for a release (default standard)",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s (gdsec {__version__})")
-    return parser
-
-
-def _config(args: argparse.Namespace) -> AuditConfig:
-    """The audit settings from the arguments: threat model, then the budget's attack budgets."""
-    config = AuditConfig(
-        eps=args.eps, exposure=args.exposure, seed=args.seed, budget=BUDGETS[args.budget]
-    )
-    if args.budget == "quick":
-        return dataclasses.replace(
-            config, eps_grid=(config.eps,), n_eval=64, n_references=1, sharpness_rows=128
-        )
-    return dataclasses.replace(config, eps_grid=tuple(sorted({*config.eps_grid, config.eps})))
-
-
-def _render(report: AuditReport, fmt: str) -> str:
-    """The report as text in format ``fmt`` (md, json or html)."""
+def _render(report: AuditReport, fmt: str, fail_on: str) -> str:
+    """The report as text in format ``fmt`` (md, json, html or junit)."""
     if fmt == "html":
-        title = html.escape(f"Audit of {report.name}")
         return (
-            f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title></head>'
+            '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>Audit of '
+            f"{html.escape(report.name)}</title></head>"
             f"<body>\n{report.to_html()}\n</body></html>\n"
         )
+    if fmt == "junit":
+        return ci.junit_xml(report, fail_on)
     return report.to_json() + "\n" if fmt == "json" else report.to_markdown()
 
 
@@ -137,43 +85,117 @@ def _write(text: str, out: Path | None) -> None:
         temporary.unlink(missing_ok=True)  # a no-op once renamed
 
 
-def _failing(report: AuditReport, fail_on: str) -> list[str]:
-    """The questions whose severity reaches ``fail_on`` (an unknown severity always counts)."""
-    rank = {name: i for i, name in enumerate(("low", "medium", "high", "never"))}
-    return [
-        f.question for f in report.findings if rank.get(f.severity, rank["high"]) >= rank[fail_on]
-    ]
-
-
 def _say(message: str) -> None:
     """One progress or error line on stderr."""
     print(f"gdsec-audit: {message}", file=sys.stderr, flush=True)
 
 
-def _prepare(args: argparse.Namespace) -> tuple[AuditConfig, nn.Module, Split]:
-    """Validated settings, model and data (progress printed only once all are valid); ``ValueError`` otherwise."""
-    config, out = _config(args), args.out
-    if out is not None and (
-        out.is_dir() or not out.parent.is_dir() or not os.access(out.parent, os.W_OK)
-    ):
-        raise ValueError(f"--out {out}: not a writable file path")
-    if (
-        out is not None
-        and out.exists()
-        and any(p.exists() and out.samefile(p) for p in (args.model, args.data))
-    ):
-        raise ValueError(f"--out {out}: would overwrite an input file")
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    """Everything checked before the audit starts."""
+
+    config: AuditConfig
+    model: torch.nn.Module
+    data: object
+    questions: tuple[str, ...]
+    record: dict[str, object]
+    baseline: dict[str, object] | None
+
+
+def _prepare(args: argparse.Namespace, say) -> _Job:
+    """Validated settings, model, data and output paths (progress printed once all are valid)."""
+    config, questions = audit_config(args), chosen_questions(args)
+    if args.time_limit is not None and not args.time_limit > 0:
+        raise ValueError(
+            f"--time-limit must be a positive number of seconds, got {args.time_limit}"
+        )
+    _check_out(args)
+    baseline = None if args.baseline is None else ci.read_baseline(args.baseline)
     data, model = load_data(args.data), load_model(args.model)
     classes = model_classes(model, data)
-    _say(
-        f"data: {len(data.y_train)} training rows, {len(data.y_test)} held-out rows shaped "
-        f"{tuple(data.x_test.shape[1:])}"
-    )
+    check_classes(data)
     kind = "export" if isinstance(model, torch.fx.GraphModule) else "torchscript"
-    _say(
-        f"model: {KINDS[kind]}, {sum(p.numel() for p in model.parameters()):,} parameters, {classes} classes"
+    parameters = sum(p.numel() for p in model.parameters())
+    model, notes = prepare_model(model, data, args.mean, args.std)
+    say(
+        f"data: {len(data.y_train)} training rows, {len(data.y_test)} held-out rows "
+        f"shaped {tuple(data.x_test.shape[1:])}"
     )
-    return config, model, data
+    say(f"model: {KINDS[kind]}, {parameters:,} parameters, {classes} classes")
+    for note in notes:
+        say(f"note: {note}")
+    files = {"model": args.model, "data": args.data}
+    record = {
+        "inputs": {k: {"path": str(p), "sha256": ci.sha256(p)} for k, p in files.items()},
+        "versions": {
+            "gdsec": __version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
+        "options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+    }
+    record["inputs"]["model"] |= {"kind": kind, "classes": classes, "notes": notes}
+    return _Job(config, model, data, questions, record, baseline)
+
+
+def _report(
+    job: _Job, args: argparse.Namespace, findings: list[Finding], stopped: str | None, done: bool
+) -> AuditReport:
+    """The report of the findings so far, with its verdict and exit status once ``done``."""
+    answered = [f.question for f in findings]
+    not_run = {q: "not selected (--only/--skip)" for q in QUESTIONS if q not in job.questions}
+    not_run |= {q: f"not run: {stopped}" for q in job.questions if q not in answered and stopped}
+    partial = AuditReport(args.model.name, tuple(findings), job.config.public())
+    failing = ci.failing(partial.findings, args.fail_on)
+    worse = ci.regressions(partial, job.baseline) if job.baseline is not None and done else []
+    status = 4 if stopped else 1 if failing or worse else 0
+    result = "incomplete" if stopped or not done else "fail" if status else "pass"
+    verdict = {
+        "result": result,
+        "worst": partial.worst,
+        "fail_on": args.fail_on,
+        "failing": failing,
+        "regressions": worse,
+    }
+    run = {
+        "verdict": verdict,
+        "exit_status": status if done else None,
+        "incomplete": bool(stopped) or not done,
+        "completed_questions": answered,
+        "not_run": not_run,
+        **job.record,
+    }
+    return dataclasses.replace(partial, run=run)
+
+
+def _audit(job: _Job, args: argparse.Namespace, say) -> AuditReport:
+    """Run the audit, rewriting ``--out`` after each question; the final report."""
+    findings: list[Finding] = []
+
+    def keep(finding: Finding) -> None:
+        findings.append(finding)
+        if args.out is not None and len(findings) < len(job.questions):
+            _write(
+                _render(_report(job, args, findings, None, False), args.format, args.fail_on),
+                args.out,
+            )
+
+    deadline = None if args.time_limit is None else time.monotonic() + args.time_limit
+    progress = Progress(job.questions, say, keep, deadline)
+    try:
+        audit(
+            job.model,
+            job.data,
+            config=job.config,
+            name=args.model.name,
+            questions=job.questions,
+            progress=progress,
+        )
+        stopped = None
+    except TimeUp as up:
+        stopped = f"--time-limit {args.time_limit:g} s reached before {up.stage}"
+        say(f"stopped: {stopped}")
+    return _report(job, args, findings, stopped, True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -182,16 +204,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     Taught in chapter 10.
     """
     try:
-        args = _parser().parse_args(argv)
-        config, model, data = _prepare(args)
-        _say(
-            f"auditing at eps = {config.eps:g}, exposure {config.exposure}, budget {args.budget}, seed {config.seed}"
-        )
+        args = parser().parse_args(argv)
+        say = (lambda message: None) if args.quiet else _say
         start = time.perf_counter()
-        report = audit(model, data, config=config, name=args.model.name)
-        for finding in report.findings:
-            _say(f"  {finding.question}: {finding.severity}")
-        _write(_render(report, args.format), args.out)
+        job = _prepare(args, say)
+        say(
+            f"auditing at eps = {job.config.eps:g}, exposure {job.config.exposure}, "
+            f"budget {args.budget}, seed {job.config.seed}"
+        )
+        report = _audit(job, args, say)
+        _write(_render(report, args.format, args.fail_on), args.out)
     except SystemExit as done:  # --help and --version
         return int(done.code or 0)
     except argparse.ArgumentError as error:
@@ -200,15 +222,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as error:  # bad input, or an --out that cannot be written
         _say(f"error: {' '.join(str(error).split())}")
         return 2
-    except Exception as error:  # a bug, or a model the checks cannot handle: one line, status 3
+    except Exception as error:  # a bug in the audit: one line, status 3
         _say(f"error: the audit failed ({one_line(error)})")
         return 3
-    failing = _failing(report, args.fail_on)
-    verdict = (
-        f"FAIL, reaching --fail-on {args.fail_on}: {', '.join(failing)}" if failing else "pass"
-    )
-    _say(
-        f"done in {time.perf_counter() - start:.1f} s; {verdict}"
+    verdict = report.run["verdict"]
+    text = {"pass": "pass", "incomplete": "INCOMPLETE"}.get(verdict["result"], "FAIL")
+    if verdict["failing"]:
+        text += f", reaching --fail-on {args.fail_on}: {', '.join(verdict['failing'])}"
+    if verdict["regressions"]:
+        text += f", worse than --baseline: {'; '.join(verdict['regressions'])}"
+    say(
+        f"done in {time.perf_counter() - start:.1f} s; {text}"
         + (f"; report in {args.out}" if args.out else "")
     )
-    return 1 if failing else 0
+    return int(report.run["exit_status"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +17,24 @@ from gdsec.attacks import looks_like_probabilities
 from gdsec.data import Split
 from gdsec.models import eval_mode
 
-__all__ = ["ARRAYS", "KINDS", "load_data", "load_model", "model_classes", "one_line"]
+__all__ = [
+    "ARRAYS",
+    "KINDS",
+    "MIN_ROWS_PER_CLASS",
+    "check_classes",
+    "load_data",
+    "load_model",
+    "model_classes",
+    "one_line",
+]
 
 #: The arrays DATA must hold.
 ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 #: The model formats ``load_model`` reads, by kind.
 KINDS = {"torchscript": "TorchScript file", "export": "torch.export program"}
+#: The fewest trusted (held-out) rows of each class the audit accepts: every per-class rate the
+#: checks compare (label disputes, reference errors) needs a few rows to mean anything.
+MIN_ROWS_PER_CLASS = 5
 
 
 def one_line(error: BaseException) -> str:
@@ -43,10 +56,15 @@ def _archive_kind(path: Path) -> str:
     try:
         with zipfile.ZipFile(path) as archive:
             tails = {name.split("/", 1)[-1] for name in archive.namelist()}
-    except (zipfile.BadZipFile, OSError) as error:
+            damaged = archive.testzip()  # reads every member and checks its CRC-32
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as error:
         raise ValueError(
             f"MODEL {path}: not a TorchScript file or torch.export program ({one_line(error)})"
         ) from None
+    if damaged is not None:
+        raise ValueError(
+            f"MODEL {path}: damaged file, member {damaged} fails its CRC check (copy it again)"
+        )
     if "archive_format" in tails:
         return "export"
     if "constants.pkl" in tails or any(tail.startswith("code/") for tail in tails):
@@ -210,3 +228,31 @@ def model_classes(model: nn.Module, split: Split) -> int:
                 f"logits): found {int(y.min())} to {int(y.max())}"
             )
     return count
+
+
+def check_classes(split: Split) -> None:
+    """Raise ``ValueError`` in the user's words when the labels cannot support an audit.
+
+    Both splits need two classes or more; every class of the training labels must appear in the
+    trusted split, each with at least ``MIN_ROWS_PER_CLASS`` rows. Taught in chapter 10.
+    """
+    for name, y in (("y_train", split.y_train), ("y_test", split.y_test)):
+        if len(torch.unique(y)) < 2:
+            raise ValueError(
+                f"DATA: {name} holds a single class ({int(y[0])}); the audit needs labelled rows "
+                "of two classes or more"
+            )
+    counts = torch.bincount(split.y_test, minlength=int(split.y_train.max()) + 1)
+    missing = sorted(set(split.y_train.tolist()) - set(split.y_test.tolist()))
+    if missing:
+        raise ValueError(
+            f"DATA: class(es) {missing} appear in y_train but never in y_test; the trusted "
+            "split must show every class the model was trained on"
+        )
+    few = [k for k, c in enumerate(counts.tolist()) if 0 < c < MIN_ROWS_PER_CLASS]
+    if few:
+        raise ValueError(
+            f"DATA: y_test has fewer than {MIN_ROWS_PER_CLASS} rows of class(es) {few} "
+            f"(counts {[int(counts[k]) for k in few]}); give the trusted split at least "
+            f"{MIN_ROWS_PER_CLASS} rows of every class"
+        )
