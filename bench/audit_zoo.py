@@ -26,7 +26,8 @@ trusted split) and judged question by question:
 A rescaled copy should get exactly its original's severities: that agreement is its own row.
 Rates carry Wilson 95 % intervals (``gdsec.seeds.wilson_interval``). Seeds 100 and up.
 
-    python bench/audit_zoo.py [--seeds 3] [--dataset all] [--budget zoo] [--kinds a,b] [--json OUT]
+    python bench/audit_zoo.py [--seeds 3] [--dataset all] [--budget zoo] [--kinds a,b] [--n-eval 200]
+        [--json OUT] [--out MD]
 """
 
 from __future__ import annotations
@@ -180,11 +181,55 @@ def per_model(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def audit_member(member: ZooModel, config: audit.AuditConfig, truths: dict, original: dict) -> dict:
+    """Audit one member, measure (or reuse) its truth, judge it: one row of the per-model table.
+
+    ``truths`` holds the truth already measured per attacked model (wrappers share their base's);
+    ``original`` the severities of the honest MLP of the same dataset and seed, if audited.
+    """
+    t0, c0 = time.perf_counter(), time.process_time()
+    name = f"{member.dataset}/{member.kind}/{member.seed}"
+    report = audit.audit(member.model, member.split, config, name=name)
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    key = id(member.attacked)
+    if key not in truths:
+        truths[key] = measure_truth(member, config.n_eval, config.eps)
+    truth = judge(member, truths[key])
+    severities = dict(report.severities)
+    reported = float(report.finding("adversarial_testing").evidence["robust_accuracy"])
+    inflated = reported > truths[key]["robust"] + INFLATION
+    rescaled = member.kind == "rescaled" and bool(original)
+    return {
+        "dataset": member.dataset,
+        "kind": member.kind,
+        "seed": member.seed,
+        "severities": severities,
+        "truth": truth,
+        "outcome": {q: outcome(q, severities[q], truth[q], inflated) for q in RULES},
+        "true_robust": truths[key]["robust"],
+        "reported_robust": reported,
+        "true_query_ratio": truths[key]["query_ratio"],
+        "agrees_with_original": (severities == original) if rescaled else None,
+        "notes": member.notes,
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "findings": json.loads(report.to_json()),
+    }
+
+
 def run(
-    datasets: list[str], kinds: list[str] | None, n_seeds: int, config: audit.AuditConfig, log=print
+    datasets: list[str],
+    kinds: list[str] | None,
+    n_seeds: int,
+    config: audit.AuditConfig,
+    log=print,
+    on_row=lambda rows: None,
 ) -> list[dict]:
-    """Build, audit and judge every member of the zoo; one row per model."""
-    rows, start = [], time.perf_counter()
+    """Build, audit and judge every member of the zoo, seed by seed; one row per model.
+
+    ``on_row(rows)`` is called after every model (the CLI saves what it has so far).
+    """
+    rows, start, setups = [], time.perf_counter(), {}
     for dataset in datasets:
         split = LOADERS[dataset]()
         chosen = [k for k in KINDS[dataset] if kinds is None or k in kinds]
@@ -192,51 +237,22 @@ def run(
         if skipped:
             log(f"[{dataset}] skipping {skipped}: this gdsec lacks what they need")
         references = audit.reference_models(split, n_seeds=config.n_references, seed=FIRST_SEED)
-        cfg = audit.configure(config, references=references)
-        for seed in range(FIRST_SEED, FIRST_SEED + n_seeds):
+        chosen = [k for k in chosen if k not in skipped]
+        setups[dataset] = (split, chosen, audit.configure(config, references=references))
+    for seed in range(FIRST_SEED, FIRST_SEED + n_seeds):
+        for dataset, (split, chosen, cfg) in setups.items():
             base = zoo_models.train_base(split, seed)
-            truths: dict[int, dict[str, float]] = {}  # by attacked model: wrappers share the base's
-            originals: dict[str, str] = {}
-            for kind in (k for k in chosen if k not in skipped):
+            truths: dict[int, dict[str, float]] = {}
+            original: dict[str, str] = {}
+            for kind in chosen:
                 member = zoo_models.build(kind, dataset, split, seed, base)
-                t0, c0 = time.perf_counter(), time.process_time()
-                report = audit.audit(
-                    member.model, member.split, cfg, name=f"{dataset}/{kind}/{seed}"
-                )
-                seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-                key = id(member.attacked)
-                if key not in truths:
-                    truths[key] = measure_truth(member, cfg.n_eval, cfg.eps)
-                truth = judge(member, truths[key])
-                severities = dict(report.severities)
-                reported = float(report.finding("adversarial_testing").evidence["robust_accuracy"])
-                inflated = reported > truths[key]["robust"] + INFLATION
-                if kind == "honest_mlp":
-                    originals = severities
-                agrees = (severities == originals) if kind == "rescaled" and originals else None
-                rows.append(
-                    {
-                        "dataset": dataset,
-                        "kind": kind,
-                        "seed": seed,
-                        "severities": severities,
-                        "truth": truth,
-                        "outcome": {
-                            q: outcome(q, severities[q], truth[q], inflated) for q in RULES
-                        },
-                        "true_robust": truths[key]["robust"],
-                        "reported_robust": reported,
-                        "true_query_ratio": truths[key]["query_ratio"],
-                        "agrees_with_original": agrees,
-                        "notes": member.notes,
-                        "seconds": seconds,
-                        "cpu_seconds": cpu,
-                        "findings": json.loads(report.to_json()),
-                    }
-                )
+                row = audit_member(member, cfg, truths, original)
+                original = row["severities"] if kind == "honest_mlp" else original
+                rows.append(row)
+                on_row(rows)
                 log(
                     f"[{time.perf_counter() - start:6.0f} s] {dataset} {kind} seed {seed}: "
-                    f"{severities} audit {seconds:.1f} s ({cpu:.1f} CPU s)"
+                    f"{row['severities']} audit {row['seconds']:.1f} s ({row['cpu_seconds']:.1f} CPU s)"
                 )
     return rows
 
@@ -257,6 +273,9 @@ def main(argv: list[str] | None = None) -> None:
         "--n-eval", type=int, default=200, help="trusted rows attacked (default 200)"
     )
     parser.add_argument("--json", default=None, metavar="OUT", help="save rows and table as JSON")
+    parser.add_argument(
+        "--out", default=None, help="also write the Markdown here (after each model)"
+    )
     args = parser.parse_args(argv)
     datasets = ["digits", "tabular"] if args.dataset == "all" else [args.dataset]
     kinds = None if args.kinds is None else args.kinds.split(",")
@@ -269,21 +288,30 @@ def main(argv: list[str] | None = None) -> None:
     config = audit.AuditConfig(budget=budget, n_eval=args.n_eval, eps_grid=(0.1,), seed=FIRST_SEED)
     torch.set_num_threads(1)  # one core per process: the numbers are per-core seconds
     start, cpu = time.perf_counter(), time.process_time()
-    rows = run(
-        datasets, kinds, args.seeds, config, log=lambda m: print(m, file=sys.stderr, flush=True)
-    )
-    table, card = scorecard(rows)
-    wall = time.perf_counter() - start
-    print(
-        f"## Audit zoo: {len(rows)} models ({', '.join(datasets)}; {args.seeds} seed(s) per kind; "
-        f"budget {args.budget}, n_eval {args.n_eval}, eps 0.1)\n"
-    )
-    print(card + "\n")
-    print(per_model(rows) + "\n")
-    print(f"Zoo time {wall:.0f} s wall, {time.process_time() - cpu:.0f} CPU s (one thread).")
-    if args.json:
-        with open(args.json, "w") as out:
-            json.dump({"table": table, "rows": rows, "seconds": wall}, out, indent=1, default=str)
+    title = f"{', '.join(datasets)}; {args.seeds} seed(s) per kind; budget {args.budget}, "
+    title += f"n_eval {args.n_eval}, eps 0.1"
+
+    def save(rows: list[dict], done: bool = False) -> str:
+        """The Markdown so far, written to --out and --json (marked partial until the zoo is done)."""
+        table, card = scorecard(rows)
+        wall, used = time.perf_counter() - start, time.process_time() - cpu
+        text = (
+            f"## Audit zoo: {len(rows)} models ({title}){'' if done else ' PARTIAL'}\n\n"
+            f"{card}\n\n{per_model(rows)}\n\n"
+            f"Zoo time {wall:.0f} s wall, {used:.0f} CPU s (one thread).\n"
+        )
+        if args.out:
+            with open(args.out, "w") as out:
+                out.write(text)
+        if args.json:
+            with open(args.json, "w") as out:
+                record = {"table": table, "rows": rows, "seconds": wall, "done": done}
+                json.dump(record, out, indent=1, default=str)
+        return text
+
+    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    rows = run(datasets, kinds, args.seeds, config, log=log, on_row=save)
+    print(save(rows, done=True))
 
 
 if __name__ == "__main__":
