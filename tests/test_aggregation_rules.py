@@ -83,6 +83,31 @@ def test_known_values() -> None:
     assert torch.allclose(ag.coordinate_median(odd), torch.tensor([1.0, 20.0]))
 
 
+def test_krum_scores_each_row_by_its_n_minus_f_minus_2_nearest() -> None:
+    # n = 5, f = 1: two neighbours each. Scores 9.01, 8.42, 7.25, 3.25, 8.5 pick 4.0; with 3 or 4
+    # neighbours (n - f - 1 or n - f) the scores pick 3.0 instead.
+    grads = torch.tensor([[0.0], [0.1], [3.0], [4.0], [5.5]])
+    assert torch.equal(ag.krum(grads, f=1), torch.tensor([4.0]))
+    assert torch.equal(ag.aggregate("krum", grads, f=1), torch.tensor([4.0]))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    f=st.integers(0, 3), extra=st.integers(1, 5), d=st.integers(1, 6), seed=st.integers(0, 10_000)
+)
+def test_krum_matches_its_definition_written_as_a_loop(
+    f: int, extra: int, d: int, seed: int
+) -> None:
+    n = 2 * f + 2 + extra
+    grads = torch.randn(n, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    scores = [
+        sorted(float((grads[i] - grads[j]).pow(2).sum()) for j in range(n) if j != i)[: n - f - 2]
+        for i in range(n)
+    ]
+    best = min(range(n), key=lambda i: sum(scores[i]))
+    assert torch.equal(ag.krum(grads, f=f), grads[best])
+
+
 @pytest.mark.parametrize(
     ("rule", "n", "f"),
     [

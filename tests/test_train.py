@@ -280,3 +280,18 @@ def test_gradient_noise_falls_with_batch_size(split):
     assert small > 20 * large and full < 1e-10
     with pytest.raises(ValueError, match="draws"):
         train.gradient_noise(model, split.x_train, split.y_train, batch_size=2, draws=0)
+
+
+def test_gradient_noise_is_sampling_without_replacement(split):
+    """E|g_B - g|^2 = sigma^2 / b * (N - b) / (N - 1) (chapter 2's finite-population factor)."""
+    model = models.logistic_regression(seed=0)
+    x, y, b = split.x_train[:16], split.y_train[:16], 12
+    full = train.loss_gradient(model, x, y)
+    rows = torch.stack([train.loss_gradient(model, x[i : i + 1], y[i : i + 1]) for i in range(16)])
+    sigma2 = (rows - full).pow(2).sum(1).mean().item()
+    expected = sigma2 / b * (16 - b) / (16 - 1)  # with replacement: sigma2 / b, 3.75 times more
+    measured = train.gradient_noise(model, x, y, batch_size=b, draws=100, seed=0)
+    assert abs(measured / expected - 1) < 0.2, (
+        f"mini-batch gradient variance {measured:.4g}, sampling without replacement predicts "
+        f"{expected:.4g} (with replacement {sigma2 / b:.4g})"
+    )
