@@ -12,8 +12,8 @@ dtype, clipped to [0, 1] and inside its budget; it leaves ``x`` untouched, resto
 * ``query``: :func:`square_attack`, :func:`spsa` (bounded, gradient-free);
 * ``fab``: :func:`fab` (minimum-norm search, reported within ``eps``).
 
-:mod:`.graphs` builds BPDA stand-ins of any model (:func:`bpda_stand_in`: module trees, ``torch.fx``
-graphs, TorchScript).
+:mod:`.stand_in` builds the BPDA stand-in of any model (:func:`bpda_stand_in`: module trees,
+``torch.fx`` graphs, TorchScript), from the searches of :mod:`.graphs`.
 
 :data:`ATTACK_SPECS` is the registry, by name, with each attack's facts; :func:`robust_accuracy`
 and :func:`evaluate` (the AutoAttack-style ensemble, with a :class:`Budget`) dispatch through it.
@@ -54,14 +54,14 @@ from gdsec.attacks.ensemble import ENSEMBLE, Member
 from gdsec.attacks.evaluation import Evaluation, evaluate
 from gdsec.attacks.gradient import APGD_LOSSES, apgd, checkpoints, fgsm, pgd
 from gdsec.attacks.graphs import (
-    StandIn,
-    bpda_stand_in,
     straight_through_graph,
+    straight_through_layers,
     straight_through_modules,
 )
 from gdsec.attacks.minimal import cw_l2, deepfool
 from gdsec.attacks.query import spsa, square_attack
 from gdsec.attacks.registry import ATTACK_SPECS, Attack, robust_accuracy
+from gdsec.attacks.stand_in import StandIn, bpda_stand_in
 
 __all__ = [
     "PROBE_ROWS",
@@ -107,6 +107,7 @@ __all__ = [
     "straight_through",
     "straight_through_graph",
     "straight_through_grad",
+    "straight_through_layers",
     "straight_through_modules",
     "zero_gradient_rows",
 ]

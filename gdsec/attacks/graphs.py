@@ -1,6 +1,6 @@
 """BPDA wherever the step that blocks the gradient hides: an ``nn.Module`` tree, a graph, TorchScript.
 
-:func:`bpda_stand_in`: the same forward pass, with the straight-through rule
+Stand-ins for :func:`gdsec.attacks.stand_in.bpda_stand_in`: the same forward pass, with the straight-through rule
 (:func:`gdsec.attacks.checks.straight_through_grad`) backward through every step that depends on
 the input but passes back no gradient (rounding, comparisons and casts, ``argmax``, masks,
 ``detach``), found by measuring on probe rows in submodules (:func:`straight_through_modules`) or
@@ -9,53 +9,26 @@ graph nodes (:func:`straight_through_graph`); random steps are left to EOT. Used
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import itertools
-import logging
-import warnings
-from collections.abc import Iterator
-from typing import NamedTuple
 
 import torch
 from torch import fx, nn
-from torch._export.converter import TS2EPConverter
 
 from gdsec.attacks.checks import StraightThrough, straight_through_grad
 from gdsec.models import eval_mode
 from gdsec.streams import random_stream
 from gdsec.validation import check_model, check_seed
 
-__all__ = ["StandIn", "bpda_stand_in", "straight_through_graph", "straight_through_modules"]
+__all__ = [
+    "RANDOM_OPS",
+    "straight_through_graph",
+    "straight_through_layers",
+    "straight_through_modules",
+]
 
 #: Substrings of an operation's name that mark it random (its randomness is EOT's, not BPDA's).
 RANDOM_OPS = ("rand", "normal", "bernoulli", "dropout", "multinomial", "poisson", "uniform")
-_CHATTY = ("torch._export", "torch.export", "torch.fx")  # loggers that warn while converting
-
-
-class StandIn(NamedTuple):
-    """:func:`bpda_stand_in`'s stand-in ``model`` (None if none), the ``located`` steps it bypasses,
-    the ``random`` steps seen, and the ``route`` taken (or why nothing was built). Used in chapter 10."""
-
-    model: nn.Module | None
-    located: tuple[str, ...]
-    random: tuple[str, ...]
-    route: str
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Silence torch's export and conversion chatter (warnings and log lines) for the block."""
-    levels = {logging.getLogger(n): logging.getLogger(n).level for n in _CHATTY}
-    try:
-        for log in levels:
-            log.setLevel(logging.ERROR)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for log, level in levels.items():
-            log.setLevel(level)
 
 
 def _float(value: object) -> bool:
@@ -206,10 +179,10 @@ def straight_through_modules(
         if name not in inputs and args and _float(args[0]):
             inputs[name] = args[0].detach()
 
-    handles = [
+    handles = [  # TorchScript takes no hooks: bpda_stand_in searches it as a whole
         m.register_forward_pre_hook(lambda _, args, n=n: record(n, args))
         for n, m in model.named_modules()
-        if n
+        if n and not isinstance(m, torch.jit.ScriptModule)
     ]
     try:
         with torch.no_grad(), eval_mode(model):
@@ -233,68 +206,17 @@ def straight_through_modules(
     return twin, tuple(found)
 
 
-def _graph_of(model: nn.Module, x: torch.Tensor) -> fx.GraphModule:
-    """``model`` as a graph: itself, converted from TorchScript, or exported (batch dimension dynamic)."""
-    if isinstance(model, fx.GraphModule):
-        return model
-    with _quiet(), eval_mode(model):
-        if not isinstance(model, torch.jit.ScriptModule):
-            shapes = ({0: torch.export.Dim("batch")},)  # the stand-in takes any batch
-            return torch.export.export(model, (x,), dynamic_shapes=shapes, strict=False).module()
-        graph = TS2EPConverter(model, (x,)).convert().module()
-        with torch.no_grad():  # a converter's slip shows as a different output (unless random)
-            first, again, converted = model(x), model(x), graph(x)
-        if torch.equal(first, again) and not torch.allclose(first, converted):
-            raise ValueError("the converted graph computes something else")
-        return graph
-
-
-def _scripted_layers(model: nn.Module) -> list[nn.Module]:
-    """The layers of a scripted ``nn.Sequential`` in call order, nested ones flattened (else ``[model]``)."""
-    if getattr(model, "original_name", None) != "Sequential":
-        return [model]
-    return [layer for child in model.children() for layer in _scripted_layers(child)]
-
-
-def _walk(model: nn.Module, x: torch.Tensor, seed: int) -> StandIn:
-    """BPDA on a scripted ``nn.Sequential``'s layers, checked to reproduce its forward pass on ``x``."""
-    layers, generator = _scripted_layers(model), random_stream(seed, "attacks.graphs.cotangent")
-    found, h, why = [], x, "not built: TorchScript module without locatable layers"
-    with torch.no_grad(), eval_mode(model):
-        if len(layers) < 2 or not torch.equal(nn.Sequential(*layers)(x), model(x)):
-            return StandIn(None, (), (), why)
-    with eval_mode(model):
-        for i, layer in enumerate(layers):
+def straight_through_layers(
+    layers: list[nn.Module], x: torch.Tensor, *, seed: int = 0
+) -> tuple[nn.Sequential, tuple[str, ...]]:
+    """``layers`` called in order on ``x`` (TorchScript ones too) as an ``nn.Sequential``, the random
+    or gradient-blocking parameter-free, shape-keeping ones in :class:`StraightThrough`, and their
+    positions. Used in chapter 10.
+    """
+    generator, found, h = random_stream(check_seed(seed), "attacks.graphs.cotangent"), [], x
+    for i, layer in enumerate(layers):
+        with eval_mode(layer):
             found += [i] if _blocks(layer, h, generator) else []
             h = layer(h).detach()
-    twin = nn.Sequential(*(StraightThrough(m) if i in found else m for i, m in enumerate(layers)))
-    route = "the layers of a scripted nn.Sequential"
-    return StandIn(twin if found else None, tuple(str(i) for i in found), (), route)
-
-
-def bpda_stand_in(model: nn.Module, x: torch.Tensor, *, seed: int = 0) -> StandIn:
-    """The attacker's BPDA stand-in of ``model`` (same forward pass), located on the probe rows ``x``.
-
-    An ``nn.Module`` tree is searched submodule by submodule, then as an exported graph; a
-    ``torch.fx.GraphModule`` node by node; TorchScript as a converted graph, else layer by layer when
-    it is a scripted ``nn.Sequential``. :class:`StandIn` says which route worked and what it
-    located, or why nothing was built. ``x`` needs at least two rows. Used in chapter 10.
-    """
-    check_model("model", model)
-    x, seed = x.detach(), check_seed(seed)
-    if not isinstance(model, fx.GraphModule | torch.jit.ScriptModule):
-        twin, found = straight_through_modules(model, x, seed=seed)
-        if found:
-            return StandIn(twin, found, (), "submodules of the nn.Module tree")
-    script = isinstance(model, torch.jit.ScriptModule)
-    route = "graph converted from TorchScript" if script else "graph exported from the module"
-    route = "torch.fx graph" if isinstance(model, fx.GraphModule) else route
-    try:
-        graph = _graph_of(model, x)
-    except Exception as error:  # export and conversion fail in many ways inside torch
-        why = f"not built: no graph could be captured ({type(error).__name__})"
-        return _walk(model, x, seed) if script else StandIn(None, (), (), why)
-    twin, found, random = straight_through_graph(graph, x, seed=seed)
-    if not found:
-        return StandIn(None, (), random, f"{route}: no step blocks the input gradient")
-    return StandIn(twin, found, random, route)
+    chain = (StraightThrough(m) if i in found else m for i, m in enumerate(layers))
+    return nn.Sequential(*chain), tuple(str(i) for i in found)
