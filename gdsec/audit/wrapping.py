@@ -1,8 +1,9 @@
 """The saved model as ``gdsec-audit`` audits it: probed for what the checks cannot audit, and wrapped
 so that the audit sees a model of [0, 1] pixel inputs returning float32 logits.
 
-:func:`prepare_model` refuses (``ValueError``) a ``torch.export`` program captured in training mode
-and a model whose output for a row depends on the other rows of its batch; it switches a
+:func:`prepare_model` refuses (``ValueError``) a ``torch.export`` program captured in training mode,
+a model whose output for a row depends on the other rows of its batch, and one whose logits have
+no gradient path to its inputs (the gradient checks of questions 1, 2 and 4 cannot run on it); it switches a
 TorchScript model saved in training mode to eval mode, casts float64 logits to float32 and applies
 the per-channel normalisation (``--mean``/``--std``) the model expects. Every change is returned as
 a note for the report.
@@ -141,9 +142,11 @@ def prepare_model(
             "e.g. batch norm in training mode); save it after model.eval()"
         )
     if not gradient_reaches_input(wrapped, x):
-        notes.append(
-            "MODEL's logits have no gradient path to its inputs (a defence under torch.no_grad or "
-            "a detach): gradient attacks see zero gradients; questions 2 and 4 say what that hides"
+        raise ValueError(
+            "MODEL's logits have no gradient path to its inputs (a defence computed under "
+            "torch.no_grad or detached), which by itself masks gradients (chapter 8), and the "
+            "gradient checks cannot run on it: audit the model behind the defence, or save the "
+            "defence as a straight-through (BPDA) layer"
         )
     needed = dtype != torch.float32 or mean_t is not None
     return (wrapped if needed else model), notes
