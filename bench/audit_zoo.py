@@ -39,17 +39,15 @@ import time
 
 import torch
 import zoo_models
-from zoo_models import KINDS, LOADERS, ZooModel
+from zoo_models import KINDS, LOADERS, ZooModel, judge, measure_truth
 
 from gdsec import audit
-from gdsec.attacks import BUDGETS, Budget, evaluate, robust_accuracy, square_attack
+from gdsec.attacks import BUDGETS, Budget
 from gdsec.audit.report import SEVERITIES
 from gdsec.seeds import wilson_interval
 
 #: The audit's default budget here: between "quick" (a smoke test) and "standard" (AutoAttack's).
 ZOO_BUDGET = Budget(steps=20, fab_steps=20, square_steps=300, draws=8, check_rows=32)
-#: The attacks that set the truth: AutoAttack's 100 steps, fewer FAB steps and Square queries.
-TRUTH_BUDGET = Budget(steps=100, fab_steps=50, square_steps=1000, draws=8, check_rows=0)
 #: Per question: the severity that counts as a hit on a True model, and as a false alarm on a False one.
 RULES = {
     "gradient_exposure": ("high", "medium"),
@@ -65,37 +63,6 @@ FIRST_SEED = 100
 def at_least(severity: str, level: str) -> bool:
     """Whether ``severity`` is ``level`` or worse."""
     return SEVERITIES.index(severity) >= SEVERITIES.index(level)
-
-
-def measure_truth(member: ZooModel, n_eval: int, eps: float) -> dict[str, float]:
-    """True robust accuracy (the evaluate ensemble) and query-only accuracy, measured by the bench."""
-    x, y = member.split.x_test[:n_eval], member.split.y_test[:n_eval]
-    seed = member.seed
-    ev = evaluate(member.attacked, x, y, eps, budget=TRUTH_BUDGET, seed=seed)
-    robust = ev.robust
-    if member.attacked is not member.model and member.kind in ("quantized", "randomized"):
-        robust = robust & evaluate(member.model, x, y, eps, budget=TRUTH_BUDGET, seed=seed).robust
-    query = robust_accuracy(
-        member.attacked,
-        x,
-        y,
-        lambda m, xs, ys: square_attack(m, xs, ys, eps, steps=1000, seed=seed),
-    )
-    return {
-        "clean": ev.clean_accuracy,
-        "robust": robust.float().mean().item(),
-        "query_ratio": query / max(ev.clean_accuracy, 1e-12),
-    }
-
-
-def judge(member: ZooModel, truth: dict[str, float]) -> dict[str, bool | None]:
-    """Every question's truth for ``member``: by construction (3-5) or by the bench's attacks (1-2)."""
-    q1, ra = truth["query_ratio"], truth["robust"]
-    return {
-        "gradient_exposure": True if q1 < 0.5 else False if q1 >= 0.8 else None,
-        "adversarial_testing": True if ra < 0.5 else False if ra >= 0.75 else None,
-        **member.truth,
-    }
 
 
 def outcome(question: str, severity: str, truth: bool | None, inflated: bool) -> str:

@@ -33,16 +33,29 @@ import torch
 from torch import nn
 
 from gdsec import attacks, masking, models, poisoning, train
+from gdsec.attacks import Budget, evaluate, robust_accuracy, square_attack
 from gdsec.audit.suspects import DARK_TRIGGER
 from gdsec.data import Split, load_breast_cancer, load_digits
 from gdsec.streams import random_stream
 
-__all__ = ["KINDS", "LOADERS", "ZooModel", "available", "build", "train_base"]
+__all__ = [
+    "KINDS",
+    "LOADERS",
+    "TRUTH_BUDGET",
+    "ZooModel",
+    "available",
+    "build",
+    "judge",
+    "measure_truth",
+    "train_base",
+]
 
 TARGET = 0  # every backdoor sends triggered rows of other classes to class 0
 EPS = 0.1  # the adversarial-training budget (the audit's default deployment budget)
 RECIPE = {"optimizer": "adam", "lr": 0.01, "epochs": 30, "batch_size": 64}
 LOADERS: dict[str, Callable[[], Split]] = {"digits": load_digits, "tabular": load_breast_cancer}
+#: The attacks that set the truth: AutoAttack's 100 steps, fewer FAB steps and Square queries.
+TRUTH_BUDGET = Budget(steps=100, fab_steps=50, square_steps=1000, draws=8, check_rows=0)
 
 
 class ZooModel(NamedTuple):
@@ -216,35 +229,13 @@ def build(kind: str, dataset: str, split: Split, seed: int, base: nn.Module) -> 
 
 #: The kinds built on each dataset, in table order.
 KINDS: dict[str, tuple[str, ...]] = {
-    "digits": (
-        "honest_mlp",
-        "honest_deep",
-        "honest_cnn",
-        "patch",
-        "dark",
-        "blend",
-        "warp",
-        "flip_targeted",
-        "flip_symmetric",
-        "quantized",
-        "randomized",
-        "saturated",
-        "decoy",
-        "adv_trained",
-        "rescaled",
-        "undertrained",
+    "digits": tuple(
+        "honest_mlp honest_deep honest_cnn patch dark blend warp flip_targeted flip_symmetric "
+        "quantized randomized saturated decoy adv_trained rescaled undertrained".split()
     ),
-    "tabular": (
-        "honest_mlp",
-        "honest_deep",
-        "extreme",
-        "blend",
-        "flip_targeted",
-        "flip_symmetric",
-        "quantized",
-        "decoy",
-        "rescaled",
-        "undertrained",
+    "tabular": tuple(
+        "honest_mlp honest_deep extreme blend flip_targeted flip_symmetric quantized decoy "
+        "rescaled undertrained".split()
     ),
 }
 
@@ -261,3 +252,34 @@ def available(kind: str) -> bool:
     """Whether this checkout of gdsec has what ``kind`` needs (the blend and warp triggers, the decoy)."""
     module, name = _NEEDS.get(kind, (None, ""))
     return module is None or hasattr(module, name)
+
+
+def measure_truth(member: ZooModel, n_eval: int, eps: float) -> dict[str, float]:
+    """True robust accuracy (the evaluate ensemble) and query-only accuracy, measured by the bench."""
+    x, y = member.split.x_test[:n_eval], member.split.y_test[:n_eval]
+    seed = member.seed
+    ev = evaluate(member.attacked, x, y, eps, budget=TRUTH_BUDGET, seed=seed)
+    robust = ev.robust
+    if member.attacked is not member.model and member.kind in ("quantized", "randomized"):
+        robust = robust & evaluate(member.model, x, y, eps, budget=TRUTH_BUDGET, seed=seed).robust
+    query = robust_accuracy(
+        member.attacked,
+        x,
+        y,
+        lambda m, xs, ys: square_attack(m, xs, ys, eps, steps=1000, seed=seed),
+    )
+    return {
+        "clean": ev.clean_accuracy,
+        "robust": robust.float().mean().item(),
+        "query_ratio": query / max(ev.clean_accuracy, 1e-12),
+    }
+
+
+def judge(member: ZooModel, truth: dict[str, float]) -> dict[str, bool | None]:
+    """Every question's truth for ``member``: by construction (3-5) or by the bench's attacks (1-2)."""
+    q1, ra = truth["query_ratio"], truth["robust"]
+    return {
+        "gradient_exposure": True if q1 < 0.5 else False if q1 >= 0.8 else None,
+        "adversarial_testing": True if ra < 0.5 else False if ra >= 0.75 else None,
+        **member.truth,
+    }

@@ -66,9 +66,9 @@ def test_outcome_rules(question, severity, truth, inflated, expected):
 
 def test_truth_thresholds_of_questions_1_and_2():
     member = zoo_models.ZooModel("k", "d", 100, None, None, {"training_security": None}, None, {})
-    judged = audit_zoo.judge(member, {"clean": 1.0, "robust": 0.6, "query_ratio": 0.4})
+    judged = zoo_models.judge(member, {"clean": 1.0, "robust": 0.6, "query_ratio": 0.4})
     assert judged["gradient_exposure"] is True and judged["adversarial_testing"] is None
-    judged = audit_zoo.judge(member, {"clean": 1.0, "robust": 0.8, "query_ratio": 0.9})
+    judged = zoo_models.judge(member, {"clean": 1.0, "robust": 0.8, "query_ratio": 0.9})
     assert judged["gradient_exposure"] is False and judged["adversarial_testing"] is False
 
 
