@@ -35,7 +35,7 @@ def failing(findings: tuple[Finding, ...], fail_on: str) -> list[str]:
 
 
 def sha256(path: str | os.PathLike) -> str:
-    """The SHA-256 of the file at ``path``, in hexadecimal."""
+    """The SHA-256 of the file at ``path``, in hexadecimal. Used in chapter 10."""
     digest = hashlib.sha256()
     with open(path, "rb") as stream:
         for block in iter(lambda: stream.read(1 << 20), b""):
@@ -91,7 +91,10 @@ def junit_xml(report: AuditReport, fail_on: str) -> str:
 
 
 def read_baseline(path: str | os.PathLike) -> dict[str, object]:
-    """An earlier ``gdsec-audit`` JSON report, or ``ValueError`` saying why ``path`` is not one."""
+    """An earlier ``gdsec-audit`` JSON report, or ``ValueError`` saying why ``path`` is not one.
+
+    Used in chapter 10.
+    """
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

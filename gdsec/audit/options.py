@@ -38,7 +38,10 @@ trust  DATA is read with allow_pickle=False, but torch.jit.load and torch.export
 
 
 class Parser(argparse.ArgumentParser):
-    """An argument parser that raises its errors (one line) instead of printing the usage."""
+    """An argument parser that raises its errors (one line) instead of printing the usage.
+
+    Used in chapter 10.
+    """
 
     def error(self, message: str) -> NoReturn:
         """Raise ``message`` as a usage error."""
@@ -46,7 +49,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def parser() -> Parser:
-    """The command's arguments."""
+    """The command's arguments. Used in chapter 10."""
     parser = Parser(
         prog="gdsec-audit",
         epilog=EPILOG,
@@ -123,7 +126,10 @@ def parser() -> Parser:
 
 
 def audit_config(args: argparse.Namespace) -> AuditConfig:
-    """The audit settings from the arguments: threat model, then the budget's attack budgets."""
+    """The audit settings from the arguments: threat model, then the budget's attack budgets.
+
+    Used in chapter 10.
+    """
     if args.norm != "inf":
         raise ValueError(
             f"--norm {args.norm}: the audit questions attack in L-inf only; use --norm inf"
@@ -145,7 +151,10 @@ def audit_config(args: argparse.Namespace) -> AuditConfig:
 
 
 def chosen_questions(args: argparse.Namespace) -> tuple[str, ...]:
-    """The questions to answer: ``--only`` (default all) less ``--skip``, in audit order."""
+    """The questions to answer: ``--only`` (default all) less ``--skip``, in audit order.
+
+    Used in chapter 10.
+    """
     chosen = tuple(
         q for q in QUESTIONS if q in (args.only or QUESTIONS) and q not in (args.skip or ())
     )

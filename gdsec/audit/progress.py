@@ -18,7 +18,7 @@ __all__ = ["Progress", "TimeUp"]
 
 
 class TimeUp(Exception):
-    """The run's time limit passed before ``stage`` started."""
+    """The run's time limit passed before ``stage`` started. Used in chapter 10."""
 
     def __init__(self, stage: str) -> None:
         super().__init__(f"time limit reached before {stage}")

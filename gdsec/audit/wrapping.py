@@ -54,7 +54,10 @@ class PixelModel(nn.Module):
 
 
 def training_mode_ops(model: nn.Module) -> list[str]:
-    """The graph nodes of a ``torch.export`` program that run batch norm with batch statistics."""
+    """The graph nodes of a ``torch.export`` program that run batch norm with batch statistics.
+
+    Used in chapter 10.
+    """
     if not isinstance(model, torch.fx.GraphModule):
         return []
     found = []
