@@ -25,7 +25,7 @@ import pytest
 import torch
 from torch import nn
 
-from gdsec import models
+from gdsec import masking, models
 from gdsec.audit import cli, loading, options
 
 from helpers import ROOT
@@ -608,3 +608,46 @@ def test_process_end_to_end(runner, kind, files, tmp_path):
 def test_process_bad_input(runner, name, files, tmp_path):
     args, before = _bad_run(name, files, tmp_path)
     _check_bad_input(*_process(runner, args, tmp_path), BAD_INPUTS[name][1], tmp_path, before)
+
+
+class _NoisyQuantise(nn.Module):
+    """Chapter 8's random quantiser (noise 0.2, 3 levels) drawing from torch's generator: savable both ways."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        noisy = (x + (torch.rand_like(x) * 2 - 1) * 0.2).clamp(0.0, 1.0)
+        return self.inner(torch.round(noisy * 2) / 2)
+
+
+def _q4(files: dict, model: Path, tmp: Path, capsys) -> dict:
+    """Question 4's finding for ``model`` (quick budget, eps 0.1), checking stderr holds only our lines."""
+    args = [str(model), str(files["data"]), "--only", "robustness_verification", *QUICK]
+    _, report, err = _json_run(files, tmp, capsys, *args, "--fail-on", "never")
+    assert all(line.startswith("gdsec-audit: ") for line in err.strip().splitlines()), err
+    (finding,) = report["findings"]
+    return finding
+
+
+@pytest.mark.integration
+def test_masked_models_saved_either_way_are_high_on_q4_and_their_honest_twin_low(
+    files, tmp_path, capsys
+):
+    masked = {
+        "quantised": masking.defend(copy.deepcopy(files["model"]), "quantize", levels=3),
+        "randomised": _NoisyQuantise(copy.deepcopy(files["model"])).eval(),
+    }
+    x = torch.from_numpy(files["arrays"]["x_test"])
+    for kind, save in (("pt", _script), ("pt2", lambda m, p: _export(m, x, p))):
+        honest = _q4(files, files[kind], tmp_path, capsys)
+        assert honest["severity"] == "low" and not honest["evidence"]["signs"], honest["summary"]
+        for name, model in masked.items():
+            finding = _q4(files, save(model, tmp_path / f"{name}.{kind}"), tmp_path, capsys)
+            evidence = finding["evidence"]
+            assert finding["severity"] == "high", (kind, name, finding["summary"])
+            assert "round" in evidence["bpda"] and "zero-gradient" in evidence["signs"], evidence
+            assert evidence["randomised"] == (name == "randomised")
+            route = "graph converted from TorchScript" if kind == "pt" else "torch.fx graph"
+            assert evidence["bpda"].startswith(route), evidence["bpda"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import warnings
 
 import torch
 from torch import fx, nn
@@ -133,7 +134,9 @@ def straight_through_graph(
     locator = _Locator(module, random_stream(check_seed(seed), "attacks.graphs.cotangent"))
     with torch.enable_grad():
         locator.run(x.detach().clone().requires_grad_(True))
-    graph = copy.deepcopy(module.graph)
+    with warnings.catch_warnings():  # torch's own pytree deprecation, raised while copying
+        warnings.simplefilter("ignore", FutureWarning)
+        graph = copy.deepcopy(module.graph)
     nodes, swapped = {n.name: n for n in graph.nodes}, {}
     for name, (source, _) in locator.bypassed.items():  # topological order: sources come first
         node = nodes[name]
