@@ -14,12 +14,9 @@ from __future__ import annotations
 from gdsec.exercises.core import Grader, Result
 from gdsec.exercises.evasion import grade_fgsm, grade_pgd_project, grade_straight_through
 from gdsec.exercises.privacy import grade_infer_label
-from gdsec.exercises.robust import (
-    grade_coordinate_median,
-    grade_flip_labels,
-    grade_rebuild_trigger,
-)
+from gdsec.exercises.robust import grade_coordinate_median, grade_flip_labels
 from gdsec.exercises.steps import grade_adam_step, grade_clip_gradient, grade_gradient_step
+from gdsec.exercises.triggers import grade_rebuild_trigger
 
 __all__ = ["CHAPTERS", "EXERCISES", "Grader", "Result"]
 
