@@ -91,7 +91,7 @@ def test_krum_scores_each_row_by_its_n_minus_f_minus_2_nearest() -> None:
     assert torch.equal(ag.aggregate("krum", grads, f=1), torch.tensor([4.0]))
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(
     f=st.integers(0, 3), extra=st.integers(1, 5), d=st.integers(1, 6), seed=st.integers(0, 10_000)
 )
