@@ -15,7 +15,12 @@ from gdsec.attacks import (
     straight_through,
     zero_gradient_rows,
 )
-from gdsec.attacks.checks import flat_output, gradient_inconsistency, logit_scale
+from gdsec.attacks.checks import (
+    consistency_flags,
+    flat_output,
+    gradient_inconsistency,
+    logit_scale,
+)
 from gdsec.models import mlp
 from gdsec.streams import seeded_global_rng
 
@@ -127,6 +132,19 @@ def test_flat_output_spread_is_scale_free_and_zero_on_a_decoy() -> None:
     assert spread.shape == (30,) and spread.median() > 1e-2, spread.median()
     assert torch.allclose(flat_output(_Times(honest, 1000.0), x, 0.1), spread, rtol=1e-3, atol=1e-5)
     assert flat_output(decoy, x, 0.1).median() == 0.0
+
+
+def test_consistency_flags_name_the_decoy_and_spare_the_honest_model() -> None:
+    honest = mlp(64, 10, hidden=16, seed=0).eval()
+    decoy = masking.DecoyGradient(honest, [mlp(64, 10, hidden=16, seed=5)]).eval()
+    x = _digits_like()
+    names = [flag.split(":")[0] for flag in consistency_flags(decoy, x, 0.1)]
+    assert names == ["inconsistent-gradient", "flat-output"]
+    assert (
+        consistency_flags(honest, x, 0.1) == []
+        and consistency_flags(_Times(honest, 1e3), x, 0.1) == []
+    )
+    assert consistency_flags(decoy, x, 0.0)[0].startswith("inconsistent")  # no ball, no spread
 
 
 def test_logit_scale_is_one_positive_number_per_batch() -> None:

@@ -96,7 +96,7 @@ def _boundary(
     rows = torch.arange(x.shape[0])
     with torch.enable_grad():
         probe = x.detach().requires_grad_(True)
-        logits = checked_logits(model, probe)
+        logits = checked_logits(model, probe).to(x.dtype)  # float64 logits keep x's dtype
         if target is not None:
             f = logits[rows, target] - logits[rows, y]
             (grad,) = torch.autograd.grad(f.sum(), probe)
