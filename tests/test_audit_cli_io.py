@@ -434,3 +434,28 @@ def test_read_baseline_accepts_a_report(tmp_path):
     path = tmp_path / "old.json"
     path.write_text(AuditReport("m", (_finding("gradient_exposure"),)).to_json())
     assert read_baseline(path)["findings"][0]["question"] == "gradient_exposure"
+
+
+class _ExpectsNormalised(nn.Module):
+    """``model`` behind the inverse of ``(x - 0.5) / 0.25``: it expects normalised inputs."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.model(z * 0.25 + 0.5)
+
+
+@pytest.mark.integration
+def test_mean_and_std_keep_eps_in_pixel_units(files, tmp_path, capsys):
+    wrapped = _script(_ExpectsNormalised(files["model"]).eval(), tmp_path / "normalised.pt")
+    robust = []
+    for model, extra in ((files["pt"], []), (wrapped, ["--mean", "0.5", "--std", "0.25"])):
+        args = [str(model), str(files["data"]), "--budget", "quick", "--eps", "0.05"]
+        args += ["--only", "adversarial_testing", "--format", "json", "--fail-on", "never", *extra]
+        status, out, err = _inprocess(args, capsys)
+        assert status == 0, err
+        robust.append(json.loads(out)["findings"][0]["evidence"]["robust_accuracy"])
+    assert robust[0] == pytest.approx(robust[1], abs=0.02), "the same model at the same pixel eps"
+    assert "normalised per channel" in err
