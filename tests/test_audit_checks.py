@@ -83,53 +83,129 @@ def test_randomised_and_zero_gradient_defences_are_at_least_medium(case):
             verification.summary,
             testing.summary,
         )
-        assert verification.evidence["zero_gradient_fraction"] == 1.0 and verification.evidence[
-            "suspect_layers"
-        ] == [0]
-        assert (
-            verification.evidence["randomised"] == (kind == "random") and testing.evidence["flags"]
-        )
-        after = verification.evidence["accuracy_after_adaptive"]
-        assert after["bpda"] < verification.evidence["whitebox_accuracy"] - 0.05, (
+        evidence = verification.evidence
+        assert evidence["zero_gradient_fraction"] == 1.0 and evidence["bpda"].startswith(
+            "submodules of the nn.Module tree: straight-through at 0"
+        ), evidence["bpda"]
+        assert evidence["randomised"] == (kind == "random") and testing.evidence["flags"]
+        after = evidence["accuracy_after_adaptive"]
+        assert after["bpda"] < evidence["whitebox_accuracy"] - 0.05, (
             "BPDA must break rows the white-box attacks missed"
         )
+        assert {"bpda", "transfer", "distilled"} <= set(after) and not evidence["unreached"]
     plain = audit.audit_robustness_verification(honest, split, config)
-    assert (
-        plain.severity == "low"
-        and not plain.evidence["suspect_layers"]
-        and not plain.evidence["randomised"]
-    )
+    assert plain.severity == "low" and not plain.evidence["signs"], plain.summary
+    assert list(plain.evidence["accuracy_after_adaptive"]) == ["transfer"]
+
+
+class _Hidden(torch.nn.Module):
+    """Quantisation inside ``forward``: no layer to swap, but a node of the exported graph."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(torch.round(x * 2) / 2)
+
+
+class _Opaque(torch.nn.Module):
+    """Quantisation outside torch (NumPy): no hook, no graph, no gradient; only a surrogate reaches it."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(torch.from_numpy((x.detach().numpy() * 2).round() / 2).to(x.dtype))
 
 
 @pytest.mark.integration
-def test_a_zero_gradient_model_without_a_locatable_layer_stays_medium(case):
+def test_a_quantiser_hidden_in_forward_gets_bpda_and_an_opaque_one_stays_medium(case):
     _, split, honest, references = case
-
-    class Hidden(torch.nn.Module):  # quantisation inside one module: no layer the audit can replace
-        def __init__(self) -> None:
-            super().__init__()
-            self.inner = honest
-
-        def forward(self, x):
-            return self.inner(torch.round(x * 2) / 2)
-
     config = audit.AuditConfig(references=references, **FAST)
-    finding = audit.audit_robustness_verification(Hidden(), split, config)
-    assert (
-        finding.evidence["suspect_layers"] == []
-        and finding.evidence["zero_gradient_fraction"] == 1.0
+    hidden = audit.audit_robustness_verification(_Hidden(honest), split, config)
+    layer = audit.audit_robustness_verification(masking.defend(honest, "quantize"), split, config)
+    assert hidden.evidence["bpda"].startswith("graph exported from the module: straight-through")
+    assert "round" in hidden.evidence["bpda"] and hidden.severity == layer.severity, hidden.summary
+    after = [f.evidence["accuracy_after_adaptive"]["bpda"] for f in (hidden, layer)]
+    assert after[0] == after[1] < hidden.evidence["whitebox_accuracy"], (
+        "BPDA through the graph node is BPDA through the layer",
+        after,
     )
-    assert ORDER(finding.severity) >= 1
     lenient = audit.AuditConfig(
         references=references, **{**FAST, "adaptive_tol": 1.0}
     )  # no gap can reach "high"
-    assert audit.audit_robustness_verification(Hidden(), split, lenient).severity == "medium", (
-        "a sign no attack reached"
+    opaque = audit.audit_robustness_verification(_Opaque(honest), split, lenient)
+    assert opaque.severity == "medium" and "zero-gradient" in opaque.evidence["unreached"], (
+        opaque.summary
     )
+    assert (
+        opaque.evidence["bpda"].startswith("not built") and "distilled" in opaque.evidence["bpda"]
+    ), opaque.evidence["bpda"]
+    assert "distilled" in opaque.evidence["accuracy_after_adaptive"]
     located = masking.defend(honest, "quantize", levels=3)
     assert audit.audit_robustness_verification(located, split, lenient).severity == "low", (
         "BPDA reached the layer"
     )
+
+
+@pytest.mark.integration
+def test_honest_models_stay_low_without_a_false_sign(digits, digits_cnn):
+    two = data.two_digits()
+    cases = {"cnn": (digits, digits_cnn), "two classes": (two, _fit_two(two))}
+    for name, (split, model) in cases.items():
+        config = audit.AuditConfig(references=audit.reference_models(split, n_seeds=1), **FAST)
+        finding = audit.audit_robustness_verification(model, split, config)
+        assert finding.severity == "low" and not finding.evidence["signs"], (name, finding.summary)
+
+
+def _fit_two(split: data.Split) -> torch.nn.Module:
+    model = models.mlp(n_classes=2, seed=0)
+    train.train(
+        model,
+        split.x_train,
+        split.y_train,
+        optimizer="adam",
+        lr=0.01,
+        epochs=20,
+        batch_size=64,
+        seed=0,
+        progress=False,
+    )
+    return model.eval()
+
+
+class _Awkward(torch.nn.Module):
+    """An honest model with an unused parameter, a buffer, dropout and batch norm (eval) and float64 logits."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner, self.unused = inner, torch.nn.Linear(64, 2)
+        self.norm, self.drop = torch.nn.BatchNorm1d(10), torch.nn.Dropout(0.5)
+        self.register_buffer("offset", torch.zeros(10))
+
+    def forward(self, x):
+        return (self.drop(self.norm(self.inner(x))) + self.offset).double()
+
+
+@pytest.mark.integration
+def test_awkward_models_are_audited_without_crashing(digits, digits_mlp):
+    config = audit.AuditConfig(references=audit.reference_models(digits, n_seeds=1), **FAST)
+    for model in (
+        _Awkward(copy.deepcopy(digits_mlp)).eval(),
+        masking.defend(_Awkward(copy.deepcopy(digits_mlp)).eval(), "quantize"),
+    ):
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        modes = [m.training for m in model.modules()]
+        finding = audit.audit_robustness_verification(model, digits, config)
+        assert finding.severity in audit.SEVERITIES and modes == [
+            m.training for m in model.modules()
+        ]
+        assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+        assert (finding.severity == "high") == isinstance(model, torch.nn.Sequential), (
+            finding.summary
+        )
 
 
 @pytest.mark.integration

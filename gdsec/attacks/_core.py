@@ -267,13 +267,16 @@ def input_gradient(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits, gradient of the summed per-row ``objective`` w.r.t. ``x``); parameter grads untouched.
 
-    Used in chapters 5 and 8.
+    A model whose logits have no gradient path to ``x`` (computed outside autograd, or detached)
+    has a zero gradient, not an error. Used in chapters 5 and 8.
     """
     with torch.enable_grad():
         x = x.detach().requires_grad_(True)
         logits = checked_logits(model, x)
-        (grad,) = torch.autograd.grad(objective(logits, y).sum(), x)
-    return logits.detach(), grad
+        loss, grad = objective(logits, y).sum(), None
+        if loss.requires_grad:
+            (grad,) = torch.autograd.grad(loss, x, allow_unused=True)
+    return logits.detach(), torch.zeros_like(x) if grad is None else grad
 
 
 def perturbation_norm(x: torch.Tensor, x_adv: torch.Tensor, *, norm: str = "2") -> torch.Tensor:
