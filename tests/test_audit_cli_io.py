@@ -459,3 +459,18 @@ def test_mean_and_std_keep_eps_in_pixel_units(files, tmp_path, capsys):
         robust.append(json.loads(out)["findings"][0]["evidence"]["robust_accuracy"])
     assert robust[0] == pytest.approx(robust[1], abs=0.02), "the same model at the same pixel eps"
     assert "normalised per channel" in err
+
+
+def test_a_check_raising_value_error_is_a_bug_exit_3(files, tmp_path, capsys, monkeypatch):
+    def fail(question):
+        if question == "training_security":
+            raise ValueError("a check's own bug")
+
+    _fast(monkeypatch, each=fail)
+    status, out, err = _inprocess(_args(files, tmp_path), capsys)
+    assert status == 3 and out == ""
+    assert err.splitlines()[-1] == (
+        "gdsec-audit: error: the audit failed (RuntimeError: ValueError: a check's own bug)"
+    )
+    partial = json.loads((tmp_path / "report.json").read_text())
+    assert partial["incomplete"] is True and len(partial["completed_questions"]) == 2

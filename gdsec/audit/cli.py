@@ -16,7 +16,7 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -34,6 +34,7 @@ from gdsec.audit.loading import (
 from gdsec.audit.options import audit_config, chosen_questions, parser
 from gdsec.audit.progress import Progress, TimeUp
 from gdsec.audit.wrapping import prepare_model
+from gdsec.data import Split
 
 __all__ = ["main"]
 
@@ -96,13 +97,13 @@ class _Job:
 
     config: AuditConfig
     model: torch.nn.Module
-    data: object
+    data: Split
     questions: tuple[str, ...]
     record: dict[str, object]
     baseline: dict[str, object] | None
 
 
-def _prepare(args: argparse.Namespace, say) -> _Job:
+def _prepare(args: argparse.Namespace, say: Callable[[str], None]) -> _Job:
     """Validated settings, model, data and output paths (progress printed once all are valid)."""
     config, questions = audit_config(args), chosen_questions(args)
     if args.time_limit is not None and not args.time_limit > 0:
@@ -168,7 +169,7 @@ def _report(
     return dataclasses.replace(partial, run=run)
 
 
-def _audit(job: _Job, args: argparse.Namespace, say) -> AuditReport:
+def _audit(job: _Job, args: argparse.Namespace, say: Callable[[str], None]) -> AuditReport:
     """Run the audit, rewriting ``--out`` after each question; the final report."""
     findings: list[Finding] = []
 
@@ -195,6 +196,8 @@ def _audit(job: _Job, args: argparse.Namespace, say) -> AuditReport:
     except TimeUp as up:
         stopped = f"--time-limit {args.time_limit:g} s reached before {up.stage}"
         say(f"stopped: {stopped}")
+    except ValueError as error:  # every input was checked before: a check's own bug (exit 3)
+        raise RuntimeError(one_line(error)) from None
     return _report(job, args, findings, stopped, True)
 
 

@@ -227,7 +227,7 @@ class AuditReport:
             )
         if self.run.get("incomplete"):
             done = ", ".join(self.run.get("completed_questions", ())) or "none"
-            line += f"; INCOMPLETE, questions answered: {done}"
+            line += f"; incomplete, questions answered: {done}"
         return line
 
     def to_dict(self) -> dict[str, object]:
