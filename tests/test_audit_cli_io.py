@@ -474,3 +474,29 @@ def test_a_check_raising_value_error_is_a_bug_exit_3(files, tmp_path, capsys, mo
     )
     partial = json.loads((tmp_path / "report.json").read_text())
     assert partial["incomplete"] is True and len(partial["completed_questions"]) == 2
+
+
+def test_audit_validates_questions_and_progress(files):
+    x = torch.from_numpy(files["arrays"]["x_test"])
+    split = Split(x, torch.arange(len(x)) % 10, x, torch.arange(len(x)) % 10)
+    fakes = {q: functools.partial(lambda q, *a: _finding(q), q) for q in QUESTIONS}
+    for bad in (["privacy"], [], "adversarial_testing"):
+        with pytest.raises(ValueError, match="questions"):
+            audit(files["model"], split, checks=fakes, questions=bad)
+    with pytest.raises(ValueError, match="progress must be"):
+        audit(files["model"], split, checks=fakes, progress="loud")
+    calls = []
+    report = audit(
+        files["model"],
+        split,
+        checks=fakes,
+        questions=["convergence_properties", "gradient_exposure"],
+        progress=lambda stage, finding: calls.append((stage, finding is not None)),
+    )
+    assert [f.question for f in report.findings] == ["gradient_exposure", "convergence_properties"]
+    assert calls == [
+        ("gradient_exposure", False),
+        ("gradient_exposure", True),
+        ("convergence_properties", False),
+        ("convergence_properties", True),
+    ]
