@@ -60,7 +60,12 @@ def parser() -> Parser:
     add("model", type=Path, metavar="MODEL", help="TorchScript file or torch.export program (.pt2)")
     add("data", type=Path, metavar="DATA", help=".npz with x_train, y_train, x_test, y_test")
     add("--eps", type=float, default=0.1, help="attack budget in (0, 1], pixel units (default 0.1)")
-    add("--norm", choices=("inf", "2"), default="inf", help="threat model: L-inf only (default)")
+    add(
+        "--norm",
+        choices=("inf", "2"),
+        default="inf",
+        help="threat model: inf (default); 2 exits 2 until the questions attack in L2",
+    )
     add(
         "--exposure",
         default="logits",
