@@ -3,10 +3,10 @@ so that the audit sees a model of [0, 1] pixel inputs returning float32 logits.
 
 :func:`prepare_model` refuses (``ValueError``) a ``torch.export`` program captured in training mode,
 a model whose output for a row depends on the other rows of its batch, and one whose logits have
-no gradient path to its inputs (the gradient checks of questions 1, 2 and 4 cannot run on it); it switches a
-TorchScript model saved in training mode to eval mode, casts float64 logits to float32 and applies
-the per-channel normalisation (``--mean``/``--std``) the model expects. Every change is returned as
-a note for the report.
+no gradient path to its inputs (question 2's FAB attack, :mod:`gdsec.attacks.boundary`, fails on
+it); it switches a TorchScript model saved in training mode to eval mode, casts float64 logits to
+float32 and applies the per-channel normalisation (``--mean``/``--std``) the model expects. Every
+change is returned as a note for the report.
 """
 
 from __future__ import annotations
@@ -148,8 +148,8 @@ def prepare_model(
         raise ValueError(
             "MODEL's logits have no gradient path to its inputs (a defence computed under "
             "torch.no_grad or detached), which by itself masks gradients (chapter 8), and the "
-            "gradient checks cannot run on it: audit the model behind the defence, or save the "
-            "defence as a straight-through (BPDA) layer"
+            "audit's boundary attack cannot run on it yet: audit the model behind the defence, or "
+            "save the defence as a straight-through (BPDA) layer"
         )
     needed = dtype != torch.float32 or mean_t is not None
     return (wrapped if needed else model), notes
