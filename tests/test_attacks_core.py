@@ -25,6 +25,7 @@ FAST = {
     "deepfool": ("deepfool", {"steps": 10}),
     "square_attack": ("square_attack", {"steps": 50}),
     "spsa": ("spsa", {"steps": 5, "draws": 8}),
+    "hop_skip_jump": ("hop_skip_jump", {"queries": 150}),
 }
 EPS = 0.1
 
@@ -57,8 +58,8 @@ def test_registry_names_are_public_attributes() -> None:
 def test_registry_facts() -> None:
     bounded = {n for n, s in attacks.ATTACK_SPECS.items() if s.bounded}
     randomised = {n for n, s in attacks.ATTACK_SPECS.items() if s.randomised}
-    assert bounded == {"fgsm", "pgd", "apgd", "fab", "square_attack", "spsa"}
-    assert randomised == {"pgd", "apgd", "fab", "square_attack", "spsa"}
+    assert bounded == {"fgsm", "pgd", "apgd", "fab", "square_attack", "spsa", "hop_skip_jump"}
+    assert randomised == {"pgd", "apgd", "fab", "square_attack", "spsa", "hop_skip_jump"}
     assert attacks.ATTACK_SPECS["pgd"].settings == (
         "alpha",
         "steps",

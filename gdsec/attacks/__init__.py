@@ -10,6 +10,7 @@ dtype, clipped to [0, 1] and inside its budget; it leaves ``x`` untouched, resto
 * ``gradient``: :func:`fgsm`, :func:`pgd`, :func:`apgd` (bounded, white-box);
 * ``minimal``: :func:`cw_l2`, :func:`deepfool` (smallest L2 perturbation, white-box);
 * ``query``: :func:`square_attack`, :func:`spsa` (bounded, gradient-free);
+* ``decision``: :func:`hop_skip_jump` (bounded, reads only the predicted label);
 * ``fab``: :func:`fab` (minimum-norm search, reported within ``eps``).
 
 :mod:`.stand_in` builds the BPDA stand-in of any model (:func:`bpda_stand_in`: module trees,
@@ -50,6 +51,7 @@ from gdsec.attacks.checks import (
     straight_through_grad,
     zero_gradient_rows,
 )
+from gdsec.attacks.decision import hop_skip_jump
 from gdsec.attacks.ensemble import ENSEMBLE, Member
 from gdsec.attacks.evaluation import Evaluation, evaluate
 from gdsec.attacks.gradient import APGD_LOSSES, apgd, checkpoints, fgsm, pgd
@@ -91,6 +93,7 @@ __all__ = [
     "evaluate",
     "fab",
     "fgsm",
+    "hop_skip_jump",
     "input_gradient",
     "is_randomised",
     "keep_best",

@@ -10,6 +10,7 @@ from torch import nn
 
 from gdsec.attacks._core import AttackSpec, check_attack_inputs, checked_logits, perturbation_norm
 from gdsec.attacks.boundary import fab
+from gdsec.attacks.decision import hop_skip_jump
 from gdsec.attacks.gradient import apgd, fgsm, pgd
 from gdsec.attacks.minimal import cw_l2, deepfool
 from gdsec.attacks.query import spsa, square_attack
@@ -23,7 +24,8 @@ Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 #: The registry: every attack by its public name, with its facts (bounded or minimal, randomised, settings).
 ATTACK_SPECS: dict[str, AttackSpec] = {
-    fn.__name__: fn.spec for fn in (fgsm, pgd, apgd, fab, cw_l2, deepfool, square_attack, spsa)
+    fn.__name__: fn.spec
+    for fn in (fgsm, pgd, apgd, fab, cw_l2, deepfool, square_attack, spsa, hop_skip_jump)
 }
 
 
