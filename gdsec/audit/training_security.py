@@ -235,7 +235,7 @@ def audit_training_security(model: nn.Module, split: Split, config: AuditConfig)
         "flip_excess": flip["excess"],
         "flagged_index": flagged.tolist(),
         **provenance(
-            best.get("rows", 0),
+            len(y),
             config,
             ("scan_quantile", "label_margin", "trigger_sizes", "expected_fraction", "n_references"),
         ),
