@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -25,7 +26,7 @@ import pytest
 import torch
 from torch import nn
 
-from gdsec import masking, models
+from gdsec import masking, models, train
 from gdsec.audit import cli, loading, options
 
 from helpers import ROOT
@@ -651,3 +652,71 @@ def test_masked_models_saved_either_way_are_high_on_q4_and_their_honest_twin_low
             assert evidence["randomised"] == (name == "randomised")
             route = "graph converted from TorchScript" if kind == "pt" else "torch.fx graph"
             assert evidence["bpda"].startswith(route), evidence["bpda"]
+
+
+def _findings(files: dict, model: Path, tmp: Path, capsys, *questions: str) -> dict[str, dict]:
+    """The findings, by question, of ``gdsec-audit`` on ``model`` (quick budget, eps 0.1)."""
+    only = [arg for q in questions for arg in ("--only", q)]
+    args = [str(model), str(files["data"]), *only, *QUICK, "--fail-on", "never"]
+    _, report, err = _json_run(files, tmp, capsys, *args)
+    assert all(line.startswith("gdsec-audit: ") for line in err.strip().splitlines()), err
+    return {f["question"]: f for f in report["findings"]}
+
+
+@pytest.mark.integration
+def test_a_decoy_gradient_saved_as_a_program_is_high_on_q1_and_q2(files, tmp_path, capsys, digits):
+    decoy_of = models.mlp(64, 10, hidden=32, seed=7)  # the defender's decoy: another honest MLP
+    train.train(
+        decoy_of,
+        digits.x_train,
+        digits.y_train,
+        optimizer="adam",
+        lr=1e-2,
+        epochs=10,
+        batch_size=64,
+        seed=7,
+        progress=False,
+    )
+    wrapper = masking.DecoyGradient(copy.deepcopy(files["model"]), [decoy_of.eval()]).eval()
+    x = torch.from_numpy(files["arrays"]["x_test"])
+    path = _export(wrapper, x, tmp_path / "decoy.pt2")  # torch.export keeps the decoy's gradient
+    questions = ("gradient_exposure", "adversarial_testing")
+    decoy = _findings(files, path, tmp_path, capsys, *questions)
+    honest = _findings(files, files["pt2"], tmp_path, capsys, *questions)
+    # the quick budget's 50 queries break little without gradients: the decoy is rated like its
+    # twin or worse on Q1 (test_audit_decoy shows "high" at chapter 10's 200 queries), high on Q2
+    order = ("low", "medium", "high").index
+    q1 = [order(found[questions[0]]["severity"]) for found in (decoy, honest)]
+    assert q1[0] >= q1[1] and decoy[questions[1]]["severity"] == "high", (decoy, honest)
+    flags = {f.split(":")[0] for f in decoy["adversarial_testing"]["evidence"]["flags"]}
+    assert (
+        "inconsistent-gradient" in flags
+        and "inconsistent-gradient" in decoy[questions[0]]["evidence"]["flags"]
+    )
+    honest_flags = {f.split(":")[0] for f in honest["adversarial_testing"]["evidence"]["flags"]}
+    assert (
+        "inconsistent-gradient" not in honest_flags
+        and not honest[questions[0]]["evidence"]["flags"]
+    )
+
+
+class _Unused(nn.Module):
+    """The honest MLP beside an auxiliary head that ``forward`` never uses."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net, self.head = net, nn.Linear(64, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+@pytest.mark.integration
+def test_a_model_with_an_unused_parameter_is_audited(files, tmp_path, capsys):
+    model = _Unused(copy.deepcopy(files["model"])).eval()
+    path = _script(model, tmp_path / "unused.pt")
+    found = _findings(files, path, tmp_path, capsys, "convergence_properties")
+    evidence = found["convergence_properties"]["evidence"]
+    assert all(math.isfinite(evidence[k]) for k in ("sharpness", "train_loss", "test_loss")), (
+        evidence
+    )

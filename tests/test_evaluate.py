@@ -392,3 +392,31 @@ def test_no_weaker_than_torchattacks(digits_mlp, rows, torchattacks) -> None:
         model, x, y, EPS, attacks=("apgd-ce", "apgd-t"), budget=Budget(steps=20, check_rows=0)
     )
     assert ours.robust_accuracy <= robust.float().mean().item() + 0.02
+
+
+def test_a_decoy_gradient_is_flagged_and_attacked_by_decisions(
+    honest, digits_mlp, digits_cnn, rows
+):
+    decoy = masking.DecoyGradient(digits_mlp, [digits_cnn])
+    tiny = Budget(steps=3, fab_steps=3, square_steps=30, check_rows=0)
+    e = evaluate(decoy, rows[0][:12], rows[1][:12], EPS, budget=tiny)
+    assert {"inconsistent-gradient", "flat-output"} <= _names(e.flags), e.flags
+    # after the default ensemble (Square last) the decision-based HopSkipJump joins
+    assert list(e.accuracy_after) == [*LABELS, "hop_skip_jump"]
+    assert e.budgets["hop_skip_jump"] == {"norm": "inf", "queries": 30}
+    chosen = evaluate(decoy, rows[0][:12], rows[1][:12], EPS, budget=tiny, attacks=("apgd-ce",))
+    assert list(chosen.accuracy_after) == ["apgd-ce"]  # members chosen: exactly those run
+    assert not _names(honest.flags) & {"inconsistent-gradient", "flat-output"}
+    assert "hop_skip_jump" not in honest.accuracy_after
+
+
+def test_float64_logits(digits_mlp, rows) -> None:
+    class Double(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return digits_mlp(x).double()
+
+    x, y = rows[0][:20], rows[1][:20]
+    budget = replace(FAST, check_rows=0)
+    e = evaluate(Double(), x, y, EPS, budget=budget, attacks=("fab-t",))  # FAB mixed the dtypes
+    plain = evaluate(digits_mlp, x, y, EPS, budget=budget, attacks=("fab-t",))
+    assert e.flags == () and e.robust_accuracy == plain.robust_accuracy

@@ -17,14 +17,20 @@ never saturating), with the one other class as target.
 It also runs AutoAttack's checks (:mod:`gdsec.attacks.checks`) and a few of Carlini et al. (2019),
 each a ``flags`` entry that says what it saw: a zero input gradient, a randomised forward pass
 (then every attack and the scoring use EOT), probabilities instead of logits, the gradient-free
-attack beating the white-box ones, and accuracy rising with ``eps``. ``flags`` is empty when none
-of these happened. Square "beats" the white-box attacks when it breaks more than 0.2 % of the rows
-(AutoAttack's threshold) and at least two rows (0.2 % of a small evaluation is less than one row).
+attack beating the white-box ones, accuracy rising with ``eps``, a backward pass that disagrees
+with the forward pass (``inconsistent-gradient``) and scores that do not move in the ball
+(``flat-output``). ``flags`` is empty when none of these happened. After a flag that says the
+gradients cannot be trusted (:data:`MASKING_FLAGS`) the default ensemble, which ends with the
+gradient-free Square, adds the decision-based HopSkipJump (:func:`gdsec.attacks.hop_skip_jump`,
+labels only, ``budget.square_steps`` queries) on the rows still robust. Square
+"beats" the white-box attacks when it breaks more than 0.2 % of the rows (AutoAttack's threshold)
+and at least two rows (0.2 % of a small evaluation is less than one row).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -35,10 +41,12 @@ from gdsec.attacks.budget import BUDGETS, Budget
 from gdsec.attacks.checks import (
     PROBE_ROWS,
     MeanOfDraws,
+    consistency_flags,
     is_randomised,
     looks_like_probabilities,
     zero_gradient_rows,
 )
+from gdsec.attacks.decision import hop_skip_jump
 from gdsec.attacks.ensemble import ENSEMBLE, Member, check_members
 from gdsec.models import eval_mode
 from gdsec.seeds.stats import wilson_interval
@@ -48,6 +56,12 @@ from gdsec.validation import check_keywords, check_norm, check_number, check_see
 __all__ = ["Evaluation", "evaluate"]
 
 _SQUARE_MARGIN = 0.002  # AutoAttack's check_square_sr: Square may lower accuracy by at most 0.2 %
+
+#: The flags after which the gradient-free members run as well (the gradients cannot be trusted).
+MASKING_FLAGS = ("randomised", "zero-gradient", "inconsistent-gradient", "flat-output")
+
+#: The decision-based member's label (HopSkipJump, label-only, with ``budget.square_steps`` queries).
+DECISION_LABEL = "hop_skip_jump"
 
 
 @dataclass(frozen=True)
@@ -98,7 +112,8 @@ def evaluate(
     """Per-example worst-case robust accuracy at ``eps`` under the AutoAttack standard ensemble, with flags.
 
     ``attacks`` (default :data:`ENSEMBLE`, without ``square_attack`` for L2; labels or
-    :class:`Member` records) run in order, each on the rows still robust, with ``budget``. The
+    :class:`Member` records) run in order, each on the rows still robust, with ``budget``; only the
+    default ensemble adds the decision-based member after a masking flag. The
     checks probe the first :data:`~gdsec.attacks.checks.PROBE_ROWS` rows: if the model is randomised
     (:func:`gdsec.attacks.checks.is_randomised`, in eval mode, where it is attacked) every attack and
     the scoring use the mean logits of ``budget.draws`` draws (EOT); ``eps``-monotonicity re-runs
@@ -122,7 +137,7 @@ def evaluate(
         seeded_global_rng(seed, "attacks.evaluate.model"),
         eval_mode(model),
     ):  # the model's own randomness only
-        return _evaluate(model, x, y, eps, norm, seed, members, budget, n_classes)
+        return _evaluate(model, x, y, eps, norm, seed, members, budget, n_classes, attacks is None)
 
 
 def _evaluate(
@@ -135,6 +150,7 @@ def _evaluate(
     members: tuple[Member, ...],
     budget: Budget,
     n_classes: int,
+    escalate: bool,
 ) -> Evaluation:
     """The body of :func:`evaluate`, on checked arguments, with the model in eval mode."""
     probe = x[:PROBE_ROWS]
@@ -158,39 +174,51 @@ def _evaluate(
             "zero cross-entropy input gradient (saturated or non-differentiable model); read the DLR, "
             "targeted and gradient-free results"
         )
+    if target is model:
+        flags += consistency_flags(model, probe, eps, seed=seed)
     robust, x_adv = correct.clone(), x.clone()
     broken_by: list[str | None] = [None if c else "clean" for c in correct.tolist()]
     accuracy_after, seconds, after_first = {}, {}, robust.clone()
-    for member in members:
+
+    def attack(label: str, craft: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
         start = time.perf_counter()
         rows = robust.nonzero().squeeze(1)
         if rows.numel():
-            found = member.run(target, x[rows], y[rows], eps, norm, budget, seed)
+            found = craft(x[rows], y[rows])
             fooled = _predict(target, found) != y[rows]
             robust[rows[fooled]] = False
             x_adv[rows[fooled]] = found[fooled]
             for row in rows[fooled].tolist():
-                broken_by[row] = member.label
-        accuracy_after[member.label] = int(robust.sum()) / len(x)
+                broken_by[row] = label
+        accuracy_after[label] = int(robust.sum()) / len(x)
+        seconds[label] = time.perf_counter() - start
+
+    for member in members:
+        attack(member.label, _crafter(member, target, eps, norm, budget, seed))
         if member == ENSEMBLE[0]:
-            after_first = (
-                robust.clone()
-            )  # APGD-CE alone at eps, for the like-with-like monotonicity check
-        seconds[member.label] = time.perf_counter() - start
+            after_first = robust.clone()  # APGD-CE alone at eps, for the monotonicity check
     flags += _sequence_flags(accuracy_after, len(x))
+    if escalate and any(f.startswith(MASKING_FLAGS) for f in flags):  # labels only
+        q = budget.square_steps
+        attack(
+            DECISION_LABEL,
+            lambda a, b: hop_skip_jump(target, a, b, eps, norm=norm, queries=q, seed=seed),
+        )
     if budget.check_rows and eps > 0 and ENSEMBLE[0] in members:
         rows = slice(0, budget.check_rows)
         flags += _monotone_flag(
             target, x[rows], y[rows], after_first[rows], eps, norm, budget, seed
         )
     targets = target_count(n_classes)
-    budgets = {
+    budgets: dict[str, dict[str, object]] = {
         m.label: {
             **m.budgeted(norm, budget),
             **({"targets": targets} if m.settings.get("targeted") else {}),
         }
         for m in members
     }
+    if DECISION_LABEL in accuracy_after:
+        budgets[DECISION_LABEL] = {"norm": norm, "queries": budget.square_steps}
     n, kept = len(x), int(robust.sum())
     return Evaluation(
         clean_accuracy=int(correct.sum()) / n,
@@ -207,6 +235,13 @@ def _evaluate(
         seconds=seconds,
         flags=tuple(flags),
     )
+
+
+def _crafter(
+    member: Member, model: nn.Module, eps: float, norm: str, budget: Budget, seed: int
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``member``'s attack on ``model`` as a function of the rows it attacks."""
+    return lambda xs, ys: member.run(model, xs, ys, eps, norm, budget, seed)
 
 
 def _sequence_flags(accuracy_after: dict[str, float], n: int) -> list[str]:

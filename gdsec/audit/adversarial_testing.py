@@ -1,11 +1,15 @@
 """Audit question 2, adversarial testing: how does the model hold up against the strongest attacks?
 
 :func:`gdsec.attacks.evaluate` (the AutoAttack-style ensemble: APGD-CE, APGD-T, FAB-T, Square, each
-on the rows still robust) runs on the whole trusted split at every budget, on normalised logits so
-that rescaling the logits cannot change the result. The severity grades the per-example worst-case
-robust accuracy at the deployment budget and rises one level on any of ``evaluate``'s flags (a
-random forward pass, zero gradients, Square beating the gradient attacks, accuracy rising with
-``eps``), on probability-valued outputs, and on DeepFool flipping predictions without moving.
+on the rows still robust) runs on the whole trusted split at every budget, on the audit's
+scale-free view (:class:`gdsec.audit.NormalisedLogits`, one temperature calibrated on the trusted
+rows) so that rescaling the logits cannot change the result. After a flag that says the gradients
+cannot be trusted, ``evaluate`` adds the gradient-free members (Square, the decision-based
+HopSkipJump) to the worst case. The severity grades the per-example worst-case robust accuracy at
+the deployment budget and rises one level on any of ``evaluate``'s flags (a random forward pass,
+zero gradients, a backward pass that disagrees with the forward pass, flat scores, Square beating
+the gradient attacks, accuracy rising with ``eps``), on probability-valued outputs, and on DeepFool
+flipping predictions without moving.
 """
 
 from __future__ import annotations
@@ -44,13 +48,16 @@ def raise_severity(severity: str, steps: int = 1) -> str:
 def _evaluation(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, config: AuditConfig
 ) -> Evaluation:
-    """``evaluate`` on normalised logits with the config's budget."""
-    return evaluate(NormalisedLogits(model), x, y, eps, budget=config.budget, seed=config.seed)
+    """``evaluate`` on the audit's view (calibrated on ``(x, y)``) with the config's budget."""
+    view = NormalisedLogits(model, x, y)
+    return evaluate(view, x, y, eps, budget=config.budget, seed=config.seed)
 
 
-def _deepfool_median(model: nn.Module, x: torch.Tensor) -> float:
-    """Median L2 size of the DeepFool perturbations that flip a prediction (inf if none does)."""
-    target = NormalisedLogits(model)
+def _deepfool_median(model: nn.Module, x: torch.Tensor, y: torch.Tensor, rows: int) -> float:
+    """Median L2 size of the DeepFool perturbations that flip a prediction on the first ``rows``
+    rows (inf if none does), on the view calibrated on ``(x, y)``."""
+    target = NormalisedLogits(model, x, y)
+    x = x[:rows]
     x_df = deepfool(target, x)
     sizes = perturbation_norm(x, x_df, norm="2")[predict(target, x_df) != predict(target, x)]
     return sizes.median().item() if len(sizes) else math.inf
@@ -74,7 +81,7 @@ def audit_adversarial_testing(model: nn.Module, split: Split, config: AuditConfi
     median_l2 = (
         math.nan
         if is_randomised(model, x[:PROBE_ROWS])
-        else _deepfool_median(model, x[:check_rows])
+        else _deepfool_median(model, x, y, check_rows)
     )
     if median_l2 < 1e-3:
         flags.append(
@@ -86,7 +93,7 @@ def audit_adversarial_testing(model: nn.Module, split: Split, config: AuditConfi
     summary = (
         f"Per-example worst-case robust accuracy {main.robust_accuracy:.0%} (95 % interval {low:.0%}-{high:.0%}) "
         f"of {main.n} trusted rows at L-inf eps = {config.eps:g}, from {main.clean_accuracy:.0%} clean, under "
-        f"APGD-CE, APGD-T, FAB-T and Square; median DeepFool L2 size {median_l2:.2f}."
+        f"{', '.join(main.accuracy_after)}; median DeepFool L2 size {median_l2:.2f}."
         + (
             f" {len(flags)} flag(s) raise the severity: {'; '.join(f.split(':')[0] for f in flags)}."
             if flags

@@ -1,15 +1,29 @@
-"""Audit question 1, gradient exposure: what can an outsider do with what the model returns?"""
+"""Audit question 1, gradient exposure: what can an outsider do with what the model returns?
+
+Every attack runs on the audit's scale-free view (:class:`gdsec.audit.NormalisedLogits`, one
+temperature calibrated on the trusted rows). A white-box PGD attacker and a query-only Square
+attacker are measured; an API that returns labels only is measured with the label-only
+HopSkipJump (:func:`gdsec.attacks.hop_skip_jump`). When a check says the scores or gradients cannot
+be trusted (a random forward pass, zero gradients, a backward pass that disagrees with the forward
+pass, flat scores), the decision-based number is measured too and the attacker gets the best of
+them; flat scores, which leave Square nothing to descend, also raise the severity one level: they
+defeat Square, not an attacker who reads the decisions.
+"""
 
 from __future__ import annotations
 
 import math
 
+import torch
 from torch import nn
 
-from gdsec.attacks import pgd, robust_accuracy, square_attack
+from gdsec.attacks import PROBE_ROWS, is_randomised, pgd, robust_accuracy, square_attack
+from gdsec.attacks.checks import consistency_flags, zero_gradient_rows
+from gdsec.attacks.decision import hop_skip_jump
 from gdsec.audit.adaptive import NormalisedLogits
+from gdsec.audit.adversarial_testing import raise_severity
 from gdsec.audit.config import AuditConfig, eval_rows, provenance
-from gdsec.audit.report import SEVERITIES, Finding, grade
+from gdsec.audit.report import Finding, grade
 from gdsec.data import Split
 from gdsec.leakage import client_gradients, dlg, reconstruction_errors
 from gdsec.train import accuracy
@@ -44,15 +58,28 @@ def _gradient_leak(model: nn.Module, split: Split, rows: int = 2) -> float:
     return sum(errors) / len(errors)
 
 
+def _untrusted(
+    view: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, seed: int
+) -> list[str]:
+    """The names of the checks that say the view's scores or gradients cannot be trusted."""
+    probe, labels = x[:PROBE_ROWS], y[:PROBE_ROWS]
+    if is_randomised(view, probe):
+        return ["randomised"]
+    names = [flag.split(":")[0] for flag in consistency_flags(view, probe, eps, seed=seed)]
+    return names + (["zero-gradient"] if zero_gradient_rows(view, probe, labels).any() else [])
+
+
 def audit_gradient_exposure(model: nn.Module, split: Split, config: AuditConfig) -> Finding:
-    """What the exposed interface allows: a white-box (PGD) vs a query-only (Square) attacker, on normalised logits.
+    """What the exposed interface allows: white-box (PGD), query-only (Square) and label-only
+    (HopSkipJump) attackers on the audit's scale-free view.
 
     Taught in chapter 10.
     """
     x, y = eval_rows(split, config)
     eps, seed = config.eps, config.seed
     clean = accuracy(model, x, y)
-    model = NormalisedLogits(model)  # the same decisions; the logit scale cannot hide the gradient
+    # the same decisions; the logit scale cannot hide anything
+    model = NormalisedLogits(model, x, y)
     whitebox = robust_accuracy(
         model, x, y, lambda m, xs, ys: pgd(m, xs, ys, eps, steps=config.budget.steps, seed=seed)
     )
@@ -64,17 +91,27 @@ def audit_gradient_exposure(model: nn.Module, split: Split, config: AuditConfig)
             m, xs, ys, eps, steps=config.budget.square_steps, seed=seed
         ),
     )
+    flags = _untrusted(model, x, y, eps, seed)
+    decision = math.nan
+    if flags or config.exposure == "labels":
+        queries = config.budget.square_steps
+        decision = robust_accuracy(
+            model,
+            x,
+            y,
+            lambda m, xs, ys: hop_skip_jump(m, xs, ys, eps, queries=queries, seed=seed),
+        )
     achievable = {
         "gradients": min(whitebox, query),
         "logits": query,
         "scores": query,
-        "labels": query,
+        "labels": decision,
     }[config.exposure]
+    if flags:
+        achievable = min(achievable, decision)
     severity = grade(achievable / max(clean, 1e-12), high=0.5, medium=0.8)
-    if config.exposure == "labels" and severity != "low":
-        severity = SEVERITIES[
-            SEVERITIES.index(severity) - 1
-        ]  # score-based attacks need more than labels
+    if "flat-output" in flags:  # flat scores leave Square nothing to descend: its number is void
+        severity = raise_severity(severity)
     leak = math.nan
     if config.exposure == "gradients":
         severity = "high"  # training gradients also leak the data itself (chapter 9)
@@ -84,6 +121,17 @@ def audit_gradient_exposure(model: nn.Module, split: Split, config: AuditConfig)
         f"({config.budget.square_steps} queries, no gradients) "
         f"leaves {query:.0%} accuracy, a white-box PGD attacker {whitebox:.0%}, from {clean:.0%} clean."
     )
+    if not math.isnan(decision):
+        summary += (
+            f" A label-only HopSkipJump attacker ({config.budget.square_steps} queries) leaves "
+            f"{decision:.0%}."
+        )
+    if flags:
+        summary += (
+            f" The scores or gradients cannot be trusted ({', '.join(flags)}): the decision-based "
+            "attacker counts"
+            + (", and flat scores raise the severity one level." if "flat-output" in flags else ".")
+        )
     if query + 0.03 < whitebox:
         summary += " The query-only attacker does better than the white-box one: hiding gradients is no protection."
     if config.exposure == "gradients":
@@ -93,6 +141,8 @@ def audit_gradient_exposure(model: nn.Module, split: Split, config: AuditConfig)
         "clean_accuracy": clean,
         "whitebox_pgd_accuracy": whitebox,
         "query_only_square_accuracy": query,
+        "decision_based_accuracy": decision,
+        "flags": flags,
         "queries_per_input": config.budget.square_steps,
         "eps": config.eps,
         "rows": len(y),
