@@ -216,7 +216,7 @@ def hop_skip_jump(
     (L-infinity) or unit vector (L2). Every forward pass of a row is one of its ``queries``; a row
     stops once its closest misclassified point is within ``eps``. A row whose closest point lies
     farther returns that point projected onto the ``eps``-ball if it is still misclassified (its
-    last query), else ``x``. Taught in chapter 10.
+    last query), else ``x``. Used in chapter 10 (the audit).
     """
     generator = random_stream(seed, "attacks.hop_skip_jump")
     xf = x.reshape(len(x), -1)
