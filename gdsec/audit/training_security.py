@@ -203,12 +203,16 @@ def audit_training_security(model: nn.Module, split: Split, config: AuditConfig)
     flip = _flip(model, split, references, disputes)
     severity, verdict = _verdict(best, flip, disputes, config)
     rate, clean = (best["rate"], max(best["clean"])) if best else (0.0, 0.0)
+    tried = (
+        f"The best trigger rebuilt from the flagged rows ({len(best['features'])} features) sends "
+        f"{rate:.0%} of {best['rows']} clean rows of other classes to class {best['target']}; on "
+        f"{len(references)} clean reference models the same stamp reaches at most {clean:.0%}."
+        if best
+        else f"No class has {_MIN_ROWS} flagged rows to rebuild a trigger from."
+    )
     summary = (
         f"{verdict} The scan flags {len(flagged)} of {len(y)} training rows, {share:.0%} of them labelled "
-        f"{suspect}. {_label_text(disputes)} The best trigger rebuilt from the flagged rows "
-        f"({len(best['features']) if best else 0} features) sends {rate:.0%} of {best.get('rows', 0)} "
-        f"clean rows of other classes to class {best.get('target', suspect)}; on {len(references)} clean "
-        f"reference models the same stamp reaches at most {clean:.0%}."
+        f"{suspect}. {_label_text(disputes)} {tried}"
     )
     evidence = {
         "method": config.poison_method,
