@@ -180,7 +180,7 @@ def adaptive_robust(
         after[name] = robust.clone()
 
     def gradient(target: nn.Module) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-        view = NormalisedLogits(MeanOfDraws(target, budget.draws) if randomised else target)
+        view = NormalisedLogits(MeanOfDraws(target, budget.draws) if randomised else target, x, y)
         return lambda xs, ys: apgd(view, xs, ys, eps, steps=budget.steps, seed=seed)
 
     if signs:

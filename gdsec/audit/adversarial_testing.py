@@ -9,7 +9,9 @@ HopSkipJump) to the worst case. The severity grades the per-example worst-case r
 the deployment budget and rises one level on any of ``evaluate``'s flags (a random forward pass,
 zero gradients, a backward pass that disagrees with the forward pass, flat scores, Square beating
 the gradient attacks, accuracy rising with ``eps``), on probability-valued outputs, and on DeepFool
-flipping predictions without moving.
+flipping predictions without moving. When a flag says the gradients cannot be trusted, the
+adaptive attacks of question 4 (transfer, BPDA, a surrogate distilled on the model's decisions,
+HopSkipJump) also join the worst case at the deployment budget.
 """
 
 from __future__ import annotations
@@ -28,10 +30,13 @@ from gdsec.attacks import (
     looks_like_probabilities,
     perturbation_norm,
 )
-from gdsec.audit.adaptive import NormalisedLogits
+from gdsec.attacks.evaluation import MASKING_FLAGS
+from gdsec.audit.adaptive import NormalisedLogits, adaptive_robust
 from gdsec.audit.config import AuditConfig, eval_rows, provenance
+from gdsec.audit.references import transfer_surrogate
 from gdsec.audit.report import SEVERITIES, Finding, grade
 from gdsec.data import Split
+from gdsec.seeds.stats import wilson_interval
 from gdsec.train import predict
 
 __all__ = ["audit_adversarial_testing", "raise_severity"]
@@ -63,6 +68,27 @@ def _deepfool_median(model: nn.Module, x: torch.Tensor, y: torch.Tensor, rows: i
     return sizes.median().item() if len(sizes) else math.inf
 
 
+def _with_adaptive(
+    model: nn.Module, split: Split, main: Evaluation, config: AuditConfig
+) -> tuple[torch.Tensor, list[str]]:
+    """The rows ``main`` left robust that also survive question 4's adaptive attacks (transfer from
+    the reference, BPDA, a surrogate distilled on the model's decisions, HopSkipJump), and their names."""
+    x, y = eval_rows(split, config)
+    after, _ = adaptive_robust(
+        model,
+        x,
+        y,
+        config.eps,
+        standing=main.robust,
+        surrogate=transfer_surrogate(split, config),
+        budget=config.budget,
+        randomised=is_randomised(model, x[:PROBE_ROWS]),
+        signs=True,
+        seed=config.seed,
+    )
+    return list(after.values())[-1], list(after)
+
+
 def audit_adversarial_testing(model: nn.Module, split: Split, config: AuditConfig) -> Finding:
     """Per-example worst-case robust accuracy (gdsec.attacks.evaluate) at every budget, its interval and flags.
 
@@ -87,13 +113,19 @@ def audit_adversarial_testing(model: nn.Module, split: Split, config: AuditConfi
         flags.append(
             f"deepfool-zero: the median DeepFool perturbation that flips a prediction has L2 size {median_l2:.2g}"
         )
-    measured = grade(main.robust_accuracy, high=0.5, medium=0.75)
+    members, robust = list(main.accuracy_after), main.robust
+    if any(f.startswith(MASKING_FLAGS) for f in main.flags):  # the gradients cannot be trusted
+        robust, adaptive = _with_adaptive(model, split, main, config)
+        members += [a for a in adaptive if a not in members]
+    robust_accuracy = float(robust.float().mean())
+    ci95 = wilson_interval(int(robust.sum()), main.n)
+    measured = grade(robust_accuracy, high=0.5, medium=0.75)
     severity = raise_severity(measured) if flags else measured
-    low, high = main.ci95
+    low, high = ci95
     summary = (
-        f"Per-example worst-case robust accuracy {main.robust_accuracy:.0%} (95 % interval {low:.0%}-{high:.0%}) "
+        f"Per-example worst-case robust accuracy {robust_accuracy:.0%} (95 % interval {low:.0%}-{high:.0%}) "
         f"of {main.n} trusted rows at L-inf eps = {config.eps:g}, from {main.clean_accuracy:.0%} clean, under "
-        f"{', '.join(main.accuracy_after)}; median DeepFool L2 size {median_l2:.2f}."
+        f"{', '.join(members)}; median DeepFool L2 size {median_l2:.2f}."
         + (
             f" {len(flags)} flag(s) raise the severity: {'; '.join(f.split(':')[0] for f in flags)}."
             if flags
@@ -108,11 +140,15 @@ def audit_adversarial_testing(model: nn.Module, split: Split, config: AuditConfi
         "attack may still do better (passing is necessary, never sufficient)."
     )
     evidence = {
-        "robust_accuracy": main.robust_accuracy,
-        "robust_accuracy_ci95": main.ci95,
+        "robust_accuracy": robust_accuracy,
+        "robust_accuracy_ci95": ci95,
+        "ensemble_robust_accuracy": main.robust_accuracy,
+        "attacks": members,
         "clean_accuracy": main.clean_accuracy,
-        "robust_accuracy_by_eps": {k: r.robust_accuracy for k, r in runs.items()},
-        "ci95_by_eps": {k: r.ci95 for k, r in runs.items()},
+        "robust_accuracy_by_eps": {
+            k: robust_accuracy if r is main else r.robust_accuracy for k, r in runs.items()
+        },
+        "ci95_by_eps": {k: ci95 if r is main else r.ci95 for k, r in runs.items()},
         "accuracy_after_attack": main.accuracy_after,
         "flags": flags,
         "deepfool_median_l2": median_l2,

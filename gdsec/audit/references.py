@@ -11,12 +11,13 @@ from functools import partial
 
 from torch import nn
 
+from gdsec.audit.config import AuditConfig
 from gdsec.data import Split
 from gdsec.models import mlp
 from gdsec.seeds import train_seeds
 from gdsec.validation import check_int
 
-__all__ = ["reference_models"]
+__all__ = ["reference_models", "transfer_surrogate"]
 
 _RECIPE = {"optimizer": "adam", "lr": 0.01}
 
@@ -48,3 +49,12 @@ def reference_models(
         batch_size=min(64, len(y)),
     )
     return tuple(trained)
+
+
+def transfer_surrogate(split: Split, config: AuditConfig) -> nn.Module:
+    """The transfer surrogate: ``config.surrogate``, else the first clean reference (trained on the
+    trusted split). Used in chapter 10."""
+    if config.surrogate is not None:
+        return config.surrogate
+    references = config.references or reference_models(split, n_seeds=1, seed=config.seed)
+    return references[0]

@@ -29,7 +29,7 @@ from gdsec.attacks import (
 )
 from gdsec.audit.adaptive import NormalisedLogits, adaptive_robust
 from gdsec.audit.config import AuditConfig, eval_rows, provenance
-from gdsec.audit.references import reference_models
+from gdsec.audit.references import transfer_surrogate
 from gdsec.audit.report import Finding
 from gdsec.data import Split
 from gdsec.seeds.stats import wilson_interval
@@ -47,6 +47,7 @@ GRADIENT_FLAGS = (
     "randomised",
     "inconsistent-gradient",
     "flat-output",
+    "discontinuous-scores",
     "square-beats-white-box",
 )
 
@@ -58,14 +59,6 @@ _ADVICE = {
     "low": "The white-box and adaptive attacks agree. Passing is necessary, never sufficient: an attack "
     "designed for this model may still do better.",
 }
-
-
-def _surrogate(split: Split, config: AuditConfig) -> nn.Module:
-    """The transfer surrogate: the one given, or the first clean reference (trained on the trusted split)."""
-    if config.surrogate is not None:
-        return config.surrogate
-    references = config.references or reference_models(split, n_seeds=1, seed=config.seed)
-    return references[0]
 
 
 def _signs(white_flags: tuple[str, ...], randomised: bool, zero: float) -> dict[str, str]:
@@ -104,7 +97,7 @@ def audit_robustness_verification(model: nn.Module, split: Split, config: AuditC
     )
     randomised = is_randomised(model, x[:PROBE_ROWS])
     right = torch.tensor([b != "clean" for b in white.broken_by])
-    score = NormalisedLogits(MeanOfDraws(model, budget.draws) if randomised else model)
+    score = NormalisedLogits(MeanOfDraws(model, budget.draws) if randomised else model, x, y)
     zero = (
         zero_gradient_rows(score, x[right], y[right]).float().mean().item() if right.any() else 0.0
     )
@@ -115,7 +108,7 @@ def audit_robustness_verification(model: nn.Module, split: Split, config: AuditC
         y,
         config.eps,
         standing=white.robust,
-        surrogate=_surrogate(split, config),
+        surrogate=transfer_surrogate(split, config),
         budget=budget,
         randomised=randomised,
         signs=bool(signs),
