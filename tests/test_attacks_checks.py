@@ -16,11 +16,11 @@ from gdsec.attacks import (
     zero_gradient_rows,
 )
 from gdsec.attacks.checks import (
-    consistency_flags,
     flat_output,
     gradient_inconsistency,
     logit_scale,
 )
+from gdsec.attacks.continuity import JUMP_TOL, boundary_jump, consistency_flags
 from gdsec.models import mlp
 from gdsec.streams import seeded_global_rng
 
@@ -139,12 +139,54 @@ def test_consistency_flags_name_the_decoy_and_spare_the_honest_model() -> None:
     decoy = masking.DecoyGradient(honest, [mlp(64, 10, hidden=16, seed=5)]).eval()
     x = _digits_like()
     names = [flag.split(":")[0] for flag in consistency_flags(decoy, x, 0.1)]
-    assert names == ["inconsistent-gradient", "flat-output"]
+    assert names == ["inconsistent-gradient", "flat-output", "discontinuous-scores"]
     assert (
         consistency_flags(honest, x, 0.1) == []
         and consistency_flags(_Times(honest, 1e3), x, 0.1) == []
     )
     assert consistency_flags(decoy, x, 0.0)[0].startswith("inconsistent")  # no ball, no spread
+
+
+class Jumping(nn.Module):
+    """``scale * onehot(argmax model(x)) + weight * smooth(x)``: model's decisions, smooth's real
+    gradient (autograd agrees with finite differences, the margin moves), scores that jump."""
+
+    def __init__(self, model: nn.Module, smooth: nn.Module, weight: float = 0.1) -> None:
+        super().__init__()
+        self.model, self.smooth, self.weight = model, smooth, weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.model(x)
+        onehot = nn.functional.one_hot(z.argmax(1), z.shape[1]).to(z.dtype)
+        return 5.0 * onehot + self.weight * self.smooth(x)
+
+
+@pytest.mark.parametrize("classes", [2, 10])
+def test_boundary_jump_is_zero_on_continuous_scores_and_large_where_they_jump(classes) -> None:
+    honest = mlp(64, classes, hidden=16, seed=0).eval()
+    x = _digits_like()
+    plain = boundary_jump(honest, x)
+    assert plain.shape == (30,) and (~plain.isnan()).sum() >= 10
+    assert plain.nanmedian() < JUMP_TOL / 100, plain.nanmedian()
+    for variant in (_Times(honest, 1000.0), _Times(honest, 1.0, double=True)):
+        assert boundary_jump(variant, x).nanmedian() < JUMP_TOL / 100
+    for smooth in (mlp(64, classes, hidden=16, seed=5), _Times(honest, -1.0)):
+        jumps = boundary_jump(Jumping(honest, smooth).eval(), x)
+        assert jumps.nanmedian() > 0.1, jumps.nanmedian()
+
+
+def test_a_smooth_decoy_with_jumping_decisions_is_flagged_only_as_discontinuous() -> None:
+    honest = mlp(64, 10, hidden=16, seed=0).eval()
+    x = _digits_like()
+    jumping = Jumping(honest, mlp(64, 10, hidden=16, seed=5), weight=2.0).eval()
+    names = [flag.split(":")[0] for flag in consistency_flags(jumping, x, 0.1)]
+    assert names == ["discontinuous-scores"]
+
+
+def test_boundary_jump_without_a_partner_is_nan() -> None:
+    one_class = _Times(mlp(64, 3, hidden=4, seed=0), 0.0)  # every row predicts class 0
+    assert boundary_jump(one_class, _digits_like(5)).isnan().all()
+    assert boundary_jump(mlp(64, 3, hidden=4, seed=0), _digits_like(1)).isnan().all()
 
 
 def test_logit_scale_is_one_positive_number_per_batch() -> None:
@@ -162,6 +204,9 @@ def test_logit_scale_is_one_positive_number_per_batch() -> None:
         (lambda m, x: flat_output(m, x, -0.1), "eps"),
         (lambda m, x: flat_output(m, x, 0.1, points=1), "points"),
         (lambda m, x: flat_output("model", x, 0.1), "model"),
+        (lambda m, x: boundary_jump(m, x, steps=0), "steps"),
+        (lambda m, x: boundary_jump(m, x * 2), "x"),
+        (lambda m, x: boundary_jump("model", x), "model"),
     ],
 )
 def test_consistency_checks_validate(call, name) -> None:

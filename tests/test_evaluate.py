@@ -410,6 +410,29 @@ def test_a_decoy_gradient_is_flagged_and_attacked_by_decisions(
     assert "hop_skip_jump" not in honest.accuracy_after
 
 
+class _Jumping(nn.Module):
+    """``5 * onehot(argmax model) + 0.1 * smooth``: model's decisions, smooth scores that jump there."""
+
+    def __init__(self, model: nn.Module, smooth: nn.Module) -> None:
+        super().__init__()
+        self.model, self.smooth = model, smooth
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.model(x)
+        return 5.0 * nn.functional.one_hot(z.argmax(1), 10).to(z.dtype) + 0.1 * self.smooth(x)
+
+
+def test_scores_that_jump_at_the_boundary_are_flagged_and_attacked_by_decisions(
+    digits_mlp, digits_cnn, rows
+):
+    jumping = _Jumping(digits_mlp, digits_cnn)
+    tiny = Budget(steps=2, fab_steps=2, square_steps=10, check_rows=0)
+    e = evaluate(jumping, rows[0][:6], rows[1][:6], EPS, budget=tiny)
+    assert "discontinuous-scores" in _names(e.flags), e.flags
+    assert not _names(e.flags) & {"inconsistent-gradient", "flat-output"}  # the older flags miss it
+    assert list(e.accuracy_after) == [*LABELS, "hop_skip_jump"]
+
+
 def test_float64_logits(digits_mlp, rows) -> None:
     class Double(nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:

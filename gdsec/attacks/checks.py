@@ -10,6 +10,9 @@ As AutoAttack keeps its ``checks.py`` next to its attacks, every layer above (:f
   difference of the forward pass (a custom or decoy backward pass does not)?
 * :func:`flat_output`: does the scale-free margin stay put over random points of the ``eps``-ball
   (flat scores give a score-based attack nothing to descend)?
+* :func:`gdsec.attacks.continuity.boundary_jump` (beside them, with the flag texts
+  :func:`~gdsec.attacks.continuity.consistency_flags`): is the scale-free margin about 0 where the
+  decision changes?
 * :class:`MeanOfDraws`: EOT, the mean logits of several forward passes of a randomised model;
 * :class:`StraightThrough` and its builder :func:`straight_through`: BPDA, a layer's forward pass
   with the identity as its backward pass (:func:`straight_through_grad`, the same rule for any tensor).
@@ -17,7 +20,6 @@ As AutoAttack keeps its ``checks.py`` next to its attacks, every layer above (:f
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
 import torch
@@ -33,7 +35,6 @@ __all__ = [
     "PROBE_ROWS",
     "MeanOfDraws",
     "StraightThrough",
-    "consistency_flags",
     "flat_output",
     "gradient_inconsistency",
     "is_randomised",
@@ -196,34 +197,6 @@ def flat_output(
             z = checked_logits(model, (x + eps * (2 * noise - 1)).clamp(0.0, 1.0))
             margins.append(margin(z, predicted) / scale)
     return torch.stack(margins).std(0)
-
-
-def consistency_flags(
-    model: nn.Module, probe: torch.Tensor, eps: float, *, seed: int = 0
-) -> list[str]:
-    """The ``inconsistent-gradient`` and ``flat-output`` flags (the texts :func:`gdsec.attacks.evaluate`
-    reports) for a deterministic ``model`` on the rows ``probe``, at :data:`INCONSISTENT_TOL` and
-    :data:`FLAT_TOL`. Used in chapters 8 and 10.
-    """
-    flags = []
-    disagreement = gradient_inconsistency(model, probe, seed=seed)
-    median = float(disagreement.median())
-    if median > INCONSISTENT_TOL:
-        rows = int((disagreement > INCONSISTENT_TOL).sum())
-        flags.append(
-            f"inconsistent-gradient: on {rows} of {len(probe)} probed rows autograd's directional "
-            f"derivative disagrees with a finite difference of the forward pass (median relative "
-            f"disagreement {median:.2f}); the backward pass is not the forward pass's (a custom, "
-            "decoy or non-differentiable gradient); read the gradient-free and decision-based results"
-        )
-    spread = float(flat_output(model, probe, eps, seed=seed).median()) if eps > 0 else math.inf
-    if spread < FLAT_TOL:
-        flags.append(
-            f"flat-output: the scale-free margin barely moves over random points of the eps-ball "
-            f"(median spread {spread:.2g}, below {FLAT_TOL:g}); a score-based attack has nothing to "
-            "descend, read the decision-based result"
-        )
-    return flags
 
 
 class MeanOfDraws(nn.Module):

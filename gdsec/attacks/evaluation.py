@@ -18,8 +18,9 @@ It also runs AutoAttack's checks (:mod:`gdsec.attacks.checks`) and a few of Carl
 each a ``flags`` entry that says what it saw: a zero input gradient, a randomised forward pass
 (then every attack and the scoring use EOT), probabilities instead of logits, the gradient-free
 attack beating the white-box ones, accuracy rising with ``eps``, a backward pass that disagrees
-with the forward pass (``inconsistent-gradient``) and scores that do not move in the ball
-(``flat-output``). ``flags`` is empty when none of these happened. After a flag that says the
+with the forward pass (``inconsistent-gradient``), scores that do not move in the ball
+(``flat-output``) and scores that jump where the decision changes (``discontinuous-scores``).
+``flags`` is empty when none of these happened. After a flag that says the
 gradients cannot be trusted (:data:`MASKING_FLAGS`) the default ensemble, which ends with the
 gradient-free Square, adds the decision-based HopSkipJump (:func:`gdsec.attacks.hop_skip_jump`,
 labels only, ``budget.square_steps`` queries) on the rows still robust. Square
@@ -41,11 +42,11 @@ from gdsec.attacks.budget import BUDGETS, Budget
 from gdsec.attacks.checks import (
     PROBE_ROWS,
     MeanOfDraws,
-    consistency_flags,
     is_randomised,
     looks_like_probabilities,
     zero_gradient_rows,
 )
+from gdsec.attacks.continuity import consistency_flags
 from gdsec.attacks.decision import hop_skip_jump
 from gdsec.attacks.ensemble import ENSEMBLE, Member, check_members
 from gdsec.models import eval_mode
@@ -58,7 +59,13 @@ __all__ = ["Evaluation", "evaluate"]
 _SQUARE_MARGIN = 0.002  # AutoAttack's check_square_sr: Square may lower accuracy by at most 0.2 %
 
 #: The flags after which the gradient-free members run as well (the gradients cannot be trusted).
-MASKING_FLAGS = ("randomised", "zero-gradient", "inconsistent-gradient", "flat-output")
+MASKING_FLAGS = (
+    "randomised",
+    "zero-gradient",
+    "inconsistent-gradient",
+    "flat-output",
+    "discontinuous-scores",
+)
 
 #: The decision-based member's label (HopSkipJump, label-only, with ``budget.square_steps`` queries).
 DECISION_LABEL = "hop_skip_jump"

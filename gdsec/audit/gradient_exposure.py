@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from gdsec.attacks import PROBE_ROWS, is_randomised, pgd, robust_accuracy, square_attack
-from gdsec.attacks.checks import consistency_flags, zero_gradient_rows
+from gdsec.attacks.checks import zero_gradient_rows
+from gdsec.attacks.continuity import consistency_flags
 from gdsec.attacks.decision import hop_skip_jump
 from gdsec.audit.adaptive import NormalisedLogits
 from gdsec.audit.adversarial_testing import raise_severity
