@@ -183,6 +183,32 @@ def test_a_smooth_decoy_with_jumping_decisions_is_flagged_only_as_discontinuous(
     assert names == ["discontinuous-scores"]
 
 
+class _ProbeAware(nn.Module):
+    """``model`` on the segments between two ``trusted`` rows (the unjittered probes), ``other`` elsewhere."""
+
+    def __init__(self, model: nn.Module, other: nn.Module, trusted: torch.Tensor) -> None:
+        super().__init__()
+        self.model, self.other, self.trusted = model, other, trusted.flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u = x.flatten(1)[:, None, None, :] - self.trusted[None, :, None, :]  # (n, N, 1, D)
+        seg = self.trusted[None, None] - self.trusted[None, :, None]  # (1, N, N, D)
+        t = (seg * u).sum(3) / seg.pow(2).sum(3).clamp_min(1e-12)
+        off = (u - t[..., None] * seg).abs().amax(3)
+        on = ((off < 1e-4) & (t >= 0) & (t <= 1)).flatten(1).any(1, keepdim=True)
+        return torch.where(on, self.model(x), self.other(x))
+
+
+def test_boundary_jump_jittered_probes_see_what_an_attack_sees() -> None:
+    honest = mlp(64, 10, hidden=16, seed=0).eval()
+    x = _digits_like(10)
+    aware = _ProbeAware(honest, Jumping(honest, _Times(honest, -1.0)), x).eval()
+    assert boundary_jump(aware, x).nanmedian() < JUMP_TOL / 100  # it recognises the segments
+    assert boundary_jump(aware, x, jitter=0.1).nanmedian() > 0.1
+    assert "discontinuous-scores" in [f.split(":")[0] for f in consistency_flags(aware, x, 0.1)]
+    assert boundary_jump(honest, x, jitter=0.1).nanmedian() < JUMP_TOL / 100
+
+
 def test_boundary_jump_without_a_partner_is_nan() -> None:
     one_class = _Times(mlp(64, 3, hidden=4, seed=0), 0.0)  # every row predicts class 0
     assert boundary_jump(one_class, _digits_like(5)).isnan().all()
@@ -205,6 +231,7 @@ def test_logit_scale_is_one_positive_number_per_batch() -> None:
         (lambda m, x: flat_output(m, x, 0.1, points=1), "points"),
         (lambda m, x: flat_output("model", x, 0.1), "model"),
         (lambda m, x: boundary_jump(m, x, steps=0), "steps"),
+        (lambda m, x: boundary_jump(m, x, jitter=-0.1), "jitter"),
         (lambda m, x: boundary_jump(m, x * 2), "x"),
         (lambda m, x: boundary_jump("model", x), "model"),
     ],

@@ -23,7 +23,8 @@ from gdsec.attacks.checks import (
     gradient_inconsistency,
     logit_scale,
 )
-from gdsec.validation import check_batch, check_int, check_model
+from gdsec.streams import random_stream
+from gdsec.validation import check_batch, check_int, check_model, check_number, check_seed
 
 __all__ = ["JUMP_TOL", "boundary_jump", "consistency_flags"]
 
@@ -36,20 +37,30 @@ __all__ = ["JUMP_TOL", "boundary_jump", "consistency_flags"]
 JUMP_TOL = 1e-3
 
 
-def boundary_jump(model: nn.Module, x: torch.Tensor, *, steps: int = 20) -> torch.Tensor:
+def boundary_jump(
+    model: nn.Module, x: torch.Tensor, *, steps: int = 20, jitter: float = 0.0, seed: int = 0
+) -> torch.Tensor:
     """Per pair of rows (shaped (N,)): the scale-free margin where the decision changes between them.
 
-    Row ``i`` is paired with the first row after it (cyclically) predicted otherwise; the segment
-    between them is bisected ``steps`` times to the two points closest to the change, and the mean
-    of their margins (each point's own prediction, ``z_c - max_{k != c} z_k``) over
-    :func:`gdsec.attacks.checks.logit_scale` of ``x``'s logits is returned. A continuous model's margin is 0 at its
-    boundary, so the statistic is about 0 (gap ``2**-steps``); scores whose decisions are decided
-    elsewhere (``5 * onehot(argmax f) + g``) jump there, of order 1. NaN for rows with no partner.
-    The model runs in the mode it is in. Used in chapters 8 and 10.
+    Each row is first moved to a random (seeded) corner of its L-infinity ball of radius ``jitter``
+    (clipped to [0, 1]; the audit passes its ``eps``, so the probes sit as far from the trusted rows
+    as an attack's points and a wrapper cannot tell them apart by distance or by lying on a segment
+    between two trusted rows). Row ``i`` is paired with the first row after it (cyclically)
+    predicted otherwise; the segment between them is bisected ``steps`` times to the two points
+    closest to the change, and the mean of their margins (each point's own prediction,
+    ``z_c - max_{k != c} z_k``) over :func:`gdsec.attacks.checks.logit_scale` of the rows' logits
+    is returned. A continuous model's margin is 0 at its boundary, so the statistic is about 0 (gap
+    ``2**-steps``); scores whose decisions are decided elsewhere (``5 * onehot(argmax f) + g``) jump
+    there, of order 1. NaN for rows with no partner. The model runs in the mode it is in.
+    Used in chapters 8 and 10.
     """
     check_model("model", model)
     x = check_batch("x", x, unit=True).detach()
     steps = check_int("steps", steps, low=1)
+    jitter = check_number("jitter", jitter, low=0.0, high=1.0)
+    generator = random_stream(check_seed(seed), "attacks.continuity.boundary_jump")
+    signs = torch.randint(0, 2, x.shape, generator=generator).to(device=x.device, dtype=x.dtype)
+    x = (x + jitter * (2 * signs - 1)).clamp(0.0, 1.0)
     if len(x) < 2:
         return torch.full((len(x),), math.nan, device=x.device, dtype=x.dtype)
     with torch.no_grad():
@@ -104,7 +115,7 @@ def consistency_flags(
             f"(median spread {spread:.2g}, below {FLAT_TOL:g}); a score-based attack has nothing to "
             "descend, read the decision-based result"
         )
-    jumps = boundary_jump(model, probe)
+    jumps = boundary_jump(model, probe, jitter=min(eps, 1.0), seed=seed)
     jump = float(jumps.nanmedian()) if not jumps.isnan().all() else 0.0
     if jump > JUMP_TOL:
         flags.append(
