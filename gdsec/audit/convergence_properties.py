@@ -6,7 +6,9 @@ times larger), and the losses and the sharpness (largest Hessian eigenvalue, Lan
 the logits divided by it. The sharpness is compared with clean reference models trained on the
 trusted split, and the training loss with their loss on the audited training data (which they never
 saw): a model that fits its own training data worse than clean models fit unseen data has not
-converged. What sharpness can tell: a minimum far sharper than honest training reaches is unusual.
+converged. Sharpness is compared only when the model's parameters have the references' shapes:
+a CNN is routinely ten times sharper than an MLP on the same data, which says nothing about how
+it was trained. What sharpness can tell: a minimum far sharper than honest training reaches is unusual.
 What it cannot: a flat minimum is no evidence of honesty (chapter 7's planted minimum is flatter
 than the honest one), sharpness changes under reparametrisation, and neural nets routinely train at
 the edge of stability, so "learning rate below 2 / sharpness" is no criterion.
@@ -96,6 +98,11 @@ def _reference_stats(
     return sharp, losses
 
 
+def _same_shapes(model: nn.Module, reference: nn.Module) -> bool:
+    """Whether ``model`` and ``reference`` have parameters of the same shapes, in the same order."""
+    return [p.shape for p in model.parameters()] == [p.shape for p in reference.parameters()]
+
+
 def audit_convergence_properties(model: nn.Module, split: Split, config: AuditConfig) -> Finding:
     """Scale-invariant losses, sharpness against clean references, and the train-test gap.
 
@@ -126,7 +133,8 @@ def audit_convergence_properties(model: nn.Module, split: Split, config: AuditCo
         problems.append(
             f"training loss {loss_ratio:.2g} times the clean references' loss on data they never saw (not converged)"
         )
-    if ratio > config.sharpness_ratio:
+    comparable = _same_shapes(model, references[0])
+    if ratio > config.sharpness_ratio and comparable:
         problems.append(f"sharpness {ratio:.3g} times the sharpest clean reference")
     severity = (
         "high"
@@ -139,6 +147,12 @@ def audit_convergence_properties(model: nn.Module, split: Split, config: AuditCo
         f"At the temperature fitted on the trusted split, training loss {train_loss:.3g} and held-out loss "
         f"{test_loss:.3g}; sharpness {top:.3g} ({ratio:.2g} times the sharpest of {len(clean)} clean references); "
         f"train/test accuracy {train_acc:.0%}/{test_acc:.0%}."
+        + (
+            ""
+            if comparable
+            else " The references have other parameter shapes, so sharpness is not compared"
+            " (it depends on the parameterisation, Dinh et al. 2017)."
+        )
         + (f" Concerns: {'; '.join(problems)}." if problems else "")
         + " A flat minimum is no evidence of honesty: a planted minimum can be flatter (chapter 7)."
     )
@@ -157,6 +171,7 @@ def audit_convergence_properties(model: nn.Module, split: Split, config: AuditCo
         "clean_reference_loss": clean_loss,
         "loss_ratio": loss_ratio,
         "sharpness_ratio": ratio,
+        "sharpness_comparable": comparable,
         "train_accuracy": train_acc,
         "test_accuracy": test_acc,
         "generalisation_gap": gap,
