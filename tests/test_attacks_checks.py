@@ -20,7 +20,13 @@ from gdsec.attacks.checks import (
     gradient_inconsistency,
     logit_scale,
 )
-from gdsec.attacks.continuity import JUMP_TOL, boundary_jump, consistency_flags
+from gdsec.attacks.continuity import (
+    JUMP_TOL,
+    STEEP_TOL,
+    boundary_jump,
+    boundary_steepness,
+    consistency_flags,
+)
 from gdsec.models import mlp
 from gdsec.streams import seeded_global_rng
 
@@ -209,6 +215,29 @@ def test_boundary_jump_jittered_probes_see_what_an_attack_sees() -> None:
     assert boundary_jump(honest, x, jitter=0.1).nanmedian() < JUMP_TOL / 100
 
 
+class _Steep(nn.Module):
+    """``5 * softmax(model / T) - 0.1 * model``: continuous, saturating, rising in a narrow band."""
+
+    def __init__(self, model: nn.Module, temperature: float) -> None:
+        super().__init__()
+        self.model, self.temperature = model, temperature
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.model(x)
+        return 5.0 * torch.softmax(z / self.temperature, 1) - 0.1 * z
+
+
+def test_boundary_steepness_is_about_one_honest_and_large_in_a_narrow_band() -> None:
+    honest = mlp(64, 10, hidden=16, seed=0).eval()
+    x = _digits_like()
+    for model in (honest, _Times(honest, 1000.0), _Times(honest, 1.0, double=True)):
+        assert boundary_steepness(model, x, jitter=0.1).nanmedian() < STEEP_TOL / 3
+    steep = _Steep(honest, 1e-4).eval()  # the untrained logits span about 0.6
+    assert boundary_jump(steep, x, jitter=0.1).nanmedian() < JUMP_TOL  # continuous: no jump
+    assert boundary_steepness(steep, x, jitter=0.1).nanmedian() > 3 * STEEP_TOL
+    assert "discontinuous-scores" in [f.split(":")[0] for f in consistency_flags(steep, x, 0.1)]
+
+
 def test_boundary_jump_without_a_partner_is_nan() -> None:
     one_class = _Times(mlp(64, 3, hidden=4, seed=0), 0.0)  # every row predicts class 0
     assert boundary_jump(one_class, _digits_like(5)).isnan().all()
@@ -232,6 +261,7 @@ def test_logit_scale_is_one_positive_number_per_batch() -> None:
         (lambda m, x: flat_output("model", x, 0.1), "model"),
         (lambda m, x: boundary_jump(m, x, steps=0), "steps"),
         (lambda m, x: boundary_jump(m, x, jitter=-0.1), "jitter"),
+        (lambda m, x: boundary_steepness(m, x, steps=0), "steps"),
         (lambda m, x: boundary_jump(m, x * 2), "x"),
         (lambda m, x: boundary_jump("model", x), "model"),
     ],

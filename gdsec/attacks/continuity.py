@@ -26,7 +26,7 @@ from gdsec.attacks.checks import (
 from gdsec.streams import random_stream
 from gdsec.validation import check_batch, check_int, check_model, check_number, check_seed
 
-__all__ = ["JUMP_TOL", "boundary_jump", "consistency_flags"]
+__all__ = ["JUMP_TOL", "STEEP_TOL", "boundary_jump", "boundary_steepness", "consistency_flags"]
 
 #: Median scale-free margin at the bisected decision boundary (:func:`boundary_jump`) above which
 #: the scores jump where the decisions change. Measured on 100 test rows, 20 halvings: honest
@@ -35,6 +35,13 @@ __all__ = ["JUMP_TOL", "boundary_jump", "consistency_flags"]
 #: (w = 0.1), 0.24 (w = 1), with g = -f 1.0, a shuffled-label model 1.05; the review's decoy 1.0;
 #: quantised 0.056, randomised 0.10.
 JUMP_TOL = 1e-3
+
+#: Median :func:`boundary_steepness` above which the scores rise in a narrow band at the boundary
+#: (a continuous but saturating wrapper). Measured on 100 test rows at jitter 0.1: honest digits
+#: MLP 0.63 (x1000 and float64 the same), a 128-unit MLP 0.66, CNN 0.86, two-class 0.45,
+#: breast-cancer tabular 0.48 (90th percentiles at most 2.9); ``5 * softmax(f / T) - 0.1 f`` 280
+#: (T = 0.01), 29 (T = 0.1), 8.2 (T = 0.3), 2.4 (T = 1, not flagged); jumps 2e5-7e5.
+STEEP_TOL = 5.0
 
 
 def boundary_jump(
@@ -54,6 +61,37 @@ def boundary_jump(
     there, of order 1. NaN for rows with no partner. The model runs in the mode it is in.
     Used in chapters 8 and 10.
     """
+    x, z, z_lo, z_hi, lo, hi, paired = _bisect(model, x, steps, jitter, seed)
+    both = (margin(z_lo, z_lo.argmax(1)) + margin(z_hi, z_hi.argmax(1))) / 2
+    out = both / logit_scale(z)
+    return torch.where(paired, out, torch.full_like(out, math.nan))
+
+
+def boundary_steepness(
+    model: nn.Module, x: torch.Tensor, *, steps: int = 20, jitter: float = 0.0, seed: int = 0
+) -> torch.Tensor:
+    """Per pair of rows (shaped (N,)): how much steeper the margin is at the boundary than on average.
+
+    On the segments of :func:`boundary_jump` (same arguments), the margin's slope over the last gap
+    before the change, ``m(lo) / (hi - lo)``, over its mean slope from the row to there,
+    ``m(0) / lo`` (scale-free). About 1 for an honest model (ReLU networks are piecewise linear:
+    medians 0.45-0.86 on the digits MLPs, CNN, two-class and tabular models), large for scores that
+    rise in a narrow band around the boundary (``5 * softmax(f / T) - 0.1 f``: 29 at T = 0.1, 8 at
+    T = 0.3) and for jumps. NaN for rows with no partner. Used in chapters 8 and 10.
+    """
+    x, z, z_lo, _, lo, hi, paired = _bisect(model, x, steps, jitter, seed)
+    predicted = z.argmax(1)
+    tiny = torch.finfo(lo.dtype).tiny
+    near = margin(z_lo, predicted).abs().to(lo.dtype) / (hi - lo).clamp_min(tiny)
+    mean = margin(z, predicted).abs().to(lo.dtype) / lo.clamp_min(hi - lo).clamp_min(tiny)
+    out = near / mean.clamp_min(tiny)
+    return torch.where(paired, out, torch.full_like(out, math.nan))
+
+
+def _bisect(
+    model: nn.Module, x: torch.Tensor, steps: int, jitter: float, seed: int
+) -> tuple[torch.Tensor, ...]:
+    """The jittered rows, their logits, the logits at both ends of the last gap, its ends, paired."""
     check_model("model", model)
     x = check_batch("x", x, unit=True).detach()
     steps = check_int("steps", steps, low=1)
@@ -61,19 +99,19 @@ def boundary_jump(
     generator = random_stream(check_seed(seed), "attacks.continuity.boundary_jump")
     signs = torch.randint(0, 2, x.shape, generator=generator).to(device=x.device, dtype=x.dtype)
     x = (x + jitter * (2 * signs - 1)).clamp(0.0, 1.0)
-    if len(x) < 2:
-        return torch.full((len(x),), math.nan, device=x.device, dtype=x.dtype)
+    n = len(x)
     with torch.no_grad():
         clean = checked_logits(model, x)
-        scale, predicted = logit_scale(clean), clean.argmax(1)
-        n = len(x)
+        predicted = clean.argmax(1)
+        lo = torch.zeros(n, device=x.device, dtype=x.dtype)
+        hi = torch.ones_like(lo)
+        if n < 2:
+            return x, clean, clean, clean, lo, hi, torch.zeros_like(lo, dtype=torch.bool)
         shift = torch.arange(1, n, device=x.device).reshape(-1, 1)
         index = (torch.arange(n, device=x.device) + shift) % n  # (n-1, n) candidates per row
         differs = predicted[index] != predicted
         paired = differs.any(0)
         partner = index.gather(0, differs.to(torch.int64).argmax(0, keepdim=True)).squeeze(0)
-        lo = torch.zeros(n, device=x.device, dtype=x.dtype)
-        hi = torch.ones_like(lo)
         shape = (-1, *([1] * (x.dim() - 1)))
         far = x[partner]
 
@@ -85,9 +123,7 @@ def boundary_jump(
             same = checked_logits(model, at(mid)).argmax(1) == predicted
             lo, hi = torch.where(same, mid, lo), torch.where(same, hi, mid)
         z_lo, z_hi = checked_logits(model, at(lo)), checked_logits(model, at(hi))
-        both = (margin(z_lo, z_lo.argmax(1)) + margin(z_hi, z_hi.argmax(1))) / 2
-        out = both / scale
-    return torch.where(paired, out, torch.full_like(out, math.nan))
+    return x, clean, z_lo, z_hi, lo, hi, paired
 
 
 def consistency_flags(
@@ -115,13 +151,17 @@ def consistency_flags(
             f"(median spread {spread:.2g}, below {FLAT_TOL:g}); a score-based attack has nothing to "
             "descend, read the decision-based result"
         )
-    jumps = boundary_jump(model, probe, jitter=min(eps, 1.0), seed=seed)
+    settings = dict(jitter=min(eps, 1.0), seed=seed)
+    jumps = boundary_jump(model, probe, **settings)
+    steep = boundary_steepness(model, probe, **settings)
     jump = float(jumps.nanmedian()) if not jumps.isnan().all() else 0.0
-    if jump > JUMP_TOL:
+    ratio = float(steep.nanmedian()) if not steep.isnan().all() else 0.0
+    if jump > JUMP_TOL or ratio > STEEP_TOL:
         flags.append(
             f"discontinuous-scores: where the decision changes between two rows the scale-free margin "
-            f"is {jump:.2g} (median over {int((~jumps.isnan()).sum())} bisected pairs, above "
-            f"{JUMP_TOL:g}; a continuous model's is about 0): the scores jump at the boundary, the "
-            "decisions are made elsewhere than the scores; read the decision-based result"
+            f"is {jump:.2g} (above {JUMP_TOL:g} is a jump; a continuous model's is about 0) and "
+            f"{ratio:.2g} times steeper than on the way there (above {STEEP_TOL:g} is a narrow "
+            f"band), medians over {int((~jumps.isnan()).sum())} bisected pairs: the decisions are "
+            "made elsewhere than the scores say; read the decision-based result"
         )
     return flags
