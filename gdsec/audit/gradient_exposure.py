@@ -21,13 +21,14 @@ from gdsec.attacks import PROBE_ROWS, is_randomised, pgd, robust_accuracy, squar
 from gdsec.attacks.checks import zero_gradient_rows
 from gdsec.attacks.continuity import consistency_flags
 from gdsec.attacks.decision import hop_skip_jump
-from gdsec.audit.adaptive import NormalisedLogits
+from gdsec.audit.adaptive import NormalisedLogits, adaptive_robust
 from gdsec.audit.adversarial_testing import raise_severity
 from gdsec.audit.config import AuditConfig, eval_rows, provenance
+from gdsec.audit.references import transfer_surrogate
 from gdsec.audit.report import Finding, grade
 from gdsec.data import Split
 from gdsec.leakage import client_gradients, dlg, reconstruction_errors
-from gdsec.train import accuracy
+from gdsec.train import accuracy, predict
 
 __all__ = ["audit_gradient_exposure"]
 
@@ -108,8 +109,22 @@ def audit_gradient_exposure(model: nn.Module, split: Split, config: AuditConfig)
         "scores": query,
         "labels": decision,
     }[config.exposure]
-    if flags:
-        achievable = min(achievable, decision)
+    adaptive = math.nan
+    if flags:  # the scores cannot be trusted: question 4's adaptive attacks join (best number)
+        after, _ = adaptive_robust(
+            model,
+            x,
+            y,
+            eps,
+            standing=predict(model, x) == y,
+            surrogate=transfer_surrogate(split, config),
+            budget=config.budget,
+            randomised="randomised" in flags,
+            signs=True,
+            seed=seed,
+        )
+        adaptive = list(after.values())[-1].float().mean().item()
+        achievable = min(achievable, decision, adaptive)
     severity = grade(achievable / max(clean, 1e-12), high=0.5, medium=0.8)
     if "flat-output" in flags:  # flat scores leave Square nothing to descend: its number is void
         severity = raise_severity(severity)
@@ -130,7 +145,7 @@ def audit_gradient_exposure(model: nn.Module, split: Split, config: AuditConfig)
     if flags:
         summary += (
             f" The scores or gradients cannot be trusted ({', '.join(flags)}): the decision-based "
-            "attacker counts"
+            f"attacker and question 4's adaptive attacks ({adaptive:.0%} left) count"
             + (", and flat scores raise the severity one level." if "flat-output" in flags else ".")
         )
     if query + 0.03 < whitebox:
@@ -143,6 +158,7 @@ def audit_gradient_exposure(model: nn.Module, split: Split, config: AuditConfig)
         "whitebox_pgd_accuracy": whitebox,
         "query_only_square_accuracy": query,
         "decision_based_accuracy": decision,
+        "adaptive_accuracy": adaptive,
         "flags": flags,
         "queries_per_input": config.budget.square_steps,
         "eps": config.eps,
