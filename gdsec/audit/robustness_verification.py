@@ -76,6 +76,7 @@ def _unreached(signs: dict[str, str], ran: dict[str, torch.Tensor]) -> list[str]
     the decision-based attack a gradient or score that cannot be trusted."""
     reach = {"zero-gradient": ("bpda",), "inconsistent-gradient": ("bpda", "decision")}
     reach |= {"flat-output": ("bpda", "decision"), "square-beats-white-box": ("bpda", "decision")}
+    reach |= {"discontinuous-scores": ("bpda", "decision")}
     return [s for s in signs if s != "randomised" and not any(a in ran for a in reach.get(s, ()))]
 
 
