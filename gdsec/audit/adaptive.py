@@ -19,7 +19,6 @@ import torch
 from torch import nn
 
 from gdsec.attacks import (
-    ATTACK_SPECS,
     Budget,
     MeanOfDraws,
     apgd,
@@ -27,6 +26,7 @@ from gdsec.attacks import (
     checked_logits,
 )
 from gdsec.attacks.checks import logit_scale
+from gdsec.attacks.decision import hop_skip_jump
 from gdsec.audit.convergence_properties import fit_temperature
 from gdsec.models import eval_mode, mlp
 from gdsec.streams import random_stream
@@ -164,10 +164,10 @@ def adaptive_robust(
     Always: transfer, APGD-CE crafted on ``surrogate``. With warning ``signs`` also BPDA
     (:func:`gdsec.attacks.bpda_stand_in`: any module tree, ``torch.fx`` graph or TorchScript), transfer
     from a student distilled on the model's own decisions (:func:`distil_surrogate`), and the
-    decision-based HopSkipJump with ``budget.square_steps`` queries per row when the attack registry
-    has it. Gradient attacks run on normalised logits; a random model is attacked and scored by
-    the mean logits of ``budget.draws`` draws (EOT). Returns the rows left after each attack
-    (cumulative) and a note per attack saying how it ran or why it did not.
+    decision-based HopSkipJump with ``budget.square_steps`` queries per row. Gradient attacks run on
+    normalised logits; a random model is attacked and scored by the mean logits of
+    ``budget.draws`` draws (EOT; the deterministic surrogates are not redrawn). Returns the rows
+    left after each attack (cumulative) and a note per attack saying how it ran or why it did not.
     Taught in chapter 10.
     """
     score = MeanOfDraws(model, budget.draws) if randomised else model
@@ -179,8 +179,10 @@ def adaptive_robust(
             robust[rows[~_still_right(score, craft(x[rows], y[rows]), y[rows])]] = False
         after[name] = robust.clone()
 
-    def gradient(target: nn.Module) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-        view = NormalisedLogits(MeanOfDraws(target, budget.draws) if randomised else target, x, y)
+    def gradient(
+        target: nn.Module, drawn: bool = False
+    ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        view = NormalisedLogits(MeanOfDraws(target, budget.draws) if drawn else target, x, y)
         return lambda xs, ys: apgd(view, xs, ys, eps, steps=budget.steps, seed=seed)
 
     if signs:
@@ -191,7 +193,7 @@ def adaptive_robust(
             else f"not built: {stand_in.route}".replace("not built: not built: ", "not built: ")
         )
         if stand_in.model is not None:
-            run("bpda", gradient(stand_in.model))
+            run("bpda", gradient(stand_in.model, drawn=randomised))
     run("transfer", gradient(surrogate))
     notes["transfer"] = (
         "APGD-CE on the surrogate (a reference trained on the trusted split, or the one given)"
@@ -204,14 +206,10 @@ def adaptive_robust(
     )
     if "bpda" not in after:
         notes["bpda"] += "; a surrogate distilled on the model's decisions was used"
-    decision = ATTACK_SPECS.get("hop_skip_jump")  # HOOK: the decision-based attack, once registered
-    if decision is None:
-        notes["decision"] = "not run: gdsec.attacks has no registered hop_skip_jump"
-        return after, notes
     queries = budget.square_steps
     run(
         "decision",
-        lambda xs, ys: decision.fn(score, xs, ys, eps, norm="inf", queries=queries, seed=seed),
+        lambda xs, ys: hop_skip_jump(score, xs, ys, eps, norm="inf", queries=queries, seed=seed),
     )
     notes["decision"] = f"HopSkipJump on the decisions, {queries} queries per row"
     return after, notes

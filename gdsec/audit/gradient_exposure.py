@@ -5,8 +5,10 @@ temperature calibrated on the trusted rows). A white-box PGD attacker and a quer
 attacker are measured; an API that returns labels only is measured with the label-only
 HopSkipJump (:func:`gdsec.attacks.hop_skip_jump`). When a check says the scores or gradients cannot
 be trusted (a random forward pass, zero gradients, a backward pass that disagrees with the forward
-pass, flat scores), the decision-based number is measured too and the attacker gets the best of
-them; flat scores, which leave Square nothing to descend, also raise the severity one level: they
+pass, flat scores), the decision-based number and question 4's adaptive attacks are measured too
+and the attacker gets the best of them (an adversarial example BPDA finds is one a patient
+outsider can find from the decisions: a verdict that untrustworthy scores buy would be a bug);
+flat scores, which leave Square nothing to descend, also raise the severity one level: they
 defeat Square, not an attacker who reads the decisions.
 """
 
