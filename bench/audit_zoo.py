@@ -8,8 +8,11 @@ models. Each is audited with ``gdsec.audit.audit`` (references trained once per 
 trusted split) and judged question by question:
 
 * gradient_exposure (exposure "logits"): truth from a Square attack the bench runs with 1,000
-  queries on the model's decisions: robust/clean accuracy below 0.5 -> True (hit: "high"), at or
-  above 0.8 -> False (false alarm: "medium" or worse), in between not judged;
+  queries on the model's decisions (on the mean of repeated answers for a randomised model):
+  robust/clean accuracy below 0.5 -> True (hit: "high"); at or above 0.8, and the true robust
+  accuracy (question 2's truth, below) also at or above 0.8 of clean -> False (false alarm: "medium"
+  or worse: adversarial examples that exist are ones a patient outsider can find, so flagging them
+  is not charged); otherwise not judged;
 * adversarial_testing: truth from the full ``gdsec.attacks.evaluate`` ensemble (100 APGD steps) on
   the model itself, on its BPDA stand-in (quantised, randomised) or on the honest model whose
   decisions it returns (rescaled, saturated, decoy): below 50 % -> True (hit: "high" AND a reported
