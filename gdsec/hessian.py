@@ -5,6 +5,7 @@ Lanczos extremes of the Hessian (sharpness), the exact Hessian of tiny models an
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -94,7 +95,9 @@ def hessian_extremes(
             ]
         )
 
-    vector = torch.randn(sum(sizes), generator=generator, dtype=torch.float64).to(params[0].device)
+    vector = torch.randn(
+        sum(sizes), generator=generator, dtype=torch.float64, device=generator.device
+    ).to(params[0].device)
     basis, alphas, betas = [vector / vector.norm()], [], []
     for k in range(1, min(steps, sum(sizes)) + 1):
         w = hvp(basis[-1])
@@ -103,9 +106,10 @@ def hessian_extremes(
         for _ in range(2):  # full reorthogonalisation, twice for floating-point safety
             w = w - done.T @ (done @ w)
         beta = float(w.norm())
-        tridiagonal = torch.diag(torch.tensor(alphas, dtype=torch.float64))
+        # a k x k matrix of Python floats, solved on the CPU wherever the model is (MPS has no float64)
+        tridiagonal = torch.diag(torch.tensor(alphas, dtype=torch.float64, device="cpu"))
         if betas:
-            off = torch.tensor(betas, dtype=torch.float64)
+            off = torch.tensor(betas, dtype=torch.float64, device="cpu")
             tridiagonal += torch.diag(off, 1) + torch.diag(off, -1)
         ritz, vectors = torch.linalg.eigh(tridiagonal)
         scale = max(abs(float(ritz[0])), abs(float(ritz[-1])), 1e-30)
@@ -185,7 +189,7 @@ def full_hessian(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Te
         flat = torch.cat([p.detach().reshape(-1) for p in params])
 
         def loss_of(vector: torch.Tensor) -> torch.Tensor:
-            chunks = torch.split(vector, [int(torch.tensor(s).prod()) for s in shapes])
+            chunks = torch.split(vector, [math.prod(s) for s in shapes])
             values = {n: c.reshape(s) for n, c, s in zip(names, chunks, shapes, strict=True)}
             logits = torch.func.functional_call(model, values, (x,))
             return nn.functional.cross_entropy(logits, y)

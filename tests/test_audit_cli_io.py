@@ -23,7 +23,7 @@ from torch import nn
 
 from gdsec.audit import QUESTIONS, Finding, audit, cli
 from gdsec.audit.ci import junit_xml, read_baseline, regressions
-from gdsec.audit.loading import MIN_ROWS_PER_CLASS
+from gdsec.audit.loading import MIN_ROWS_PER_CLASS, model_device, on_device
 from gdsec.audit.report import AuditReport
 from gdsec.audit.wrapping import PixelModel, gradient_reaches_input, prepare_model
 from gdsec.data import Split
@@ -154,6 +154,22 @@ BAD = {
         lambda f, t: [str(f["pt"]), str(f["data"]), "--mean", "0.5", "--std", "0"],
         r"--std must be positive",
     ),
+    "--device not a device": (
+        lambda f, t: [str(f["pt"]), str(f["data"]), "--device", "tpu"],
+        r"--device tpu: not one of auto, cpu, cuda, cuda:N, mps",
+    ),
+    "--device absent here": (
+        lambda f, t: [str(f["pt"]), str(f["data"]), "--device", "cuda:99"],
+        r"--device cuda:99: not available, this machine has (no CUDA device|\d+ CUDA device)",
+    ),
+    "--batch-size 0": (
+        lambda f, t: [str(f["pt"]), str(f["data"]), "--batch-size", "0"],
+        r"--batch-size must be a positive number of rows, got 0",
+    ),
+    "--batch-size not a number": (
+        lambda f, t: [str(f["pt"]), str(f["data"]), "--batch-size", "all"],
+        r"argument --batch-size: invalid int value: 'all'",
+    ),
     "--time-limit 0": (
         lambda f, t: [str(f["pt"]), str(f["data"]), "--time-limit", "0"],
         r"--time-limit must be a positive number of seconds",
@@ -242,6 +258,31 @@ def test_json_report_stands_on_its_own(files, tmp_path, capsys, monkeypatch):
     assert report["options"]["n_eval"] == 32 and report["options"]["seed"] == 3
     assert report["settings"]["n_eval"] == 32
     assert report["incomplete"] is False and report["completed_questions"] == list(QUESTIONS)
+
+
+def test_device_and_batch_size_reach_the_checks(files, tmp_path, capsys, monkeypatch):
+    seen, moved = [], []
+
+    def check(question, model, split, config):
+        seen.append((model_device(model), split.x_test.device, config.batch_size))
+        return _finding(question)
+
+    def move(model, split, device):
+        moved.append(device)
+        return on_device(model, split, device)
+
+    fakes = {q: functools.partial(check, q) for q in QUESTIONS}
+    monkeypatch.setattr(cli, "audit", functools.partial(audit, checks=fakes))
+    monkeypatch.setattr(cli, "on_device", move)
+    only = ("--only", "gradient_exposure")
+    status, text, err = _run(files, tmp_path, capsys, "--device", "cpu", "--batch-size", "8", *only)
+    report = json.loads(text)
+    cpu = torch.device("cpu")
+    assert status == 0 and moved == [cpu] and seen == [(cpu, cpu, 8)], err
+    assert report["settings"]["batch_size"] == 8 and report["options"]["device"] == "cpu"
+    assert report["inputs"]["model"]["device"] == "cpu" and "classes, on cpu" in err
+    _run(files, tmp_path, capsys, *only)  # auto: where the model's parameters are
+    assert moved[-1] == cpu and seen[-1] == (cpu, cpu, None)
 
 
 def test_markdown_and_html_lead_with_the_verdict(files, tmp_path, capsys, monkeypatch):

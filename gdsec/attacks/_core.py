@@ -195,15 +195,22 @@ def random_start(
 ) -> torch.Tensor:
     """A uniformly random point of the ``eps``-ball around ``x``, clipped to [0, 1]. Taught in chapter 5."""
     if norm == "inf":
-        noise = (torch.rand(x.shape, generator=generator, dtype=x.dtype) * 2 - 1) * eps
+        noise = (
+            torch.rand(x.shape, generator=generator, dtype=x.dtype, device=generator.device) * 2 - 1
+        ) * eps
     else:
-        direction = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+        direction = torch.randn(
+            x.shape, generator=generator, dtype=x.dtype, device=generator.device
+        )
         direction = direction / (per_row(row_norm(direction, "2"), x) + TINY)
         radius = (
-            torch.rand(x.shape[0], generator=generator, dtype=x.dtype).pow(1.0 / x[0].numel()) * eps
+            torch.rand(x.shape[0], generator=generator, dtype=x.dtype, device=generator.device).pow(
+                1.0 / x[0].numel()
+            )
+            * eps
         )
         noise = direction * per_row(radius, x)
-    return project(x, x + noise, eps, norm)
+    return project(x, x + noise.to(x.device), eps, norm)
 
 
 def keep_best(
@@ -218,7 +225,7 @@ def keep_best(
     ``rows`` (indices into ``best``) says which rows ``x_new`` and ``new_score`` hold; all by default.
     Used in chapter 5.
     """
-    index = torch.arange(best.shape[0]) if rows is None else rows
+    index = torch.arange(best.shape[0], device=best.device) if rows is None else rows
     better = new_score < best_score[index]
     best[index[better]] = x_new[better].detach()
     best_score[index[better]] = new_score[better].detach()

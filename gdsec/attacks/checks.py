@@ -123,7 +123,9 @@ def logit_scale(logits: torch.Tensor) -> torch.Tensor:
 
 def _unit_directions(x: torch.Tensor, h: float, generator: torch.Generator) -> torch.Tensor:
     """Random L2-unit directions per row, zero on the coordinates where ``x +- h`` leaves [0, 1]."""
-    v = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+    v = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=generator.device).to(
+        x.device
+    )
     v = v * ((x >= h) & (x <= 1 - h)).to(x.dtype)
     norms = v.flatten(1).norm(dim=1).clamp_min(torch.finfo(x.dtype).tiny)
     return v / norms.reshape(-1, *([1] * (x.dim() - 1)))
@@ -149,7 +151,9 @@ def gradient_inconsistency(
     with torch.no_grad():
         clean = checked_logits(model, x)
     scale = logit_scale(clean)
-    weights = torch.randn(clean.shape, generator=generator, dtype=clean.dtype).to(clean.device)
+    weights = torch.randn(
+        clean.shape, generator=generator, dtype=clean.dtype, device=generator.device
+    ).to(clean.device)
 
     def statistic(points: torch.Tensor) -> torch.Tensor:
         z = checked_logits(model, points)
@@ -193,7 +197,9 @@ def flat_output(
         scale, predicted = logit_scale(clean), clean.argmax(1)
         margins = []
         for _ in range(points):
-            noise = torch.rand(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+            noise = torch.rand(
+                x.shape, generator=generator, dtype=x.dtype, device=generator.device
+            ).to(x.device)
             z = checked_logits(model, (x + eps * (2 * noise - 1)).clamp(0.0, 1.0))
             margins.append(margin(z, predicted) / scale)
     return torch.stack(margins).std(0)

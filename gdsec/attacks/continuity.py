@@ -97,7 +97,8 @@ def _bisect(
     steps = check_int("steps", steps, low=1)
     jitter = check_number("jitter", jitter, low=0.0, high=1.0)
     generator = random_stream(check_seed(seed), "attacks.continuity.boundary_jump")
-    signs = torch.randint(0, 2, x.shape, generator=generator).to(device=x.device, dtype=x.dtype)
+    signs = torch.randint(0, 2, x.shape, generator=generator, device=generator.device)
+    signs = signs.to(device=x.device, dtype=x.dtype)
     x = (x + jitter * (2 * signs - 1)).clamp(0.0, 1.0)
     n = len(x)
     with torch.no_grad():

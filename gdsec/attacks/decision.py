@@ -126,7 +126,9 @@ def _start(
     noise, found = x[rows].clone(), torch.zeros(len(rows), dtype=torch.bool, device=x.device)
     todo = torch.arange(len(rows), device=x.device)
     while len(todo := todo[oracle.left(rows[todo]) > 0]):
-        draw = torch.rand(len(todo), x.shape[1], generator=generator, dtype=x.dtype).to(x.device)
+        draw = torch.rand(
+            len(todo), x.shape[1], generator=generator, dtype=x.dtype, device=generator.device
+        ).to(x.device)
         hit = oracle(draw, rows[todo])
         noise[todo[hit]], found[todo[hit]] = draw[hit], True
         todo = todo[~hit]
@@ -157,9 +159,12 @@ def _boundary_direction(
         pr, dr, nr = p[lo : lo + block], delta[lo : lo + block, None, None], draws[lo : lo + block]
         shape = (len(pr), most, d)
         if norm == "2":
-            u = torch.randn(shape, generator=generator, dtype=p.dtype)
+            u = torch.randn(shape, generator=generator, dtype=p.dtype, device=generator.device)
         else:
-            u = torch.rand(shape, generator=generator, dtype=p.dtype) * 2 - 1
+            u = (
+                torch.rand(shape, generator=generator, dtype=p.dtype, device=generator.device) * 2
+                - 1
+            )
         u = u.to(p.device)
         probes = (pr[:, None] + dr * u / u.norm(dim=2, keepdim=True)).clamp(0.0, 1.0)
         u = (probes - pr[:, None]) / dr

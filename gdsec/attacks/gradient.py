@@ -127,11 +127,13 @@ def _apgd_run(
     loss = objective(logits, y).detach()
     best, best_margin = x_cur.clone(), margin(logits, y)
     x_max, loss_max, grad_max = x_cur.clone(), loss.clone(), grad.clone()
-    step = torch.full((x.shape[0],) + (1,) * (x.dim() - 1), 2.0 * eps, dtype=x.dtype)
+    step = torch.full(
+        (x.shape[0],) + (1,) * (x.dim() - 1), 2.0 * eps, dtype=x.dtype, device=x.device
+    )
     x_prev = x_cur.clone()
-    improved = torch.zeros(x.shape[0], dtype=x.dtype)
+    improved = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
     loss_max_at_check = loss_max.clone()
-    halved_at_check = torch.ones(x.shape[0], dtype=torch.bool)
+    halved_at_check = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
     last_mark = 0
     for i in range(1, steps + 1):
         z = project(x, x_cur + step * steepest_direction(grad, norm), eps, norm)

@@ -46,7 +46,9 @@ def _no_gradient(out: torch.Tensor, leaves: list[torch.Tensor], generator: torch
     """Whether ``out`` passes back None or an exactly zero gradient (random cotangent) to ``leaves``."""
     if not out.requires_grad or not leaves:
         return True
-    cotangent = torch.randn(out.shape, generator=generator, dtype=out.dtype).to(out.device)
+    cotangent = torch.randn(
+        out.shape, generator=generator, dtype=out.dtype, device=generator.device
+    ).to(out.device)
     grads = torch.autograd.grad(out, leaves, cotangent, allow_unused=True)
     return all(g is None or not bool(g.ne(0).any()) for g in grads)
 

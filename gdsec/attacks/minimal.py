@@ -57,11 +57,11 @@ def cw_l2(
     Taught in chapter 5.
     """
     n = x.shape[0]
-    const = torch.full((n,), c, dtype=x.dtype)
-    lower = torch.zeros(n, dtype=x.dtype)
-    upper = torch.full((n,), math.inf, dtype=x.dtype)
+    const = torch.full((n,), c, dtype=x.dtype, device=x.device)
+    lower = torch.zeros(n, dtype=x.dtype, device=x.device)
+    upper = torch.full((n,), math.inf, dtype=x.dtype, device=x.device)
     best = x.clone()
-    best_size = torch.full((n,), math.inf, dtype=x.dtype)
+    best_size = torch.full((n,), math.inf, dtype=x.dtype, device=x.device)
     with torch.no_grad():
         best_size[checked_logits(model, x).argmax(1) != y] = 0.0
     for _ in range(search_steps):
@@ -91,9 +91,9 @@ def _cw_round(
     beta1, beta2, tiny = 0.9, 0.999, 1e-8
     delta = (best - x).clone()  # warm start from the smallest success so far (zero before any)
     m1, m2 = torch.zeros_like(x), torch.zeros_like(x)
-    success = torch.zeros(x.shape[0], dtype=torch.bool)
-    previous = torch.full((x.shape[0],), math.inf, dtype=x.dtype)
-    active = torch.arange(x.shape[0])
+    success = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+    previous = torch.full((x.shape[0],), math.inf, dtype=x.dtype, device=x.device)
+    active = torch.arange(x.shape[0], device=x.device)
     check_every = max(1, steps // 10)
     for step in range(1, steps + 1):
         if active.numel() == 0:
@@ -123,7 +123,7 @@ def _cw_round(
     with torch.no_grad():
         x_adv = (x + delta).clamp(0.0, 1.0)
         logits = checked_logits(model, x_adv)
-        everyone = torch.arange(x.shape[0])
+        everyone = torch.arange(x.shape[0], device=x.device)
         _record_success(
             everyone,
             logits,
@@ -208,7 +208,7 @@ def _deepfool_step(model: nn.Module, x: torch.Tensor, label: torch.Tensor) -> to
             ],
             dim=1,
         )  # (N, K, ...)
-    rows = torch.arange(x.shape[0])
+    rows = torch.arange(x.shape[0], device=x.device)
     diff_logit = (logits - logits[rows, label][:, None]).detach()  # (N, K)
     diff_grad = grads - grads[rows, label][:, None]  # (N, K, ...)
     grad_norm = diff_grad.reshape(x.shape[0], n_classes, -1).norm(dim=2)

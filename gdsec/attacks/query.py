@@ -46,6 +46,18 @@ def _square_fraction(i: int, steps: int, p_init: float) -> float:
     return p_init / 2**halvings
 
 
+def _signs(shape: tuple[int, ...], generator: torch.Generator, x: torch.Tensor) -> torch.Tensor:
+    """Random +-1 entries of ``shape``, drawn on the generator's device, on ``x``'s device and dtype."""
+    bits = torch.randint(0, 2, shape, generator=generator, device=generator.device)
+    return bits.to(device=x.device, dtype=x.dtype) * 2 - 1
+
+
+def _corner(high: int, n: int, generator: torch.Generator, x: torch.Tensor) -> torch.Tensor:
+    """``n`` random offsets in [0, high), shaped (n, 1, 1, 1), on ``x``'s device."""
+    offsets = torch.randint(0, high, (n, 1, 1, 1), generator=generator, device=generator.device)
+    return offsets.to(x.device)
+
+
 def _fraction(name: str, value: object) -> float:
     """A number in (0, 1]."""
     return check_number(name, value, low=0.0, high=1.0, low_open=True)
@@ -72,26 +84,23 @@ def square_attack(
     generator = random_stream(seed, "attacks.square_attack")
     images = _as_images(x)
     n, channels, height, width = images.shape
-    stripes = torch.randint(0, 2, (n, channels, 1, width), generator=generator).to(x.dtype) * 2 - 1
+    stripes = _signs((n, channels, 1, width), generator, x)
     best = project(images, images + eps * stripes, eps)
     best_margin = margin(checked_logits(model, best.reshape(x.shape)), y)
-    rows_h = torch.arange(height).reshape(1, 1, height, 1)
-    cols_w = torch.arange(width).reshape(1, 1, 1, width)
+    rows_h = torch.arange(height, device=x.device).reshape(1, 1, height, 1)
+    cols_w = torch.arange(width, device=x.device).reshape(1, 1, 1, width)
     for i in range(steps - 1):
         active = (best_margin > 0).nonzero().squeeze(1)
         if len(active) == 0:
             break
         side = max(1, round(math.sqrt(_square_fraction(i, steps, p_init) * height * width)))
         side_h, side_w = min(side, height), min(side, width)
-        top = torch.randint(0, height - side_h + 1, (len(active), 1, 1, 1), generator=generator)
-        left = torch.randint(0, width - side_w + 1, (len(active), 1, 1, 1), generator=generator)
+        top = _corner(height - side_h + 1, len(active), generator, x)
+        left = _corner(width - side_w + 1, len(active), generator, x)
         window = (
             (rows_h >= top) & (rows_h < top + side_h) & (cols_w >= left) & (cols_w < left + side_w)
         )
-        signs = (
-            torch.randint(0, 2, (len(active), channels, 1, 1), generator=generator).to(x.dtype) * 2
-            - 1
-        )
+        signs = _signs((len(active), channels, 1, 1), generator, x)
         base = images[active]
         candidate = project(base, torch.where(window, base + eps * signs, best[active]), eps)
         new_margin = margin(
@@ -136,7 +145,7 @@ def spsa(
     best_margin = margin(checked_logits(model, x), y)
     labels = y.repeat_interleave(2 * draws)
     for _ in range(steps):
-        probes = torch.randint(0, 2, (n, draws, *shape), generator=generator).to(x.dtype) * 2 - 1
+        probes = _signs((n, draws, *shape), generator, x)
         both = torch.cat(
             [current[:, None] + delta * probes, current[:, None] - delta * probes], dim=1
         )

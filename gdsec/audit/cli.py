@@ -26,9 +26,12 @@ from gdsec.audit import QUESTIONS, AuditConfig, AuditReport, Finding, audit, ci
 from gdsec.audit.loading import (
     KINDS,
     check_classes,
+    check_device,
     load_data,
     load_model,
     model_classes,
+    model_device,
+    on_device,
     one_line,
 )
 from gdsec.audit.options import audit_config, chosen_questions, parser
@@ -110,9 +113,12 @@ def _prepare(args: argparse.Namespace, say: Callable[[str], None]) -> _Job:
         raise ValueError(
             f"--time-limit must be a positive number of seconds, got {args.time_limit}"
         )
+    asked = check_device(args.device)
     _check_out(args)
     baseline = None if args.baseline is None else ci.read_baseline(args.baseline)
     data, model = load_data(args.data), load_model(args.model)
+    device = asked or model_device(model)
+    model, data = on_device(model, data, device)
     classes = model_classes(model, data)
     check_classes(data)
     kind = "export" if isinstance(model, torch.fx.GraphModule) else "torchscript"
@@ -122,7 +128,7 @@ def _prepare(args: argparse.Namespace, say: Callable[[str], None]) -> _Job:
         f"data: {len(data.y_train)} training rows, {len(data.y_test)} held-out rows "
         f"shaped {tuple(data.x_test.shape[1:])}"
     )
-    say(f"model: {KINDS[kind]}, {parameters:,} parameters, {classes} classes")
+    say(f"model: {KINDS[kind]}, {parameters:,} parameters, {classes} classes, on {device}")
     for note in notes:
         say(f"note: {note}")
     files = {"model": args.model, "data": args.data}
@@ -135,7 +141,12 @@ def _prepare(args: argparse.Namespace, say: Callable[[str], None]) -> _Job:
         },
         "options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
     }
-    record["inputs"]["model"] |= {"kind": kind, "classes": classes, "notes": notes}
+    record["inputs"]["model"] |= {
+        "kind": kind,
+        "classes": classes,
+        "notes": notes,
+        "device": str(device),
+    }
     return _Job(config, model, data, questions, record, baseline)
 
 

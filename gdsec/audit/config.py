@@ -15,6 +15,7 @@ from torch import nn
 
 from gdsec import __version__
 from gdsec.attacks import BUDGETS, Budget
+from gdsec.attacks.batches import check_batch_size
 from gdsec.audit.report import Finding
 from gdsec.data import Split
 from gdsec.validation import check_choice, check_int, check_keywords, check_model, check_number
@@ -86,7 +87,9 @@ def _check_references(references: object) -> tuple[nn.Module, ...] | None:
 class AuditConfig:
     """The audit's settings: threat model, budgets and thresholds (all stated in the report).
 
-    ``n_eval=None`` measures attacks on the whole trusted split. ``budget`` (a
+    ``n_eval=None`` measures attacks on the whole trusted split. ``batch_size`` rows at a time
+    go through each attack (:func:`gdsec.attacks.batches.in_batches`; ``None``: all at once), which
+    bounds the memory by the batch rather than the split. ``budget`` (a
     :class:`gdsec.attacks.Budget`, AutoAttack's by default) is passed down to every attack the
     checks run, :func:`gdsec.attacks.evaluate` included. ``references`` are clean models
     trained on the trusted split (several seeds) that calibrate the thresholds and serve as the
@@ -112,6 +115,7 @@ class AuditConfig:
     eps: float = 0.1
     eps_grid: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3)
     n_eval: int | None = None
+    batch_size: int | None = None
     budget: Budget = BUDGETS["standard"]
     expected_fraction: float = 0.05
     poison_method: str = "loss"
@@ -138,6 +142,7 @@ class AuditConfig:
         object.__setattr__(self, "eps_grid", _check_grid(self.eps_grid))
         if self.n_eval is not None:
             check_int("n_eval", self.n_eval, low=1)
+        check_batch_size("batch_size", self.batch_size)
         if not isinstance(self.budget, Budget):
             raise ValueError(
                 f"budget must be a gdsec.attacks.Budget, got {type(self.budget).__name__}"
@@ -169,6 +174,7 @@ class AuditConfig:
         }
         trained = f"{self.n_references} trained on the trusted split"
         out["n_eval"] = "all" if self.n_eval is None else self.n_eval
+        out["batch_size"] = "all" if self.batch_size is None else self.batch_size
         out["budget"] = self.budget.stated()
         out["references"] = (
             f"{len(self.references)} given" if self.references is not None else trained

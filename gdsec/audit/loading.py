@@ -22,9 +22,12 @@ __all__ = [
     "KINDS",
     "MIN_ROWS_PER_CLASS",
     "check_classes",
+    "check_device",
     "load_data",
     "load_model",
     "model_classes",
+    "model_device",
+    "on_device",
     "one_line",
 ]
 
@@ -41,6 +44,41 @@ def one_line(error: BaseException) -> str:
     """The first line of ``error``'s message, prefixed with its type. Used in chapter 10."""
     lines = str(error).strip().splitlines()
     return f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+
+
+def check_device(name: str) -> torch.device | None:
+    """The device ``--device name`` asks for, checked available; None for ``auto``.
+
+    Accepts auto, cpu, cuda, cuda:N and mps; anything else, or a device this machine lacks, raises
+    ``ValueError`` naming ``--device``. Used in chapter 10.
+    """
+    if name == "auto":
+        return None
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"--device {name}: not one of auto, cpu, cuda, cuda:N, mps")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device.type == "cuda" and (device.index or 0) >= count:
+        have = f"{count} CUDA device(s)" if count else "no CUDA device"
+        raise ValueError(f"--device {name}: not available, this machine has {have}")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {name}: not available, this machine has no MPS device")
+    return device
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where ``model``'s parameters (or buffers) are, CPU when it has none. Used in chapter 10."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def on_device(model: nn.Module, split: Split, device: torch.device) -> tuple[nn.Module, Split]:
+    """``model`` and every tensor of ``split`` moved to ``device``. Used in chapter 10."""
+    return model.to(device), Split(*(t.to(device) for t in split))
 
 
 def _check_file(role: str, path: Path) -> None:

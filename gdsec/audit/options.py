@@ -112,6 +112,17 @@ def parser() -> Parser:
         metavar="N",
         help="attack the first N trusted rows (default: budget's)",
     )
+    add(
+        "--batch-size",
+        type=int,
+        metavar="N",
+        help="attack N trusted rows at a time: memory bounded by N (default: all at once)",
+    )
+    add(
+        "--device",
+        default="auto",
+        help="run on auto (where the model's parameters are, else cpu), cpu, cuda, cuda:N or mps",
+    )
     add("--seed", type=int, default=0, help="seed of every randomised check (default 0)")
     add(
         "--budget",
@@ -152,6 +163,12 @@ def audit_config(args: argparse.Namespace) -> AuditConfig:
         if args.n_eval < 1:
             raise ValueError(f"--n-eval must be a positive number of rows, got {args.n_eval}")
         config = dataclasses.replace(config, n_eval=args.n_eval)
+    if args.batch_size is not None:
+        if args.batch_size < 1:
+            raise ValueError(
+                f"--batch-size must be a positive number of rows, got {args.batch_size}"
+            )
+        config = dataclasses.replace(config, batch_size=args.batch_size)
     return config
 
 

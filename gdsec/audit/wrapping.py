@@ -94,15 +94,19 @@ def gradient_reaches_input(model: nn.Module, x: torch.Tensor) -> bool:
     return grad is not None
 
 
-def _channel_stats(name: str, values: Sequence[float] | None, channels: int) -> torch.Tensor | None:
-    """``values`` as a float32 tensor of one entry per channel, or ``ValueError`` naming ``name``."""
+def _channel_stats(
+    name: str, values: Sequence[float] | None, x: torch.Tensor
+) -> torch.Tensor | None:
+    """``values`` as float32, one entry per channel of ``x``, on its device; or ``ValueError`` naming ``name``."""
     if values is None:
         return None
+    channels = x.shape[1]
     if len(values) not in (1, channels):
         raise ValueError(
             f"--{name}: DATA has {channels} channel(s) on axis 1, got {len(values)} value(s)"
         )
-    return torch.tensor(list(values) * (channels // len(values)), dtype=torch.float32)
+    values = list(values) * (channels // len(values))
+    return torch.tensor(values, dtype=torch.float32, device=x.device)
 
 
 def prepare_model(
@@ -118,8 +122,7 @@ def prepare_model(
     x = split.x_test[:16]
     if (mean is None) != (std is None):
         raise ValueError("--mean and --std must be given together")
-    channels = x.shape[1]
-    mean_t, std_t = _channel_stats("mean", mean, channels), _channel_stats("std", std, channels)
+    mean_t, std_t = _channel_stats("mean", mean, x), _channel_stats("std", std, x)
     if std_t is not None and not bool((std_t > 0).all()):
         raise ValueError(f"--std must be positive, got {list(std)}")
     ops = training_mode_ops(model)
