@@ -44,33 +44,14 @@ class HessianExtremes(NamedTuple):
     steps: int
 
 
-def hessian_extremes(
-    loss_fn: Callable[[], torch.Tensor],
-    params: Sequence[torch.Tensor],
-    *,
-    steps: int = 100,
-    tol: float = 1e-4,
-    seed: int = 0,
-) -> HessianExtremes:
-    """Largest and smallest algebraic Hessian eigenvalues by Lanczos on Hessian-vector products.
-
-    Fully reorthogonalised Lanczos (as in PyHessian) from a seeded random vector. It stops once both
-    extreme Ritz values have residual ``||Hv - lambda v|| <= tol * max(|lambda_max|, |lambda_min|)`` or
-    the Krylov space is exhausted (``converged=True``), else after ``steps`` steps (``converged=False``).
-    Each extreme is then accurate to about ``tol * max(|lambda_max|, |lambda_min|)`` or better.
-    Taught in chapter 7.
-    """
-    steps = check_int("steps", steps, low=1)
-    check_number("tol", tol, low=0.0)
-    params = [p for p in params if p.requires_grad]
-    if not params:
-        raise ValueError("params must contain at least one tensor that requires grad")
-    generator = random_stream(seed, "hessian.start")
-    first = torch.autograd.grad(loss_fn(), params, create_graph=True, allow_unused=True)
+def _products(
+    loss: torch.Tensor, params: list[torch.Tensor], retain: bool
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``v -> H v`` for the Hessian of ``loss`` w.r.t. ``params`` (flat float64 vectors)."""
+    first = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
     # a parameter the loss does not use (or uses linearly) has a zero row and column in the Hessian
     used = [i for i, g in enumerate(first) if g is not None and g.requires_grad]
-    grads = [first[i] for i in used]
-    sizes = [p.numel() for p in params]
+    grads, sizes = [first[i] for i in used], [p.numel() for p in params]
 
     def hvp(vector: torch.Tensor) -> torch.Tensor:
         if not grads:
@@ -83,7 +64,7 @@ def hessian_extremes(
             grads,
             params,
             grad_outputs=[chunks[i] for i in used],
-            retain_graph=True,
+            retain_graph=retain,
             allow_unused=True,
         )
         return torch.cat(
@@ -94,6 +75,42 @@ def hessian_extremes(
                 for h, n in zip(products, sizes, strict=True)
             ]
         )
+
+    return hvp
+
+
+def hessian_extremes(
+    loss_fn: Callable[[], torch.Tensor] | Sequence[Callable[[], torch.Tensor]],
+    params: Sequence[torch.Tensor],
+    *,
+    steps: int = 100,
+    tol: float = 1e-4,
+    seed: int = 0,
+) -> HessianExtremes:
+    """Largest and smallest algebraic Hessian eigenvalues by Lanczos on Hessian-vector products.
+
+    Fully reorthogonalised Lanczos (as in PyHessian) from a seeded random vector. It stops once both
+    extreme Ritz values have residual ``||Hv - lambda v|| <= tol * max(|lambda_max|, |lambda_min|)`` or
+    the Krylov space is exhausted (``converged=True``), else after ``steps`` steps (``converged=False``).
+    Each extreme is then accurate to about ``tol * max(|lambda_max|, |lambda_min|)`` or better.
+    ``loss_fn`` may be a sequence of callables whose losses sum to the loss (row chunks): each is
+    differentiated again at every step, so memory is one chunk's graph, for about twice the compute.
+    Taught in chapter 7.
+    """
+    steps = check_int("steps", steps, low=1)
+    check_number("tol", tol, low=0.0)
+    params = [p for p in params if p.requires_grad]
+    if not params:
+        raise ValueError("params must contain at least one tensor that requires grad")
+    generator = random_stream(seed, "hessian.start")
+    sizes = [p.numel() for p in params]
+    if callable(loss_fn):
+        hvp = _products(loss_fn(), params, retain=True)
+    else:
+        parts = list(loss_fn)
+
+        def hvp(vector: torch.Tensor) -> torch.Tensor:
+            return sum(_products(part(), params, retain=False)(vector) for part in parts)
 
     vector = torch.randn(
         sum(sizes), generator=generator, dtype=torch.float64, device=generator.device
@@ -129,20 +146,29 @@ def curvature(
     steps: int = 100,
     tol: float = 1e-4,
     seed: int = 0,
+    batch_size: int | None = None,
 ) -> HessianExtremes:
     """lambda_max, lambda_min and convergence of the Hessian of the mean cross-entropy of ``model`` on (x, y).
 
     Computed in eval mode; the model's mode and its parameters' ``.grad`` are left as they were.
+    ``batch_size`` rows at a time (default all at once) bound the memory by the batch.
     Taught in chapter 7.
     """
     check_model("model", model)
     check_batch("x", x)
     check_labels("y", y, n=x.shape[0])
+    n = x.shape[0]
+    size = n if batch_size is None else check_int("batch_size", batch_size, low=1)
+
+    def part(rows: slice) -> Callable[[], torch.Tensor]:
+        return lambda: nn.functional.cross_entropy(model(x[rows]), y[rows], reduction="sum") / n
+
     with eval_mode(model):
         params = [p for p in model.parameters() if p.requires_grad]
         saved = [None if p.grad is None else p.grad.clone() for p in params]
+        whole = lambda: nn.functional.cross_entropy(model(x), y)  # noqa: E731
         result = hessian_extremes(
-            lambda: nn.functional.cross_entropy(model(x), y),
+            whole if size >= n else [part(slice(i, i + size)) for i in range(0, n, size)],
             params,
             steps=steps,
             tol=tol,

@@ -145,8 +145,11 @@ def test_no_tensor_of_the_audited_code_is_created_on_a_device_of_its_own():
     keys = {k: {k, (k[0], "*", k[2])} & set(ALLOWED) for k in calls}
     unexplained = {k: line for k, line in calls.items() if not keys[k]}
     assert not unexplained, f"give these calls device= from their inputs: {unexplained}"
-    stale = sorted(set(ALLOWED) - set().union(*keys.values()))
-    assert not stale, f"fixed or moved: remove these ALLOWED entries: {stale}"
+    used = set().union(*keys.values())
+    stale = sorted(
+        k for k, why in ALLOWED.items() if k not in used and not why.startswith("TO FIX")
+    )
+    assert not stale, f"moved or gone: remove these ALLOWED entries: {stale}"
 
 
 @pytest.fixture(scope="module")
@@ -168,24 +171,27 @@ RUNS: dict[str, Callable] = {
     "deepfool": lambda m, x, y: attacks.deepfool(m, x, steps=5),
     "fab": lambda m, x, y: attacks.fab(m, x, y, 0.1, steps=3, targeted=True),
     "curvature": lambda m, x, y: x.new_tensor(hessian.curvature(m, x, y, steps=3)[:2]),
+    "curvature-batched": lambda m, x, y: x.new_tensor(
+        hessian.curvature(m, x, y, steps=3, batch_size=4)[:2]
+    ),
 }
-#: Runs that still create a tensor on the default device (in files other engineers own).
-STILL_DEFAULT = {"fab": "gdsec/attacks/boundary.py: arange, full, rand, randn without device="}
+#: Runs through a file other engineers own: expected to fail while the lint still finds a call
+#: there on the default device, and to pass once it finds none.
+OWNED_ELSEWHERE = {"fab": "gdsec/attacks/boundary.py"}
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=STILL_DEFAULT[n]))
-        if n in STILL_DEFAULT
-        else n
-        for n in RUNS
-    ],
-)
+@pytest.mark.parametrize("name", list(RUNS))
 def test_attacks_follow_their_inputs_device_with_meta_as_the_default(name, small):
     model, x, y = small
-    with torch.device("meta"):
-        out = RUNS[name](model, x, y)
+    path = OWNED_ELSEWHERE.get(name)
+    pending = path is not None and unplaced_factories((ROOT / path).read_text())
+    try:
+        with torch.device("meta"):
+            out = RUNS[name](model, x, y)
+    except (RuntimeError, NotImplementedError):
+        if pending:
+            pytest.xfail(f"{path} still creates tensors on the default device: {pending}")
+        raise
     assert out.device == x.device
 
 
@@ -218,6 +224,18 @@ def test_in_batches_runs_each_chunk_and_keeps_the_attack_contract(small):
     torch.testing.assert_close(out[:4], first, rtol=0, atol=0)  # chunk 0: the unchunked draws
     assert in_batches(attacks.pgd, None) is attacks.pgd
     assert in_batches(counted, 6)(model, x, y, 0.1, steps=1) is not None and calls[-1] == 6
+
+
+def test_curvature_in_row_chunks_matches_the_whole_batch(small):
+    model, x, y = small
+    whole = hessian.curvature(model, x, y, steps=6)
+    for size in (4, 1):
+        chunked = hessian.curvature(model, x, y, steps=6, batch_size=size)
+        assert chunked.steps == whole.steps
+        assert chunked.lambda_max == pytest.approx(whole.lambda_max, rel=1e-6)
+        assert chunked.lambda_min == pytest.approx(whole.lambda_min, rel=1e-6, abs=1e-9)
+    with pytest.raises(ValueError, match="batch_size"):
+        hessian.curvature(model, x, y, batch_size=0)
 
 
 @pytest.mark.parametrize("bad", [0, -1, 2.5, True, "8"])
