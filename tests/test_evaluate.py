@@ -443,3 +443,43 @@ def test_float64_logits(digits_mlp, rows) -> None:
     e = evaluate(Double(), x, y, EPS, budget=budget, attacks=("fab-t",))  # FAB mixed the dtypes
     plain = evaluate(digits_mlp, x, y, EPS, budget=budget, attacks=("fab-t",))
     assert e.flags == () and e.robust_accuracy == plain.robust_accuracy
+
+
+class _NoGradientPath(nn.Module):
+    """``model`` with no gradient path to its input: computed under ``torch.no_grad`` or on ``x.detach()``."""
+
+    def __init__(self, model: nn.Module, how: str) -> None:
+        super().__init__()
+        self.model, self.how = model, how
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.how == "detach":
+            return self.model(x.detach())
+        with torch.no_grad():
+            return self.model(x)
+
+
+@pytest.mark.parametrize("how", ["no_grad", "detach"])
+def test_no_gradient_path_is_measured_by_the_gradient_free_members(digits_mlp, rows, how) -> None:
+    x, y = rows[0][:10], rows[1][:10]
+    masked = _NoGradientPath(digits_mlp, how)
+    tiny = Budget(steps=2, fab_steps=2, square_steps=40, check_rows=0)
+    e = evaluate(masked, x, y, EPS, budget=tiny)  # FAB's autograd.grad raised here
+    correct = round(e.clean_accuracy * len(x))
+    assert any(f.startswith(f"zero-gradient: {correct} of {correct} ") for f in e.flags), e.flags
+    assert list(e.accuracy_after) == [*LABELS, "hop_skip_jump"]
+    assert e.accuracy_after["fab-t"] == e.clean_accuracy  # the gradient members move nothing
+    assert set(e.broken_by) <= {None, "clean", "square_attack", "hop_skip_jump"}
+    assert torch.equal(fab(masked, x, y, EPS, steps=2, targeted=False), x)
+
+
+def test_every_member_takes_float64_logits(digits_mlp, rows) -> None:
+    class Double(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return digits_mlp(x).double()
+
+    x, y = rows[0][:10], rows[1][:10]
+    tiny = Budget(steps=2, fab_steps=2, square_steps=20, check_rows=0)
+    e = evaluate(Double(), x, y, EPS, budget=tiny)  # the whole default ensemble
+    assert list(e.accuracy_after) == LABELS and e.flags == ()
+    assert e.robust_accuracy == evaluate(digits_mlp, x, y, EPS, budget=tiny).robust_accuracy

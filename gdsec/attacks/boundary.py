@@ -34,6 +34,8 @@ from gdsec.validation import check_norm, check_number
 __all__ = ["fab", "project_on_hyperplane"]
 
 _BISECTIONS = 40
+#: FAB-T runs several targets in one batch while their rows together stay within this many.
+_GROUP_ROWS = 256
 
 
 def _linf_projection(p: torch.Tensor, w: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -89,23 +91,27 @@ def project_on_hyperplane(
     return step * (c != 0)[:, None]
 
 
+def _gradient(out: torch.Tensor, probe: torch.Tensor, retain: bool) -> torch.Tensor:
+    """d out / d probe; zero when ``out`` has no gradient path to ``probe`` (no_grad, detach)."""
+    grad = None
+    if out.requires_grad:
+        (grad,) = torch.autograd.grad(out, probe, retain_graph=retain, allow_unused=True)
+    return torch.zeros_like(probe) if grad is None else grad
+
+
 def _boundary(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, norm: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(f, grad f) per row, flattened: ``f = z_t - z_y`` for a target, else for the nearest linearised class."""
-    rows = torch.arange(x.shape[0])
+    rows = torch.arange(x.shape[0], device=x.device)
     with torch.enable_grad():
         probe = x.detach().requires_grad_(True)
-        logits = checked_logits(model, probe).to(x.dtype)  # float64 logits keep x's dtype
+        logits = checked_logits(model, probe).to(x.dtype)  # any float logits take x's dtype
         if target is not None:
             f = logits[rows, target] - logits[rows, y]
-            (grad,) = torch.autograd.grad(f.sum(), probe)
-            return f.detach(), grad.reshape(x.shape[0], -1)
+            return f.detach(), _gradient(f.sum(), probe, False).reshape(x.shape[0], -1)
         n_classes = logits.shape[1]
-        grads = [
-            torch.autograd.grad(logits[:, k].sum(), probe, retain_graph=k < n_classes - 1)[0]
-            for k in range(n_classes)
-        ]
+        grads = [_gradient(logits[:, k].sum(), probe, k < n_classes - 1) for k in range(n_classes)]
     jac = torch.stack(grads, 1).reshape(x.shape[0], n_classes, -1)
     f_all = (logits - logits[rows, y][:, None]).detach()
     g_all = jac - jac[rows, y][:, None]
@@ -134,7 +140,10 @@ def _run(
     n, shape = x0.shape[0], x0.shape
     flat0 = x0.reshape(n, -1)
     x1 = start.reshape(n, -1).clone()
-    best, best_norm = flat0.clone(), torch.full((n,), float("inf"), dtype=x0.dtype)
+    best, best_norm = (
+        flat0.clone(),
+        torch.full((n,), float("inf"), dtype=x0.dtype, device=x0.device),
+    )
     for _ in range(settings["steps"]):
         f, g = _boundary(model, x1.reshape(shape), y, target, norm)
         b = (g * x1).sum(1) - f  # the linearised boundary through the current point: g . z = b
@@ -154,15 +163,24 @@ def _run(
     return best.reshape(shape), best_norm
 
 
+def _pairs(
+    best_norm: torch.Tensor, y: torch.Tensor, eps: float, target: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The rows a run against ``target`` attacks (not yet fooled within ``eps``, target not their class)."""
+    rows = (best_norm > eps).nonzero().squeeze(1)
+    if target is None:
+        return rows, None
+    rows = rows[target[rows] != y[rows]]
+    return rows, target[rows]
+
+
 def _random_start(
     x0: torch.Tensor, radius: torch.Tensor, norm: str, generator: torch.Generator
 ) -> torch.Tensor:
     """A random point at distance ``radius`` (per row) from ``x0``, clipped to [0, 1] (FAB's restarts)."""
-    noise = (
-        torch.rand(x0.shape, generator=generator, dtype=x0.dtype) * 2 - 1
-        if norm == "inf"
-        else torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
-    )
+    draw = torch.rand if norm == "inf" else torch.randn  # on the generator's device, then x0's
+    noise = draw(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
+    noise = noise * 2 - 1 if norm == "inf" else noise
     noise = noise / (per_row(row_norm(noise, norm), noise) + TINY)
     return (x0 + per_row(radius, x0) * noise).clamp(0.0, 1.0)
 
@@ -201,7 +219,8 @@ def fab(
     """FAB (Croce & Hein 2020): per row, the smallest L-inf or L2 adversarial point it finds, if within ``eps``.
 
     ``targeted=True`` is FAB-T: one run per target among the top-9 other classes by clean logits
-    (all other classes when there are fewer), each on the rows not yet fooled within ``eps``;
+    (all other classes when there are fewer), each on the rows not yet fooled within ``eps`` (runs
+    whose rows total at most 256 go as one batch, on the rows not fooled before that batch);
     ``targeted=False`` linearises every class at every step (one gradient per class). The first
     restart starts at ``x``, later ones at a random point halfway to the smallest adversarial found
     (or to ``eps``), drawn from ``seed``. Rows it cannot fool within ``eps`` come back as ``x``.
@@ -213,11 +232,11 @@ def fab(
         clean = checked_logits(model, x)
     best, best_norm = x.clone(), torch.where(clean.argmax(1) == y, float("inf"), 0.0).to(x.dtype)
     rounds = runner_up_targets(clean) if targeted else [None]
-    for target in rounds:
+    size = max(1, _GROUP_ROWS // max(1, int((best_norm > eps).sum())))
+    for first in range(0, len(rounds), size):
         for restart in range(restarts):
-            rows = (best_norm > eps).nonzero().squeeze(1)
-            if target is not None:
-                rows = rows[target[rows] != y[rows]]
+            pairs = [_pairs(best_norm, y, eps, target) for target in rounds[first : first + size]]
+            rows = torch.cat([r for r, _ in pairs])
             if rows.numel() == 0:
                 break
             x0 = x[rows]
@@ -226,9 +245,12 @@ def fab(
                 if restart == 0
                 else _random_start(x0, best_norm[rows].clamp(max=eps) / 2, norm, generator)
             )
-            found, size = _run(
-                model, x0, y[rows], None if target is None else target[rows], start, settings
-            )
-            better = size < best_norm[rows]
-            best[rows[better]], best_norm[rows[better]] = found[better], size[better]
+            aims = None if not targeted else torch.cat([t for _, t in pairs])
+            found, sizes = _run(model, x0, y[rows], aims, start, settings)
+            for part in torch.arange(len(rows), device=rows.device).split(
+                [len(r) for r, _ in pairs]
+            ):
+                better = sizes[part] < best_norm[rows[part]]
+                kept = rows[part][better]
+                best[kept], best_norm[kept] = found[part][better], sizes[part][better]
     return torch.where(per_row(best_norm <= eps, x), best, x)
