@@ -94,7 +94,8 @@ def hessian_extremes(
     the Krylov space is exhausted (``converged=True``), else after ``steps`` steps (``converged=False``).
     Each extreme is then accurate to about ``tol * max(|lambda_max|, |lambda_min|)`` or better.
     ``loss_fn`` may be a sequence of callables whose losses sum to the loss (row chunks): each is
-    differentiated again at every step, so memory is one chunk's graph, for about twice the compute.
+    differentiated again at every step (a forward and a first gradient per chunk and step), so
+    memory is one chunk's graph.
     Taught in chapter 7.
     """
     steps = check_int("steps", steps, low=1)
