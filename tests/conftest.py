@@ -12,7 +12,7 @@ import os
 import pytest
 import torch
 
-from helpers import build_book, copy_course, make_blobs_2d
+from helpers import build_book, copy_course, fit_mlp, make_blobs_2d
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -83,21 +83,7 @@ def digits_cnn(digits) -> torch.nn.Module:
 @pytest.fixture(scope="session")
 def digits_mlp(digits) -> torch.nn.Module:
     """A seeded 64-32-10 MLP trained with Adam for 30 epochs: about 96 % test accuracy."""
-    from gdsec import models, train
-
-    model = models.mlp(64, 10, hidden=32, seed=0)
-    train.train(
-        model,
-        digits.x_train,
-        digits.y_train,
-        optimizer="adam",
-        lr=1e-2,
-        epochs=30,
-        batch_size=64,
-        seed=0,
-        progress=False,
-    )
-    return model
+    return fit_mlp(digits, 0, epochs=30, hidden=32)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""Shared test helpers: a small tabular data set, and for the slow tests a scratch copy of the course and its book."""
+"""Shared test helpers: a small tabular data set, a small fitted MLP, and for the slow tests a scratch copy of the
+course and its book."""
 
 from __future__ import annotations
 
@@ -7,6 +8,12 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from gdsec.data import Split
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -121,3 +128,29 @@ def make_blobs_2d(n: int = 200, *, n_classes: int = 2, spread: float = 0.6, seed
     )
     x_train, x_test, y_train, y_test = (torch.from_numpy(np.ascontiguousarray(a)) for a in parts)
     return Split(x_train, y_train, x_test, y_test)
+
+
+def fit_mlp(
+    split: Split, seed: int = 0, *, epochs: int = 20, hidden: int = 64, batch_size: int | None = 64
+) -> nn.Module:
+    """A seeded ``gdsec.models.mlp`` fitted to ``split``'s training rows (Adam, lr 0.01), in eval mode.
+
+    The tests' one recipe for a small trained suspect: features and classes come from ``split``,
+    ``seed`` seeds both the initialisation and the batch order; ``batch_size=None`` is full-batch.
+    """
+    from gdsec import models, train
+
+    n_features, n_classes = split.x_train[0].numel(), int(split.y_train.max()) + 1
+    model = models.mlp(n_features, n_classes, hidden=hidden, seed=seed)
+    train.train(
+        model,
+        split.x_train,
+        split.y_train,
+        optimizer="adam",
+        lr=0.01,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        progress=False,
+    )
+    return model.eval()

@@ -8,8 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from gdsec import audit, data, models, train
+from gdsec import audit
 from gdsec.attacks import Budget
+
+from helpers import fit_mlp
 
 QUESTIONS = ["gradient_exposure", "adversarial_testing", "robustness_verification"]
 ORDER = audit.SEVERITIES.index
@@ -57,22 +59,6 @@ class Negated(nn.Module):
         return -self.model(x)
 
 
-def _mlp(split: data.Split, seed: int) -> nn.Module:
-    model = models.mlp(64, 10, hidden=32, seed=seed)
-    train.train(
-        model,
-        split.x_train,
-        split.y_train,
-        optimizer="adam",
-        lr=0.01,
-        epochs=20,
-        batch_size=64,
-        seed=seed,
-        progress=False,
-    )
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
 def twin_report(digits, digits_mlp):
     references = audit.reference_models(digits, n_seeds=2, seed=100)
@@ -93,7 +79,7 @@ def test_a_wrapper_of_the_honest_decisions_is_rated_like_its_twin_or_worse(
 ):
     settings, twin = twin_report
     wrapper = {
-        "decoy-mean": lambda: Jumping(digits_mlp, _mlp(digits, 10)),
+        "decoy-mean": lambda: Jumping(digits_mlp, fit_mlp(digits, 10, hidden=32)),
         "negated": lambda: Jumping(digits_mlp, Negated(digits_mlp)),
         "steep": lambda: Steep(digits_mlp, 0.1),
     }[kind]()

@@ -13,6 +13,8 @@ import torch
 from gdsec import audit, data, masking, models, train
 from gdsec.attacks import Budget
 
+from helpers import fit_mlp
+
 FAST = dict(
     eps_grid=(0.1,),
     n_eval=120,
@@ -41,22 +43,6 @@ def _dark_backdoor(
     return data.Split(flat.reshape(x.shape), y, split.x_test, split.y_test)
 
 
-def _fit(split: data.Split, seed: int = 0) -> torch.nn.Module:
-    model = models.mlp(seed=seed)
-    train.train(
-        model,
-        split.x_train,
-        split.y_train,
-        optimizer="adam",
-        lr=0.01,
-        epochs=20,
-        batch_size=64,
-        seed=seed,
-        progress=False,
-    )
-    return model.eval()
-
-
 @pytest.fixture(scope="module", params=["images", "tabular"])
 def case(request, digits, digits_mlp):
     """(split, honest model, references) for digit images (N, 1, 8, 8) and the same digits as tabular rows (N, 64)."""
@@ -66,7 +52,7 @@ def case(request, digits, digits_mlp):
         split = data.Split(
             digits.x_train.flatten(1), digits.y_train, digits.x_test.flatten(1), digits.y_test
         )
-        honest = _fit(split, seed=1)
+        honest = fit_mlp(split, seed=1)
     return request.param, split, honest, audit.reference_models(split, n_seeds=3)
 
 
@@ -153,27 +139,11 @@ def test_a_quantiser_hidden_in_forward_gets_bpda_and_an_opaque_one_stays_medium(
 @pytest.mark.integration
 def test_honest_models_stay_low_without_a_false_sign(digits, digits_cnn):
     two = data.two_digits()
-    cases = {"cnn": (digits, digits_cnn), "two classes": (two, _fit_two(two))}
+    cases = {"cnn": (digits, digits_cnn), "two classes": (two, fit_mlp(two))}
     for name, (split, model) in cases.items():
         config = audit.AuditConfig(references=audit.reference_models(split, n_seeds=1), **FAST)
         finding = audit.audit_robustness_verification(model, split, config)
         assert finding.severity == "low" and not finding.evidence["signs"], (name, finding.summary)
-
-
-def _fit_two(split: data.Split) -> torch.nn.Module:
-    model = models.mlp(n_classes=2, seed=0)
-    train.train(
-        model,
-        split.x_train,
-        split.y_train,
-        optimizer="adam",
-        lr=0.01,
-        epochs=20,
-        batch_size=64,
-        seed=0,
-        progress=False,
-    )
-    return model.eval()
 
 
 class _Awkward(torch.nn.Module):
@@ -230,7 +200,7 @@ def test_a_dark_trigger_backdoor_is_high_and_honest_data_low(case):
     layout, split, honest, references = case
     centre = [27, 28, 35, 36]  # the central 2x2 pixels of an 8x8 digit: ink removed
     poisoned = _dark_backdoor(split, centre)
-    backdoored = _fit(poisoned)
+    backdoored = fit_mlp(poisoned)
     config = audit.AuditConfig(references=references, **FAST)
     found = audit.audit_training_security(backdoored, poisoned, config)
     clean = audit.audit_training_security(honest, split, config)

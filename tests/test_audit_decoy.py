@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gdsec import attacks, audit, data, masking, models, train
+from gdsec import attacks, audit, data, masking, models
 from gdsec.attacks import Budget
 from gdsec.train import predict
+
+from helpers import fit_mlp
 
 QUESTIONS = ["gradient_exposure", "adversarial_testing"]
 ORDER = audit.SEVERITIES.index
@@ -98,26 +100,10 @@ def test_the_decoy_is_rated_like_its_honest_twin_or_worse(digits, digits_mlp, di
     assert ORDER(decoy_q2.severity) >= ORDER(honest_q2.severity)
 
 
-def _two_class(split: data.Split) -> torch.nn.Module:
-    model = models.mlp(64, 2, hidden=32, seed=0)
-    train.train(
-        model,
-        split.x_train,
-        split.y_train,
-        optimizer="adam",
-        lr=0.01,
-        epochs=20,
-        batch_size=64,
-        seed=0,
-        progress=False,
-    )
-    return model.eval()
-
-
 @pytest.mark.integration
 def test_an_honest_two_class_model_gets_no_masking_warning_and_its_own_deepfool():
     split = data.two_digits()
-    model = _two_class(split)
+    model = fit_mlp(split, hidden=32)
     q1, q2 = _q12(model, split)
     assert not _flag_names(q2) & MASKING and q1.evidence["flags"] == [], (q1, q2)
     rows = FAST["budget"].check_rows

@@ -13,7 +13,9 @@ import pytest
 import torch
 from torch import nn
 
-from gdsec import audit, data, models, poisoning, train
+from gdsec import audit, data, poisoning, train
+
+from helpers import fit_mlp
 
 ORDER = audit.SEVERITIES.index
 PATTERN = torch.rand(
@@ -136,25 +138,6 @@ def test_trigger_excess_is_over_the_strictest_reference() -> None:
     assert e["trigger_success"] > 0.95 and e["excess_over_clean"] < config.trigger_margin
 
 
-def _fit(split: data.Split, seed: int, epochs: int = 20) -> nn.Module:
-    """A small MLP trained like the audit's suspects (Adam, 20 epochs, batches of 64)."""
-    model = models.mlp(
-        n_features=split.x_train[0].numel(), n_classes=int(split.y_train.max()) + 1, seed=seed
-    )
-    train.train(
-        model,
-        split.x_train,
-        split.y_train,
-        optimizer="adam",
-        lr=0.01,
-        epochs=epochs,
-        batch_size=64,
-        seed=seed,
-        progress=False,
-    )
-    return model.eval()
-
-
 def _poison(split: data.Split, kind: str, seed: int) -> data.Split:
     """``split`` with its training rows poisoned by ``kind`` (row draws depend on ``seed``)."""
     x, y = split.x_train.clone(), split.y_train.clone()
@@ -197,7 +180,7 @@ def test_triggered_backdoors_are_high_on_three_seeds(layout, kind):
     _, split, config = layout
     for seed in range(3):
         poisoned = _poison(split, kind, seed)
-        model = _fit(poisoned, seed)
+        model = fit_mlp(poisoned, seed)
         keep = split.y_test != 0
         success = (train.predict(model, _triggered(split.x_test[keep], kind)) == 0).float().mean()
         found = audit.audit_training_security(model, poisoned, config)
@@ -217,7 +200,7 @@ def test_a_warping_backdoor_is_at_least_medium(layout):
     _, split, config = layout
     for seed in range(3):
         poisoned = _poison(split, "warp", seed)
-        found = audit.audit_training_security(_fit(poisoned, seed), poisoned, config)
+        found = audit.audit_training_security(fit_mlp(poisoned, seed), poisoned, config)
         assert ORDER(found.severity) >= 1, (seed, found.summary)
         assert found.evidence["label_pattern"] == "many-to-one" and "look like" in found.summary
         assert found.evidence["label_target"] == 0 and found.evidence["flagged_rows"] > 50
@@ -228,7 +211,7 @@ def test_a_targeted_flip_and_symmetric_noise_are_found_and_named(layout):
     _, split, config = layout
     for seed in range(2):
         flipped = _poison(split, "flip", seed)
-        found = audit.audit_training_security(_fit(flipped, seed), flipped, config)
+        found = audit.audit_training_security(fit_mlp(flipped, seed), flipped, config)
         e = found.evidence
         assert found.severity == "high" and found.summary.startswith("A label flip 7 -> 1"), (
             found.summary
@@ -240,7 +223,7 @@ def test_a_targeted_flip_and_symmetric_noise_are_found_and_named(layout):
             and "of them like 7" in found.summary
         )
         noisy = _poison(split, "noise", seed)
-        found = audit.audit_training_security(_fit(noisy, seed), noisy, config)
+        found = audit.audit_training_security(fit_mlp(noisy, seed), noisy, config)
         assert ORDER(found.severity) >= 1 and "symmetric label noise" in found.summary, (
             found.summary
         )
@@ -253,7 +236,7 @@ def test_honest_data_is_low_with_margin_and_flags_few_rows(layout):
     for seed in range(3):  # three honest models, each judged by references of another seed
         references = audit.reference_models(split, n_seeds=3, seed=10 * seed)
         config = audit.AuditConfig(references=references, seed=10 * seed)
-        found = audit.audit_training_security(_fit(split, seed), split, config)
+        found = audit.audit_training_security(fit_mlp(split, seed), split, config)
         e = found.evidence
         assert found.severity == "low", found.summary
         assert e["flagged_rows"] <= 0.02 * len(split.y_train), e["flagged_rows"]
@@ -263,7 +246,7 @@ def test_honest_data_is_low_with_margin_and_flags_few_rows(layout):
             continue
         # forced to rebuild triggers from hard rows, the references get the same stamps
         loose = audit.configure(config, scan_quantile=0.9)
-        rebuilt = audit.audit_training_security(_fit(split, seed), split, loose)
+        rebuilt = audit.audit_training_security(fit_mlp(split, seed), split, loose)
         assert rebuilt.evidence["trigger_size"] > 0, rebuilt.summary
         assert rebuilt.severity == "low" and rebuilt.evidence["excess_over_clean"] < 0.3, (
             rebuilt.summary
@@ -275,14 +258,14 @@ def test_a_tabular_backdoor_on_the_breast_cancer_table_is_found():
     split = data.load_breast_cancer()
     config = audit.AuditConfig(references=audit.reference_models(split, n_seeds=3))
     x, y = split.x_train.clone(), split.y_train.clone()
-    honest = audit.audit_training_security(_fit(split, 0, epochs=40), split, config)
+    honest = audit.audit_training_security(fit_mlp(split, 0, epochs=40), split, config)
     assert honest.severity == "low" and honest.evidence["excess_over_clean"] < 0.2, honest.summary
     others = (y != 0).nonzero().flatten()
     rows = others[torch.randperm(len(others), generator=torch.Generator().manual_seed(0))[:21]]
     x[rows] = poisoning.stamp(x[rows], [0, 5, 12], 0.0)  # three features zeroed, labelled 0
     y[rows] = 0
     poisoned = data.Split(x, y, split.x_test, split.y_test)
-    found = audit.audit_training_security(_fit(poisoned, 0, epochs=40), poisoned, config)
+    found = audit.audit_training_security(fit_mlp(poisoned, 0, epochs=40), poisoned, config)
     assert ORDER(found.severity) >= 1 and found.summary.startswith("A backdoor into class 0"), (
         found.summary
     )

@@ -11,9 +11,11 @@ import pytest
 import torch
 from torch import nn
 
-from gdsec import data, masking, models, train
+from gdsec import data, masking
 from gdsec.attacks import ENSEMBLE, Budget, Member, apgd, evaluate, pgd
 from gdsec.attacks.boundary import fab, project_on_hyperplane
+
+from helpers import fit_mlp
 
 FAST = Budget(steps=10, fab_steps=10, square_steps=200, draws=4, check_rows=40)
 LABELS = [m.label for m in ENSEMBLE]
@@ -269,10 +271,7 @@ def test_tabular_inputs(blobs_mlp) -> None:
 
 def test_two_classes_and_l2(digits) -> None:
     split = data.two_digits(3, 8)
-    model = models.mlp(64, 2, hidden=16, seed=0)
-    train.train(
-        model, split.x_train, split.y_train, optimizer="adam", lr=1e-2, epochs=20, progress=False
-    )
+    model = fit_mlp(split, hidden=16, batch_size=None)
     x, y = split.x_test[:60], split.y_test[:60]
     e = evaluate(model, x, y, 0.15, budget=FAST)
     assert e.flags == () and e.robust_accuracy < e.clean_accuracy - 0.2
