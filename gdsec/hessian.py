@@ -188,14 +188,16 @@ def sharpness(
     steps: int = 100,
     tol: float = 1e-4,
     seed: int = 0,
+    batch_size: int | None = None,
 ) -> float:
     """Sharpness: the largest algebraic Hessian eigenvalue lambda_max of the mean cross-entropy on (x, y).
 
-    ``curvature(...).lambda_max``; use :func:`curvature` to also see lambda_min and whether the
+    ``curvature(...).lambda_max`` (Hessian-vector products over ``batch_size`` rows at a time);
+    use :func:`curvature` to also see lambda_min and whether the
     estimate converged.
     Taught in chapters 1 and 7.
     """
-    return curvature(model, x, y, steps=steps, tol=tol, seed=seed).lambda_max
+    return curvature(model, x, y, steps=steps, tol=tol, seed=seed, batch_size=batch_size).lambda_max
 
 
 def full_hessian(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

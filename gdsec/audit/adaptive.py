@@ -25,6 +25,7 @@ from gdsec.attacks import (
     bpda_stand_in,
     checked_logits,
 )
+from gdsec.attacks.batches import in_batches
 from gdsec.attacks.checks import logit_scale
 from gdsec.attacks.decision import hop_skip_jump
 from gdsec.audit.convergence_properties import fit_temperature
@@ -158,6 +159,7 @@ def adaptive_robust(
     randomised: bool,
     signs: bool,
     seed: int = 0,
+    batch_size: int | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Per-row robustness after each adaptive attack in turn (each on the rows still ``standing``), and what ran.
 
@@ -168,6 +170,8 @@ def adaptive_robust(
     normalised logits; a random model is attacked and scored by the mean logits of
     ``budget.draws`` draws (EOT; the deterministic surrogates are not redrawn). Returns the rows
     left after each attack (cumulative) and a note per attack saying how it ran or why it did not.
+    Each attack takes ``batch_size`` rows at a time (:func:`gdsec.attacks.batches.in_batches`;
+    default all at once).
     Taught in chapter 10.
     """
     score = MeanOfDraws(model, budget.draws) if randomised else model
@@ -176,7 +180,8 @@ def adaptive_robust(
     def run(name: str, craft: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
         rows = robust.nonzero().squeeze(1)
         if rows.numel():
-            robust[rows[~_still_right(score, craft(x[rows], y[rows]), y[rows])]] = False
+            chunked = in_batches(lambda _, xs, ys: craft(xs, ys), batch_size)
+            robust[rows[~_still_right(score, chunked(score, x[rows], y[rows]), y[rows])]] = False
         after[name] = robust.clone()
 
     def gradient(

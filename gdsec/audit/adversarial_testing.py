@@ -85,6 +85,7 @@ def _with_adaptive(
         randomised=is_randomised(model, x[:PROBE_ROWS]),
         signs=True,
         seed=config.seed,
+        batch_size=config.batch_size,
     )
     return list(after.values())[-1], list(after)
 

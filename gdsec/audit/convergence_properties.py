@@ -85,7 +85,7 @@ def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, temperature: float
 
 
 def _reference_stats(
-    split: Split, references: tuple[nn.Module, ...], rows: int, seed: int
+    split: Split, references: tuple[nn.Module, ...], rows: int, config: AuditConfig
 ) -> tuple[list[float], list[float]]:
     """Each clean reference's sharpness on its own training data (the trusted split) and its loss on the
     audited training data it never saw, both at the temperature fitted on the latter, as for the audited model."""
@@ -93,7 +93,15 @@ def _reference_stats(
     sharp, losses = [], []
     for reference in references:
         temperature = fit_temperature(reference, split.x_train, split.y_train)
-        sharp.append(sharpness(Scaled(reference, temperature), x, y, seed=seed))
+        sharp.append(
+            sharpness(
+                Scaled(reference, temperature),
+                x,
+                y,
+                seed=config.seed,
+                batch_size=config.batch_size,
+            )
+        )
         losses.append(_loss(reference, split.x_train, split.y_train, temperature))
     return sharp, losses
 
@@ -115,11 +123,17 @@ def audit_convergence_properties(model: nn.Module, split: Split, config: AuditCo
         _loss(model, split.x_test, split.y_test, temperature),
     )
     rows = min(config.sharpness_rows, len(y))
-    top = sharpness(Scaled(model, temperature), x[:rows], y[:rows], seed=config.seed)
+    top = sharpness(
+        Scaled(model, temperature),
+        x[:rows],
+        y[:rows],
+        seed=config.seed,
+        batch_size=config.batch_size,
+    )
     references = config.references or reference_models(
         split, n_seeds=config.n_references, seed=config.seed
     )
-    clean, clean_loss = _reference_stats(split, references, rows, config.seed)
+    clean, clean_loss = _reference_stats(split, references, rows, config)
     ratio = top / max(max(clean), 1e-12)
     loss_ratio = train_loss / max(max(clean_loss), 1e-12)
     train_acc, test_acc = accuracy(model, x, y), accuracy(model, split.x_test, split.y_test)

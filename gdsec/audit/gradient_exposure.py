@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from gdsec.attacks import PROBE_ROWS, is_randomised, pgd, robust_accuracy, square_attack
+from gdsec.attacks.batches import in_batches
 from gdsec.attacks.checks import zero_gradient_rows
 from gdsec.attacks.continuity import consistency_flags
 from gdsec.attacks.decision import hop_skip_jump
@@ -84,15 +85,24 @@ def audit_gradient_exposure(model: nn.Module, split: Split, config: AuditConfig)
     clean = accuracy(model, x, y)
     # the same decisions; the logit scale cannot hide anything
     model = NormalisedLogits(model, x, y)
+    chunked = config.batch_size  # rows per attack call: memory bounded by the chunk
     whitebox = robust_accuracy(
-        model, x, y, lambda m, xs, ys: pgd(m, xs, ys, eps, steps=config.budget.steps, seed=seed)
+        model,
+        x,
+        y,
+        in_batches(
+            lambda m, xs, ys: pgd(m, xs, ys, eps, steps=config.budget.steps, seed=seed), chunked
+        ),
     )
     query = robust_accuracy(
         model,
         x,
         y,
-        lambda m, xs, ys: square_attack(
-            m, xs, ys, eps, steps=config.budget.square_steps, seed=seed
+        in_batches(
+            lambda m, xs, ys: square_attack(
+                m, xs, ys, eps, steps=config.budget.square_steps, seed=seed
+            ),
+            chunked,
         ),
     )
     flags = _untrusted(model, x, y, eps, seed)
@@ -103,7 +113,10 @@ def audit_gradient_exposure(model: nn.Module, split: Split, config: AuditConfig)
             model,
             x,
             y,
-            lambda m, xs, ys: hop_skip_jump(m, xs, ys, eps, queries=queries, seed=seed),
+            in_batches(
+                lambda m, xs, ys: hop_skip_jump(m, xs, ys, eps, queries=queries, seed=seed),
+                chunked,
+            ),
         )
     achievable = {
         "gradients": min(whitebox, query),
@@ -124,6 +137,7 @@ def audit_gradient_exposure(model: nn.Module, split: Split, config: AuditConfig)
             randomised="randomised" in flags,
             signs=True,
             seed=seed,
+            batch_size=chunked,
         )
         adaptive = list(after.values())[-1].float().mean().item()
         achievable = min(achievable, decision, adaptive)

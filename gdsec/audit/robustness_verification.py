@@ -114,6 +114,7 @@ def audit_robustness_verification(model: nn.Module, split: Split, config: AuditC
         randomised=randomised,
         signs=bool(signs),
         seed=config.seed,
+        batch_size=config.batch_size,
     )
     n, adaptive = len(y), list(after.values())[-1]
     by_attack = {name: float(kept.sum()) / n for name, kept in after.items()}
