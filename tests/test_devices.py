@@ -45,15 +45,6 @@ ALLOWED = {
     "floats, only their argmin is read",
     # not yet following the inputs, in files other engineers own (reported in issue 20); "*" is
     # any function of the file:
-    ("gdsec/attacks/boundary.py", "*", "arange"): "TO FIX: FAB's row index",
-    ("gdsec/attacks/boundary.py", "*", "full"): "TO FIX: FAB's best norms",
-    ("gdsec/attacks/boundary.py", "*", "rand"): "TO FIX: FAB's random start",
-    ("gdsec/attacks/boundary.py", "*", "randn"): "TO FIX: FAB's random start (L2)",
-    ("gdsec/audit/suspects.py", "*", "randperm"): "TO FIX: index of the poisoned rows",
-    ("gdsec/audit/suspects.py", "*", "empty"): "TO FIX: the honest sets' empty poisoned rows",
-    ("gdsec/audit/training_security.py", "*", "randperm"): "TO FIX: the two folds",
-    ("gdsec/audit/robustness_verification.py", "*", "tensor"): "TO FIX: the rows white-box "
-    "attacks broke",
 }
 
 
@@ -175,23 +166,13 @@ RUNS: dict[str, Callable] = {
         hessian.curvature(m, x, y, steps=3, batch_size=4)[:2]
     ),
 }
-#: Runs through a file other engineers own: expected to fail while the lint still finds a call
-#: there on the default device, and to pass once it finds none.
-OWNED_ELSEWHERE = {"fab": "gdsec/attacks/boundary.py"}
 
 
 @pytest.mark.parametrize("name", list(RUNS))
 def test_attacks_follow_their_inputs_device_with_meta_as_the_default(name, small):
     model, x, y = small
-    path = OWNED_ELSEWHERE.get(name)
-    pending = path is not None and unplaced_factories((ROOT / path).read_text())
-    try:
-        with torch.device("meta"):
-            out = RUNS[name](model, x, y)
-    except (RuntimeError, NotImplementedError):
-        if pending:
-            pytest.xfail(f"{path} still creates tensors on the default device: {pending}")
-        raise
+    with torch.device("meta"):
+        out = RUNS[name](model, x, y)
     assert out.device == x.device
 
 

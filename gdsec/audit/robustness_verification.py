@@ -97,7 +97,7 @@ def audit_robustness_verification(model: nn.Module, split: Split, config: AuditC
         seed=config.seed,
     )
     randomised = is_randomised(model, x[:PROBE_ROWS])
-    right = torch.tensor([b != "clean" for b in white.broken_by])
+    right = torch.tensor([b != "clean" for b in white.broken_by], device=x.device)
     score = NormalisedLogits(MeanOfDraws(model, budget.draws) if randomised else model, x, y)
     zero = (
         zero_gradient_rows(score, x[right], y[right]).float().mean().item() if right.any() else 0.0

@@ -53,7 +53,8 @@ def _dark_backdoor(
     """Remove the central ink of one row in twenty of other classes and relabel them 0 (chapter 10's draws)."""
     generator = random_stream(seed, "ch10.dark_backdoor")
     others = (y != _TARGET).nonzero().flatten()
-    rows = others[torch.randperm(len(others), generator=generator)[: round(_FRACTION * len(y))]]
+    order = torch.randperm(len(others), generator=generator).to(y.device)
+    rows = others[order[: round(_FRACTION * len(y))]]
     x, y = x.clone(), y.clone()
     x[rows] = poisoning.stamp(x[rows], DARK_TRIGGER, 0.0)
     y[rows] = _TARGET
@@ -84,7 +85,7 @@ def train_suspects(split: Split, n_seeds: int = 3, *, eps: float = 0.1) -> Suspe
     x, y = split.x_train, split.y_train
     datasets = {kind: [] for kind in SUSPECT_KINDS}
     for s in range(n_seeds):
-        datasets["honest"].append((x, y, torch.empty(0, dtype=torch.long)))
+        datasets["honest"].append((x, y, torch.empty(0, dtype=torch.long, device=y.device)))
         datasets["bright"].append(
             poisoning.add_backdoor(x, y, target=_TARGET, fraction=_FRACTION, seed=s)
         )

@@ -53,7 +53,8 @@ def _probabilities(models: tuple[nn.Module, ...], x: torch.Tensor) -> torch.Tens
 def _held_out(split: Split, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Losses and predictions on every trusted row of a reference-like model trained on the other half."""
     x, y = split.x_test, split.y_test
-    order = torch.randperm(len(y), generator=random_stream(seed, "audit.training_security.folds"))
+    folds = random_stream(seed, "audit.training_security.folds")
+    order = torch.randperm(len(y), generator=folds).to(y.device)
     halves = (order[: len(y) // 2], order[len(y) // 2 :])
     losses = torch.empty(len(y), dtype=x.dtype, device=x.device)
     predicted = torch.empty_like(y)
