@@ -9,10 +9,8 @@ trusted split) and judged question by question:
 
 * gradient_exposure (exposure "logits"): truth from a Square attack the bench runs with 1,000
   queries on the model's decisions (on the mean of repeated answers for a randomised model):
-  robust/clean accuracy below 0.5 -> True (hit: "high"); at or above 0.8, and the true robust
-  accuracy (question 2's truth, below) also at or above 0.8 of clean -> False (false alarm: "medium"
-  or worse: adversarial examples that exist are ones a patient outsider can find, so flagging them
-  is not charged); otherwise not judged;
+  robust/clean accuracy below 0.5 -> True (hit: "high"), at or above 0.8 -> False (false alarm:
+  "medium" or worse), in between not judged;
 * adversarial_testing: truth from the full ``gdsec.attacks.evaluate`` ensemble (100 APGD steps) on
   the model itself, on its BPDA stand-in (quantised, randomised) or on the honest model whose
   decisions it returns (rescaled, saturated, decoy): below 50 % -> True (hit: "high" AND a reported
@@ -161,7 +159,7 @@ def audit_member(member: ZooModel, config: audit.AuditConfig, truths: dict, orig
     name = f"{member.dataset}/{member.kind}/{member.seed}"
     report = audit.audit(member.model, member.split, config, name=name)
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-    key = id(member.attacked)
+    key = member.attacked  # the object, kept alive by the dict: an id could be reused
     if key not in truths:
         truths[key] = measure_truth(member, config.n_eval, config.eps)
     truth = judge(member, truths[key])
@@ -179,6 +177,7 @@ def audit_member(member: ZooModel, config: audit.AuditConfig, truths: dict, orig
         "true_robust": truths[key]["robust"],
         "reported_robust": reported,
         "true_query_ratio": truths[key]["query_ratio"],
+        "true_clean": truths[key]["clean"],
         "agrees_with_original": (severities == original) if rescaled else None,
         "notes": member.notes,
         "seconds": seconds,
@@ -212,7 +211,7 @@ def run(
     for seed in range(FIRST_SEED, FIRST_SEED + n_seeds):
         for dataset, (split, chosen, cfg) in setups.items():
             base = zoo_models.train_base(split, seed)
-            truths: dict[int, dict[str, float]] = {}
+            truths: dict[object, dict[str, float]] = {}
             original: dict[str, str] = {}
             for kind in chosen:
                 member = zoo_models.build(kind, dataset, split, seed, base)

@@ -287,11 +287,9 @@ def measure_truth(member: ZooModel, n_eval: int, eps: float) -> dict[str, float]
 def judge(member: ZooModel, truth: dict[str, float]) -> dict[str, bool | None]:
     """Every question's truth for ``member``: by construction (3-5) or by the bench's attacks (1-2)."""
     q1, ra = truth["query_ratio"], truth["robust"]
-    held = min(q1, ra / max(truth["clean"], 1e-12))  # what the decisions themselves hold
     return {
-        # a hit needs a practical outsider (Square) to break it; a false alarm needs decisions
-        # that hold, so flagging a model whose adversarial examples exist is never charged
-        "gradient_exposure": True if q1 < 0.5 else False if held >= 0.8 else None,
+        # what an outsider with the scores reaches (Square; averaging a random API's answers)
+        "gradient_exposure": True if q1 < 0.5 else False if q1 >= 0.8 else None,
         "adversarial_testing": True if ra < 0.5 else False if ra >= 0.75 else None,
         **member.truth,
     }

@@ -70,9 +70,10 @@ def test_truth_thresholds_of_questions_1_and_2():
     assert judged["gradient_exposure"] is True and judged["adversarial_testing"] is None
     judged = zoo_models.judge(member, {"clean": 1.0, "robust": 0.8, "query_ratio": 0.9})
     assert judged["gradient_exposure"] is False and judged["adversarial_testing"] is False
-    # Square is stuck (a random, quantised API) but the decisions break: flagging is not an alarm
+    # Square is stuck (a random, quantised API) while the decisions break: question 1 asks what an
+    # outsider with the scores reaches, so flagging it high is a false alarm
     judged = zoo_models.judge(member, {"clean": 0.9, "robust": 0.37, "query_ratio": 0.95})
-    assert judged["gradient_exposure"] is None and judged["adversarial_testing"] is True
+    assert judged["gradient_exposure"] is False and judged["adversarial_testing"] is True
 
 
 def test_tiny_zoo_runs_and_scores(tabular):
