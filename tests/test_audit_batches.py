@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from gdsec import audit, hessian
-from gdsec.attacks import Budget
+from gdsec.attacks import Budget, evaluate
 from gdsec.audit import adaptive, convergence_properties, gradient_exposure
 
 pytestmark = pytest.mark.unit
@@ -66,3 +66,21 @@ def test_sharpness_in_chunks(digits, digits_mlp, monkeypatch):
     )
     convergence_properties.audit_convergence_properties(digits_mlp, digits, config)
     assert seen and set(seen) == {8}
+
+
+def test_evaluate_attacks_in_chunks(digits, digits_mlp, monkeypatch):
+    from gdsec.attacks import ensemble
+
+    seen, real = [], ensemble.Member.run
+
+    def spy(self, model, x, *args, **kwargs):
+        seen.append(x.shape[0])
+        return real(self, model, x, *args, **kwargs)
+
+    monkeypatch.setattr(ensemble.Member, "run", spy)
+    x, y = digits.x_test[:20], digits.y_test[:20]
+    chunked = evaluate(digits_mlp, x, y, 0.1, budget=TINY, batch_size=6)
+    assert seen and max(seen) <= 6
+    seen.clear()
+    whole = evaluate(digits_mlp, x, y, 0.1, budget=TINY)
+    assert max(seen) > 6 and chunked.clean_accuracy == whole.clean_accuracy

@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from gdsec.attacks._core import check_attack_inputs, checked_logits, target_count
+from gdsec.attacks.batches import check_batch_size, in_batches
 from gdsec.attacks.budget import BUDGETS, Budget
 from gdsec.attacks.checks import (
     PROBE_ROWS,
@@ -114,6 +115,7 @@ def evaluate(
     budget: Budget = BUDGETS["standard"],
     seed: int = 0,
     attacks: tuple[str | Member, ...] | None = None,
+    batch_size: int | None = None,
     **unknown: object,
 ) -> Evaluation:
     """Per-example worst-case robust accuracy at ``eps`` under the AutoAttack standard ensemble, with flags.
@@ -127,7 +129,8 @@ def evaluate(
     ``apgd-ce`` at ``2 * eps`` on the first ``budget.check_rows`` rows (``check_rows=0`` skips it).
     A model that draws from torch's global generator draws from it seeded with a stream derived
     from ``seed`` (and the global state is restored afterwards), so the result is deterministic; a
-    model with its own generator continues its own sequence of draws.
+    model with its own generator continues its own sequence of draws. Each attack takes
+    ``batch_size`` rows at a time (:func:`gdsec.attacks.batches.in_batches`; default all at once).
     Taught in chapters 6 and 8.
     """
     check_keywords("evaluate", unknown, ())
@@ -139,12 +142,11 @@ def evaluate(
         raise ValueError(f"budget must be a gdsec.attacks.Budget, got {type(budget).__name__}")
     default = ENSEMBLE if norm == "inf" else ENSEMBLE[:3]
     members = check_members(default if attacks is None else attacks, norm)
-    x, y = x.detach(), y.detach()
-    with (
-        seeded_global_rng(seed, "attacks.evaluate.model"),
-        eval_mode(model),
-    ):  # the model's own randomness only
-        return _evaluate(model, x, y, eps, norm, seed, members, budget, n_classes, attacks is None)
+    x, y, chunk = x.detach(), y.detach(), check_batch_size("batch_size", batch_size)
+    with seeded_global_rng(seed, "attacks.evaluate.model"), eval_mode(model):  # its own draws only
+        return _evaluate(
+            model, x, y, eps, norm, seed, members, budget, n_classes, attacks is None, chunk
+        )
 
 
 def _evaluate(
@@ -158,10 +160,10 @@ def _evaluate(
     budget: Budget,
     n_classes: int,
     escalate: bool,
+    batch_size: int | None,
 ) -> Evaluation:
     """The body of :func:`evaluate`, on checked arguments, with the model in eval mode."""
-    probe = x[:PROBE_ROWS]
-    flags: list[str] = []
+    probe, flags = x[:PROBE_ROWS], []
     if looks_like_probabilities(model, probe):
         flags.append(
             "probabilities: the outputs are in [0, 1] and sum to 1 per row; attacks need logits (drop the softmax)"
@@ -191,7 +193,7 @@ def _evaluate(
         start = time.perf_counter()
         rows = robust.nonzero().squeeze(1)
         if rows.numel():
-            found = craft(x[rows], y[rows])
+            found = in_batches(lambda _, a, b: craft(a, b), batch_size)(target, x[rows], y[rows])
             fooled = _predict(target, found) != y[rows]
             robust[rows[fooled]] = False
             x_adv[rows[fooled]] = found[fooled]

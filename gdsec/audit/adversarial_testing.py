@@ -55,7 +55,9 @@ def _evaluation(
 ) -> Evaluation:
     """``evaluate`` on the audit's view (calibrated on ``(x, y)``) with the config's budget."""
     view = NormalisedLogits(model, x, y)
-    return evaluate(view, x, y, eps, budget=config.budget, seed=config.seed)
+    return evaluate(
+        view, x, y, eps, budget=config.budget, seed=config.seed, batch_size=config.batch_size
+    )
 
 
 def _deepfool_median(model: nn.Module, x: torch.Tensor, y: torch.Tensor, rows: int) -> float:

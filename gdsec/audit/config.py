@@ -88,9 +88,10 @@ class AuditConfig:
     """The audit's settings: threat model, budgets and thresholds (all stated in the report).
 
     ``n_eval=None`` measures attacks on the whole trusted split. ``batch_size`` is how many rows
-    an attack takes at a time (``None``: all at once), for the checks to pass to
-    :func:`gdsec.attacks.batches.in_batches` so memory is bounded by the batch, not the split (the
-    question modules and ``evaluate`` do not pass it yet: issue 20). ``budget`` (a
+    an attack takes at a time (``None``: all at once): every attack of questions 1, 2 and 4 and
+    question 5's Hessian-vector products run in chunks of it
+    (:func:`gdsec.attacks.batches.in_batches`), so memory is bounded by the batch, not the split
+    (a randomised attack restarts its stream in each chunk). ``budget`` (a
     :class:`gdsec.attacks.Budget`, AutoAttack's by default) is passed down to every attack the
     checks run, :func:`gdsec.attacks.evaluate` included. ``references`` are clean models
     trained on the trusted split (several seeds) that calibrate the thresholds and serve as the

@@ -95,6 +95,7 @@ def audit_robustness_verification(model: nn.Module, split: Split, config: AuditC
         attacks=("apgd-ce", "apgd-t"),
         budget=replace(budget, check_rows=0),
         seed=config.seed,
+        batch_size=config.batch_size,
     )
     randomised = is_randomised(model, x[:PROBE_ROWS])
     right = torch.tensor([b != "clean" for b in white.broken_by], device=x.device)
