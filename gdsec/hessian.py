@@ -48,8 +48,13 @@ def _products(
     loss: torch.Tensor, params: list[torch.Tensor], retain: bool
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """``v -> H v`` for the Hessian of ``loss`` w.r.t. ``params`` (flat float64 vectors)."""
-    first = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
-    # a parameter the loss does not use (or uses linearly) has a zero row and column in the Hessian
+    # a parameter the loss does not use (or uses linearly, or through no gradient path at all, as
+    # under torch.no_grad) has a zero row and column in the Hessian
+    first = (
+        torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
+        if loss.requires_grad
+        else [None] * len(params)
+    )
     used = [i for i, g in enumerate(first) if g is not None and g.requires_grad]
     grads, sizes = [first[i] for i in used], [p.numel() for p in params]
 

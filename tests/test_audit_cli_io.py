@@ -210,10 +210,6 @@ BAD = {
         ),
         rf"DATA: y_test has fewer than {MIN_ROWS_PER_CLASS} rows of class\(es\) \[9\] \(counts \[2\]\)",
     ),
-    "no gradient path to the inputs": (
-        lambda f, t: [str(_script(_Quantised(f["model"]), t / "q.pt")), str(f["data"])],
-        r"MODEL's logits have no gradient path to its inputs",
-    ),
     "torch.export program in training mode": (
         lambda f, t: [_training_export(f, t), str(f["data"])],
         r"MODEL is a torch\.export program captured in training mode: \S+ \(aten::batch_norm",
@@ -460,12 +456,12 @@ class _NoGradDefence(nn.Module):
         return self.linear(x)
 
 
-def test_no_gradient_path_is_refused_and_training_mode_noted():
+def test_no_gradient_path_is_audited_with_a_note_and_training_mode_noted():
     x = torch.rand(6, 4)
     assert not gradient_reaches_input(_NoGradDefence(), x)
     assert gradient_reaches_input(nn.Linear(4, 2), x)
-    with pytest.raises(ValueError, match="no gradient path to its inputs"):
-        prepare_model(_NoGradDefence(), _split(x))
+    _, notes = prepare_model(_NoGradDefence(), _split(x))
+    assert any("no gradient path to its inputs" in note for note in notes)
     scripted = torch.jit.script(nn.Sequential(nn.Linear(4, 2), nn.Dropout(0.0))).train()
     _, notes = prepare_model(scripted, _split(x))
     assert not scripted.training and any("audited in eval mode" in n for n in notes)
@@ -541,3 +537,18 @@ def test_audit_validates_questions_and_progress(files):
         ("convergence_properties", False),
         ("convergence_properties", True),
     ]
+
+
+@pytest.mark.integration
+def test_a_defence_with_no_gradient_path_is_audited_and_flagged(files, tmp_path, capsys):
+    """The most extreme masking (a quantiser under torch.no_grad) is measured, not refused: zero
+    gradients flagged, the gradient-free and adaptive attacks decide, question 4 fails it."""
+    model = str(_script(_Quantised(files["model"]), tmp_path / "q.pt"))
+    out = tmp_path / "report.json"
+    argv = [model, str(files["data"]), "--format", "json", "--out", str(out), "--budget", "quick"]
+    status, _, err = _inprocess([*argv, "--only", "robustness_verification", "--quiet"], capsys)
+    report = json.loads(out.read_text())
+    (finding,) = report["findings"]
+    assert status == 1 and finding["severity"] == "high", (status, finding["summary"], err)
+    assert "zero-gradient" in finding["summary"]
+    assert any("no gradient path" in note for note in report["inputs"]["model"]["notes"])

@@ -27,6 +27,7 @@ from gdsec.attacks._core import (
     row_norm,
     runner_up_targets,
 )
+from gdsec.attacks.minimal import gradient_or_zero
 from gdsec.attacks.settings import flag, positive, positive_int, seed_value
 from gdsec.streams import random_stream
 from gdsec.validation import check_norm, check_number
@@ -91,14 +92,6 @@ def project_on_hyperplane(
     return step * (c != 0)[:, None]
 
 
-def _gradient(out: torch.Tensor, probe: torch.Tensor, retain: bool) -> torch.Tensor:
-    """d out / d probe; zero when ``out`` has no gradient path to ``probe`` (no_grad, detach)."""
-    grad = None
-    if out.requires_grad:
-        (grad,) = torch.autograd.grad(out, probe, retain_graph=retain, allow_unused=True)
-    return torch.zeros_like(probe) if grad is None else grad
-
-
 def _boundary(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, norm: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,9 +102,11 @@ def _boundary(
         logits = checked_logits(model, probe).to(x.dtype)  # any float logits take x's dtype
         if target is not None:
             f = logits[rows, target] - logits[rows, y]
-            return f.detach(), _gradient(f.sum(), probe, False).reshape(x.shape[0], -1)
+            return f.detach(), gradient_or_zero(f.sum(), probe, False).reshape(x.shape[0], -1)
         n_classes = logits.shape[1]
-        grads = [_gradient(logits[:, k].sum(), probe, k < n_classes - 1) for k in range(n_classes)]
+        grads = [
+            gradient_or_zero(logits[:, k].sum(), probe, k < n_classes - 1) for k in range(n_classes)
+        ]
     jac = torch.stack(grads, 1).reshape(x.shape[0], n_classes, -1)
     f_all = (logits - logits[rows, y][:, None]).detach()
     g_all = jac - jac[rows, y][:, None]

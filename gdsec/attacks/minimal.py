@@ -195,6 +195,14 @@ def deepfool(
     return x_adv
 
 
+def gradient_or_zero(out: torch.Tensor, probe: torch.Tensor, retain: bool) -> torch.Tensor:
+    """d out / d probe, or zero without a gradient path (no_grad, detach): DeepFool and FAB."""
+    grad = None
+    if out.requires_grad:
+        (grad,) = torch.autograd.grad(out, probe, retain_graph=retain, allow_unused=True)
+    return torch.zeros_like(probe) if grad is None else grad
+
+
 def _deepfool_step(model: nn.Module, x: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
     """The minimal step that reaches the nearest linearised boundary, for each row of ``x``."""
     with torch.enable_grad():
@@ -202,10 +210,7 @@ def _deepfool_step(model: nn.Module, x: torch.Tensor, label: torch.Tensor) -> to
         logits = checked_logits(model, x)
         n_classes = logits.shape[1]
         grads = torch.stack(
-            [
-                torch.autograd.grad(logits[:, k].sum(), x, retain_graph=k < n_classes - 1)[0]
-                for k in range(n_classes)
-            ],
+            [gradient_or_zero(logits[:, k].sum(), x, k < n_classes - 1) for k in range(n_classes)],
             dim=1,
         )  # (N, K, ...)
     rows = torch.arange(x.shape[0], device=x.device)

@@ -1,12 +1,12 @@
 """The saved model as ``gdsec-audit`` audits it: probed for what the checks cannot audit, and wrapped
 so that the audit sees a model of [0, 1] pixel inputs returning float32 logits.
 
-:func:`prepare_model` refuses (``ValueError``) a ``torch.export`` program captured in training mode,
-a model whose output for a row depends on the other rows of its batch, and one whose logits have
-no gradient path to its inputs (question 2's FAB attack, :mod:`gdsec.attacks.boundary`, fails on
-it); it switches a TorchScript model saved in training mode to eval mode, casts float64 logits to
-float32 and applies the per-channel normalisation (``--mean``/``--std``) the model expects. Every
-change is returned as a note for the report.
+:func:`prepare_model` refuses (``ValueError``) a ``torch.export`` program captured in training mode
+and a model whose output for a row depends on the other rows of its batch; it switches a
+TorchScript model saved in training mode to eval mode, casts float64 logits to float32, applies the
+per-channel normalisation (``--mean``/``--std``) the model expects, and notes a model whose logits
+have no gradient path to its inputs (audited: every gradient is zero, so the gradient-free,
+transfer and decision-based attacks decide). Every change is returned as a note for the report.
 """
 
 from __future__ import annotations
@@ -148,11 +148,10 @@ def prepare_model(
             "e.g. batch norm in training mode); save it after model.eval()"
         )
     if not gradient_reaches_input(wrapped, x):
-        raise ValueError(
+        notes.append(
             "MODEL's logits have no gradient path to its inputs (a defence computed under "
-            "torch.no_grad or detached), which by itself masks gradients (chapter 8), and the "
-            "audit's boundary attack cannot run on it yet: audit the model behind the defence, or "
-            "save the defence as a straight-through (BPDA) layer"
+            "torch.no_grad or detached): that alone masks gradients (chapter 8); every gradient "
+            "attack sees zero, and the gradient-free, transfer and decision-based attacks decide"
         )
     needed = dtype != torch.float32 or mean_t is not None
     return (wrapped if needed else model), notes
