@@ -85,13 +85,13 @@ def audit_gradient_exposure(model: nn.Module, split: Split, config: AuditConfig)
     clean = accuracy(model, x, y)
     # the same decisions; the logit scale cannot hide anything
     model = NormalisedLogits(model, x, y)
-    chunked = config.batch_size  # rows per attack call: memory bounded by the chunk
+    batch_size = config.batch_size  # rows per attack call: memory bounded by it
     whitebox = robust_accuracy(
         model,
         x,
         y,
         in_batches(
-            lambda m, xs, ys: pgd(m, xs, ys, eps, steps=config.budget.steps, seed=seed), chunked
+            lambda m, xs, ys: pgd(m, xs, ys, eps, steps=config.budget.steps, seed=seed), batch_size
         ),
     )
     query = robust_accuracy(
@@ -102,7 +102,7 @@ def audit_gradient_exposure(model: nn.Module, split: Split, config: AuditConfig)
             lambda m, xs, ys: square_attack(
                 m, xs, ys, eps, steps=config.budget.square_steps, seed=seed
             ),
-            chunked,
+            batch_size,
         ),
     )
     flags = _untrusted(model, x, y, eps, seed)
@@ -115,7 +115,7 @@ def audit_gradient_exposure(model: nn.Module, split: Split, config: AuditConfig)
             y,
             in_batches(
                 lambda m, xs, ys: hop_skip_jump(m, xs, ys, eps, queries=queries, seed=seed),
-                chunked,
+                batch_size,
             ),
         )
     achievable = {
@@ -137,7 +137,7 @@ def audit_gradient_exposure(model: nn.Module, split: Split, config: AuditConfig)
             randomised="randomised" in flags,
             signs=True,
             seed=seed,
-            batch_size=chunked,
+            batch_size=batch_size,
         )
         adaptive = list(after.values())[-1].float().mean().item()
         achievable = min(achievable, decision, adaptive)
